@@ -1,0 +1,1 @@
+//! Rule-based rewards: text in, [`rewardkit_core::Outcome`] out. Pure and bounded.
