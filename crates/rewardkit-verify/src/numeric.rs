@@ -849,15 +849,22 @@ fn find_hashes(text: &str, meter: &mut Meter) -> Result<Option<Number>, Exhauste
 fn find_boxed(text: &str, meter: &mut Meter) -> Result<Option<Number>, Exhausted> {
     let b = text.as_bytes();
     let mut limit = b.len();
+    // The last `\boxed` and `\fbox` before `limit`, each searched for again only once passed,
+    // so that the two searches together read every byte once.
+    let mut boxed = rfind_before(text, "\\boxed", limit);
+    let mut fbox = rfind_before(text, "\\fbox", limit);
     loop {
-        let boxed = rfind_before(text, "\\boxed", limit);
-        let fbox = rfind_before(text, "\\fbox", limit);
         let (p, len) = match (boxed, fbox) {
             (Some(x), Some(y)) if y > x => (y, 5),
             (Some(x), _) => (x, 6),
             (None, Some(y)) => (y, 5),
             (None, None) => break,
         };
+        if len == 6 {
+            boxed = rfind_before(text, "\\boxed", p);
+        } else {
+            fbox = rfind_before(text, "\\fbox", p);
+        }
         meter.step((limit - p) as u64)?;
         let open = skip_space(b, p + len, limit);
         if open < limit && b[open] == b'{' {
@@ -1171,5 +1178,502 @@ impl Reward for Gsm8k {
 
     fn score(&self, sample: &Sample, meter: &mut Meter) -> RewardOutput {
         self.outcome(sample, meter).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rewardkit_core::{Budget, Completion};
+
+    use super::*;
+
+    /// Extracts with the default strategies and compares the number's display (`none` for no
+    /// answer).
+    #[track_caller]
+    fn check(text: &str, expected: &str) {
+        let mut meter = Budget::default().meter();
+        let got = extract_answer(text, &mut meter)
+            .expect("within budget")
+            .map_or_else(|| "none".to_string(), |n| n.to_string());
+        assert_eq!(got, expected, "extracting from {text:?}");
+    }
+
+    /// Scores a completion against a reference with default options; compares the outcome's
+    /// display (`1`, `0`, `unscorable (…)`, `timed out`).
+    #[track_caller]
+    fn check_score(completion: &str, reference: &str, expected: &str) {
+        check_score_with(
+            Gsm8kOptions::default(),
+            completion,
+            Some(reference),
+            expected,
+        );
+    }
+
+    #[track_caller]
+    fn check_score_with(
+        options: Gsm8kOptions,
+        completion: &str,
+        reference: Option<&str>,
+        expected: &str,
+    ) {
+        let verifier = Gsm8k::new(options).expect("valid options");
+        let mut sample = Sample::new("", completion);
+        sample.reference = reference.map(|r| Reference::Text(r.to_string()));
+        let outcome = verifier
+            .score(&sample, &mut Budget::default().meter())
+            .outcome;
+        assert_eq!(
+            outcome.to_string(),
+            expected,
+            "{completion:?} against {reference:?}"
+        );
+    }
+
+    #[track_caller]
+    fn check_parse(text: &str, expected: &str) {
+        let got = Number::parse(text).map_or_else(|| "none".to_string(), |n| n.to_string());
+        assert_eq!(got, expected, "parsing {text:?}");
+    }
+
+    #[test]
+    fn parses_numbers_exactly() {
+        check_parse("18", "18");
+        check_parse("  18  ", "18");
+        check_parse("18.00", "18");
+        check_parse("18.50", "18.5");
+        check_parse("0.5", "0.5");
+        check_parse(".5", "0.5");
+        check_parse("007", "7");
+        check_parse("0", "0");
+        check_parse("-0", "0");
+        check_parse("0.000", "0");
+        check_parse("1000", "1000");
+        check_parse("1,000", "1000");
+        check_parse("1,234,567", "1234567");
+        check_parse("1,234,567.89", "1234567.89");
+        check_parse("1{,}000", "1000");
+        check_parse("1\\,000", "1000");
+        check_parse("12,34", "none");
+        check_parse("1234,567", "none");
+        check_parse("$18", "18");
+        check_parse("\\$18", "18");
+        check_parse("-$18", "-18");
+        check_parse("$-18", "-18");
+        check_parse("-18", "-18");
+        check_parse("+18", "18");
+        check_parse("\u{2212}18", "-18");
+        check_parse("25%", "25");
+        check_parse("25\\%", "25");
+        check_parse("3/4", "0.75");
+        check_parse("1/2", "0.5");
+        check_parse("2/4", "0.5");
+        check_parse("1/3", "1/3");
+        check_parse("2/6", "1/3");
+        check_parse("-1/3", "-1/3");
+        check_parse("10/5", "2");
+        check_parse("1/0", "none");
+        check_parse("0/5", "0");
+        check_parse("1.5/3", "0.5");
+        check_parse("\\frac{3}{4}", "0.75");
+        check_parse("\\dfrac{1}{3}", "1/3");
+        check_parse("\\tfrac{6}{3}", "2");
+        check_parse("-\\frac{1}{2}", "-0.5");
+        check_parse("\\frac{-1}{2}", "-0.5");
+        check_parse("\\frac{1}{0}", "none");
+        check_parse("\\frac{x}{2}", "none");
+        check_parse("", "none");
+        check_parse("abc", "none");
+        check_parse("18 dollars", "none");
+        check_parse("1e5", "none");
+        check_parse("0.1", "0.1");
+        check_parse("0.0001", "0.0001");
+        check_parse(
+            "123456789012345678901234567890123456789012345",
+            "123456789012345678901234567890123456789012345",
+        );
+        check_parse(
+            "340282366920938463463374607431768211455",
+            "340282366920938463463374607431768211455",
+        );
+        check_parse(
+            "340282366920938463463374607431768211456",
+            "340282366920938463463374607431768211456",
+        );
+        check_parse("1000000000000000000000000000000000000000000000000", "1e48");
+    }
+
+    #[test]
+    fn equal_values_have_equal_numbers() {
+        let same = [
+            ("0.5", "1/2"),
+            ("18", "18.000"),
+            ("1000", "1,000"),
+            ("0.75", "\\frac{3}{4}"),
+            ("1/3", "2/6"),
+            ("-0.25", "-1/4"),
+            ("0", "-0.0"),
+            ("100", "1e2-is-not-parsed-so-use-100"),
+        ];
+        for (a, b) in same.iter().take(7) {
+            assert_eq!(Number::parse(a), Number::parse(b), "{a} vs {b}");
+            assert!(Number::parse(a).is_some());
+        }
+        assert_ne!(Number::parse("1/3"), Number::parse("0.333333333333"));
+        assert_ne!(Number::parse("18"), Number::parse("-18"));
+        assert_ne!(Number::parse("1.8"), Number::parse("18"));
+        assert_eq!(Number::parse("42"), Some(Number::from_i128(42)));
+        assert_eq!(Number::parse("-42"), Some(Number::from_i128(-42)));
+        assert!(Number::parse("-42").is_some_and(|n| n.is_negative()));
+        assert_eq!(Number::parse("0"), Some(Number::zero()));
+        // Past u128 the digit strings are compared exactly.
+        let big = format!("1{}", "0".repeat(400));
+        let big_with_decimals = format!("{big}.000");
+        assert_eq!(Number::parse(&big), Number::parse(&big_with_decimals));
+        assert_ne!(Number::parse(&big), Number::parse(&format!("{big}1")));
+    }
+
+    #[test]
+    fn extracts_the_marked_answer() {
+        // `#### N`, the dataset's own marker.
+        check("She makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18", "18");
+        check("#### 18", "18");
+        check("####18", "18");
+        check("#### $18", "18");
+        check("#### -3", "-3");
+        check("#### 1,000", "1000");
+        check("#### 18.00", "18");
+        check("#### 18 dollars", "18");
+        check("#### **18**", "18");
+        check("#### 18\n\nSome trailing chatter about 7 things.", "18");
+        check("#### 5\n#### 7", "7");
+        check("#### Step 2: compute\nthe total is 40", "40");
+        check("#### 5 * 2", "2");
+        // `\boxed{N}`.
+        check("So the total is \\boxed{18}.", "18");
+        check("$\\boxed{18}$", "18");
+        check("\\boxed{ 18 }", "18");
+        check("\\boxed{\\$18.00}", "18");
+        check("\\boxed{18 \\text{ dollars}}", "18");
+        check("\\boxed{\\text{18}}", "18");
+        check("\\boxed{\\frac{3}{4}}", "0.75");
+        check("\\boxed{-\\frac{1}{3}}", "-1/3");
+        check("\\boxed{50\\%}", "50");
+        check("\\boxed{x = 5}", "5");
+        check("\\boxed{1{,}000}", "1000");
+        check("\\boxed{5} and later \\boxed{7}", "7");
+        check("\\boxed{7} then \\boxed{no}", "7");
+        check("\\fbox{9}", "9");
+        check("\\boxed{3 + 4}", "4");
+        check("\\boxed{18", "18");
+        // `A: N` lines of the GSM8K model-solution files.
+        check("Janet sells 9 eggs.\nA: 18", "18");
+        check("A: 1,450,000", "1450000");
+        check("A: -1.8 billion", "-1.8");
+        check("A: $18.50", "18.5");
+        check("A: 7/14", "0.5");
+        check("QA: 5 and 6", "6");
+        // Answer phrases.
+        check("The answer is 18.", "18");
+        check("the answer is: 18", "18");
+        check("THE ANSWER IS 18", "18");
+        check("Final answer: 18", "18");
+        check("**Final Answer:** 18", "18");
+        check("**Answer**: $18", "18");
+        check("Answer = 18", "18");
+        check("The answer is:\n\n18", "18");
+        check("The final answer is $18$. I hope it is correct.", "18");
+        check("The answer is that she makes $18 per day.", "18");
+        check("The answer is 3 + 15 = 18 fruits.", "18");
+        check("The answer is 18. Then 5 more things happen.", "18");
+        check("The answer is 12. Wait, the answer is 14.", "14");
+        check("The answer is 12. I hope this answer is correct.", "12");
+        check("The answers: 12", "12");
+        check("No answer here, 5 apples", "5");
+        check("The answer is -7.", "-7");
+        check("The answer is \u{2212}7.", "-7");
+        check("The answer is 25%.", "25");
+        check("The answer is 1/2.", "0.5");
+        check("The answer is 0.50", "0.5");
+        check("The answer is 5 * 2", "2");
+        // The last number.
+        check("She has 16 - 3 - 4 = 9 eggs", "9");
+        check("16-3", "3");
+        check("the change is -5", "-5");
+        check("x=-5", "-5");
+        check("It costs $1,234.50.", "1234.5");
+        check("3rd place", "3");
+        check("H2O", "2");
+        check("version 1.2.3", "3");
+        check("ratio 12/60=1/5 pm", "0.2");
+        check("3,4", "4");
+        check("1,0000", "0");
+        check("<<2*0.5=1.0>>1.0 bolts", "1");
+        check("in 2024.", "2024");
+        check("costs $5/hour", "5");
+    }
+
+    #[test]
+    fn strategies_have_priority() {
+        check("The answer is 5.\n#### 6", "6");
+        check("#### 6\nThe answer is 5.", "6");
+        check("\\boxed{4}\nA: 5", "4");
+        check("A: 5\nThe answer is 4", "5");
+        check("The answer is 4. Then I computed 17.", "4");
+    }
+
+    #[test]
+    fn finds_nothing_where_there_is_nothing() {
+        check("", "none");
+        check("   ", "none");
+        check("no numbers at all", "none");
+        check("####", "none");
+        check("\\boxed{}", "none");
+        check("\\boxed{", "none");
+        check("The answer is", "none");
+        check("A:", "none");
+        check("\u{1F600}\u{0660}\u{0661}", "none");
+        check("\\frac{", "none");
+        check("\\frac{1}{", "1");
+        check("-", "none");
+        check("$", "none");
+        check(".", "none");
+        check("%", "none");
+        check("/", "none");
+        check("1/", "1");
+        check("\\", "none");
+    }
+
+    #[test]
+    fn scores_against_references() {
+        check_score("#### 18", "18", "1");
+        check_score("#### 18", "19", "0");
+        check_score("#### 18", "18.00", "1");
+        check_score("#### 18", "$18", "1");
+        check_score("#### 1000", "1,000", "1");
+        check_score("#### 1,000", "1000", "1");
+        check_score("The answer is 0.5", "1/2", "1");
+        check_score("The answer is 1/2", "0.5", "1");
+        check_score("\\boxed{\\frac{1}{2}}", "0.5", "1");
+        check_score("The answer is 25%", "25", "1");
+        check_score("The answer is 18 dollars", "18 dollars", "1");
+        check_score("The answer is 18", "She makes $<<9*2=18>>18.\n#### 18", "1");
+        check_score("The answer is 18", "She makes $<<9*2=18>>18.\nA: 18", "1");
+        check_score(
+            "The answer is 18",
+            "He has 3 apples and 4 pears\n#### 7",
+            "0",
+        );
+        check_score(
+            "The answer is 7",
+            "He has 3 apples and 4 pears\n#### 7",
+            "1",
+        );
+        check_score("The answer is -3", "-3", "1");
+        check_score("The answer is 3", "-3", "0");
+        check_score("The answer is 1/3", "2/6", "1");
+        check_score("The answer is 0.333", "1/3", "0");
+        check_score("", "18", "0");
+        check_score("no idea", "18", "0");
+        check_score("#### 18", "", "unscorable (reference has no number)");
+        check_score(
+            "#### 18",
+            "eighteen",
+            "unscorable (reference has no number)",
+        );
+    }
+
+    #[test]
+    fn options_change_the_scores() {
+        let options = Gsm8kOptions {
+            correct: 2.0,
+            incorrect: -1.0,
+            format_score: Some(0.1),
+            ..Gsm8kOptions::default()
+        };
+        check_score_with(options.clone(), "#### 18", Some("18"), "2");
+        check_score_with(options.clone(), "#### 17", Some("18"), "0.1");
+        check_score_with(options, "nothing", Some("18"), "-1");
+
+        let unscorable = Gsm8kOptions {
+            no_answer: NoAnswer::Unscorable,
+            ..Gsm8kOptions::default()
+        };
+        check_score_with(
+            unscorable,
+            "nothing",
+            Some("18"),
+            "unscorable (no answer found)",
+        );
+
+        let strict = Gsm8kOptions {
+            strategies: vec![Strategy::Hashes],
+            ..Gsm8kOptions::default()
+        };
+        check_score_with(strict.clone(), "The answer is 18", Some("18"), "0");
+        check_score_with(strict.clone(), "#### 18", Some("18"), "1");
+        // The reference is read with the same strategies, after trying it as a bare number.
+        check_score_with(
+            strict.clone(),
+            "#### 18",
+            Some("work\nA: 18"),
+            "unscorable (reference has no number)",
+        );
+        check_score_with(strict, "#### 18", Some("18"), "1");
+
+        check_score_with(
+            Gsm8kOptions::default(),
+            "#### 18",
+            None,
+            "unscorable (missing reference)",
+        );
+    }
+
+    #[test]
+    fn references_may_be_json() {
+        let verifier = Gsm8k::new(Gsm8kOptions::default()).unwrap();
+        let score = |completion: &str, reference: serde_json::Value| {
+            let mut sample = Sample::new("", completion);
+            sample.reference = Some(Reference::Json(reference));
+            verifier
+                .score(&sample, &mut Budget::default().meter())
+                .outcome
+                .to_string()
+        };
+        assert_eq!(score("#### 18", serde_json::json!(18)), "1");
+        assert_eq!(score("#### 18.5", serde_json::json!(18.5)), "1");
+        assert_eq!(score("#### 18", serde_json::json!(["17", 18])), "1");
+        assert_eq!(score("#### 19", serde_json::json!(["17", 18])), "0");
+        assert_eq!(
+            score("#### 19", serde_json::json!([])),
+            "unscorable (missing reference)"
+        );
+        assert_eq!(
+            score("#### 19", serde_json::json!({"a": 1})),
+            "unscorable (reference is not text)"
+        );
+        assert_eq!(
+            score("#### 19", serde_json::json!([null])),
+            "unscorable (reference list holds a non-number)"
+        );
+        assert_eq!(
+            score("#### 19", serde_json::json!(null)),
+            "unscorable (reference is not text)"
+        );
+    }
+
+    #[test]
+    fn reads_chat_completions() {
+        let verifier = Gsm8k::new(Gsm8kOptions::default()).unwrap();
+        let mut sample = Sample::new("", "").with_reference("18");
+        sample.completion =
+            Completion::Message(rewardkit_core::Message::new("assistant", "#### 18"));
+        let outcome = verifier
+            .score(&sample, &mut Budget::default().meter())
+            .outcome;
+        assert_eq!(outcome, Outcome::scored(1.0));
+    }
+
+    #[test]
+    fn refuses_bad_options() {
+        let bad = |options: Gsm8kOptions| Gsm8k::new(options).unwrap_err().to_string();
+        assert_eq!(
+            bad(Gsm8kOptions {
+                correct: f64::NAN,
+                ..Default::default()
+            }),
+            "option `correct`: a finite number"
+        );
+        assert_eq!(
+            bad(Gsm8kOptions {
+                incorrect: f64::INFINITY,
+                ..Default::default()
+            }),
+            "option `incorrect`: a finite number"
+        );
+        assert_eq!(
+            bad(Gsm8kOptions {
+                format_score: Some(f64::NAN),
+                ..Default::default()
+            }),
+            "option `format_score`: a finite number"
+        );
+        assert!(bad(Gsm8kOptions {
+            strategies: vec![],
+            ..Default::default()
+        })
+        .starts_with("option `strategies`"));
+        assert!(bad(Gsm8kOptions {
+            strategies: vec![Strategy::Boxed, Strategy::Boxed],
+            ..Default::default()
+        })
+        .starts_with("option `strategies`"));
+    }
+
+    #[test]
+    fn options_deserialise_with_defaults_and_refuse_unknown_keys() {
+        let options: Gsm8kOptions = serde_json::from_str(
+            r#"{"strategies": ["boxed", "last_number"], "no_answer": "unscorable"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            options.strategies,
+            vec![Strategy::Boxed, Strategy::LastNumber]
+        );
+        assert_eq!(options.no_answer, NoAnswer::Unscorable);
+        assert_eq!(options.correct, 1.0);
+        let empty: Gsm8kOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, Gsm8kOptions::default());
+        assert!(serde_json::from_str::<Gsm8kOptions>(r#"{"corect": 1}"#).is_err());
+        assert!(serde_json::from_str::<Gsm8kOptions>(r#"{"strategies": ["regex"]}"#).is_err());
+        assert_eq!(Gsm8k::new(empty).unwrap().kind(), "gsm8k");
+    }
+
+    #[test]
+    fn adversarial_inputs_stay_bounded() {
+        // 400-digit numbers compare exactly.
+        let big = format!("1{}", "0".repeat(400));
+        check_score(&format!("#### {big}"), &big, "1");
+        check_score(&format!("#### {big}1"), &big, "0");
+        // A megabyte of digits is read once, linearly.
+        let digits = "7".repeat(1 << 20);
+        check(&digits, &digits);
+        // Fractions past u128 are not fractions.
+        check(&format!("The answer is {big}/3"), "3");
+        // Over the size limit: unscorable, not a hang.
+        let huge = "1".repeat((1 << 20) + 1);
+        check_score(&huge, "1", "unscorable (input too large)");
+        check_score("#### 1", &huge, "unscorable (input too large)");
+        // Many markers without numbers do not make the search quadratic.
+        let markers = "answer is ".repeat(100_000);
+        let mut meter = Budget::default().meter();
+        assert_eq!(extract_answer(&markers, &mut meter), Ok(None));
+        assert!(meter.steps() < 10_000_000, "spent {}", meter.steps());
+        let boxes = "\\boxed{".repeat(100_000);
+        let mut meter = Budget::default().meter();
+        assert_eq!(extract_answer(&boxes, &mut meter), Ok(None));
+        assert!(meter.steps() < 10_000_000, "spent {}", meter.steps());
+        let hashes = "#### x ".repeat(100_000);
+        let mut meter = Budget::default().meter();
+        assert_eq!(extract_answer(&hashes, &mut meter), Ok(None));
+        assert!(meter.steps() < 10_000_000, "spent {}", meter.steps());
+        // A small step budget times out instead of finishing.
+        let budget = Budget {
+            max_steps: 100,
+            ..Budget::default()
+        };
+        let verifier = Gsm8k::new(Gsm8kOptions::default()).unwrap();
+        let sample = Sample::new("", "x ".repeat(1000)).with_reference("1");
+        assert_eq!(
+            verifier.score(&sample, &mut budget.meter()).outcome,
+            Outcome::TimedOut
+        );
+        // Unicode everywhere and at every cut.
+        let unicode = "Ⅻ ½ ¾ ٣ 𝟙𝟚 the answer is −٣ ①②";
+        for (i, _) in unicode.char_indices() {
+            let mut meter = Budget::default().meter();
+            let _ = extract_answer(&unicode[i..], &mut meter);
+        }
+        check(unicode, "none");
     }
 }
