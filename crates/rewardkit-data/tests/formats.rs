@@ -1,0 +1,523 @@
+//! Reading every format, and writing every format and reading it back.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use rewardkit_core::{Completion, Message, Prompt, Reference};
+use rewardkit_data::{
+    open, Cell, Column, DataError, FieldMap, Format, InputRow, RecordReader, SampleReader,
+    TableWriter,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const ROWS: &str = r#"{"prompt": "2+2?", "completion": "4", "reference": "4", "id": 1}
+{"prompt": [{"role": "user", "content": "3+3?"}], "completion": {"role": "assistant", "content": "6"}, "reference": 6}
+{"prompt": "pick", "completion": ["a", "b"], "group": 9}
+"#;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn read_all(path: &Path, fields: FieldMap) -> Vec<InputRow> {
+    open(path, fields)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check_rows(rows: &[InputRow]) {
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].line, 1);
+    assert_eq!(rows[0].samples[0].completion.text(), "4");
+    assert_eq!(rows[0].samples[0].metadata.get("id"), Some(&json!(1)));
+    assert_eq!(
+        rows[1].samples[0].prompt,
+        Prompt::Chat(vec![Message::new("user", "3+3?")])
+    );
+    assert_eq!(
+        rows[1].samples[0].completion,
+        Completion::Message(Message::new("assistant", "6"))
+    );
+    assert_eq!(
+        rows[1].samples[0].reference,
+        Some(Reference::Json(json!(6)))
+    );
+    assert!(rows[2].expanded);
+    assert_eq!(rows[2].samples.len(), 2);
+    assert_eq!(rows[2].samples[1].group.as_deref(), Some("9"));
+}
+
+#[test]
+fn jsonl_plain_and_gzip_by_extension_and_by_magic() {
+    let dir = TempDir::new().unwrap();
+    let plain = dir.path().join("rows.jsonl");
+    fs::write(&plain, ROWS).unwrap();
+    check_rows(&read_all(&plain, FieldMap::default()));
+
+    let gz = dir.path().join("rows.jsonl.gz");
+    fs::write(&gz, gzip(ROWS.as_bytes())).unwrap();
+    check_rows(&read_all(&gz, FieldMap::default()));
+
+    // Gzip content under a plain name is still decompressed (magic bytes win)…
+    let disguised = dir.path().join("disguised.jsonl");
+    fs::write(&disguised, gzip(ROWS.as_bytes())).unwrap();
+    check_rows(&read_all(&disguised, FieldMap::default()));
+
+    // …and plain text under a .gz name is read as text.
+    let not_gz = dir.path().join("not-really.jsonl.gz");
+    fs::write(&not_gz, ROWS).unwrap();
+    check_rows(&read_all(&not_gz, FieldMap::default()));
+
+    // Concatenated gzip members (as `cat a.gz b.gz` makes) are one stream.
+    let two = dir.path().join("two.jsonl.gz");
+    let mut bytes = gzip(b"{\"prompt\":\"p\",\"completion\":\"1\"}\n");
+    bytes.extend(gzip(b"{\"prompt\":\"p\",\"completion\":\"2\"}\n"));
+    fs::write(&two, bytes).unwrap();
+    let rows = read_all(&two, FieldMap::default());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].samples[0].completion.text(), "2");
+}
+
+#[test]
+fn any_reader_can_be_a_jsonl_source() {
+    let records =
+        RecordReader::from_reader("<memory>", std::io::Cursor::new(gzip(ROWS.as_bytes()))).unwrap();
+    let rows: Vec<InputRow> = SampleReader::new(records, FieldMap::default())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    check_rows(&rows);
+}
+
+/// A reader handing out a million small rows without ever holding them: reading must stream.
+struct GeneratedRows {
+    next_row: u64,
+    rows: u64,
+    pending: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for GeneratedRows {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.offset == self.pending.len() {
+            if self.next_row == self.rows {
+                return Ok(0);
+            }
+            self.pending.clear();
+            self.offset = 0;
+            let row = self.next_row;
+            writeln!(
+                self.pending,
+                r#"{{"prompt":"q{row}","completion":"a{row}"}}"#
+            )?;
+            self.next_row += 1;
+        }
+        let n = out.len().min(self.pending.len() - self.offset);
+        out[..n].copy_from_slice(&self.pending[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_million_rows_stream() {
+    let rows = 1_000_000;
+    let source = GeneratedRows {
+        next_row: 0,
+        rows,
+        pending: Vec::new(),
+        offset: 0,
+    };
+    let mut reader = SampleReader::new(
+        RecordReader::from_reader("<generated>", source).unwrap(),
+        FieldMap::default(),
+    );
+    let mut last = 0;
+    for row in reader.by_ref() {
+        let row = row.unwrap();
+        last = row.line;
+    }
+    assert_eq!(last, rows);
+    assert_eq!(reader.stats().rows, rows);
+    assert_eq!(reader.stats().samples, rows);
+}
+
+fn results_schema() -> Vec<Column> {
+    vec![
+        Column::u64("line"),
+        Column::f64("reward"),
+        Column::str("outcome"),
+        Column::str("reason"),
+    ]
+}
+
+fn write_results(path: &Path, format: Option<Format>) -> u64 {
+    let mut writer = match format {
+        Some(format) => TableWriter::create_as(path, format, results_schema()),
+        None => TableWriter::create(path, results_schema()),
+    }
+    .unwrap();
+    writer
+        .write_row(&[
+            Cell::U64(1),
+            Cell::F64(0.1),
+            Cell::Str("scored"),
+            Cell::Null,
+        ])
+        .unwrap();
+    writer
+        .write_row(&[
+            Cell::U64(2),
+            Cell::Null,
+            Cell::Str("unscorable"),
+            Cell::Str("no answer \"found\"\n"),
+        ])
+        .unwrap();
+    writer
+        .write_row(&[
+            Cell::U64(u64::MAX),
+            Cell::F64(f64::NAN),
+            Cell::Str("failed"),
+            Cell::Str("ünïcødé ✓"),
+        ])
+        .unwrap();
+    writer
+        .write_row(&[Cell::U64(4), Cell::F64(-1e300), Cell::Str(""), Cell::Null])
+        .unwrap();
+    writer.finish().unwrap()
+}
+
+fn expected_results() -> Vec<Value> {
+    vec![
+        json!({"line": 1, "reward": 0.1, "outcome": "scored", "reason": null}),
+        json!({"line": 2, "reward": null, "outcome": "unscorable", "reason": "no answer \"found\"\n"}),
+        json!({"line": u64::MAX, "reward": null, "outcome": "failed", "reason": "ünïcødé ✓"}),
+        json!({"line": 4, "reward": -1e300, "outcome": "", "reason": null}),
+    ]
+}
+
+fn read_records(path: &Path) -> Vec<Value> {
+    RecordReader::open(path, None)
+        .unwrap()
+        .map(|record| Value::Object(record.unwrap().fields))
+        .collect()
+}
+
+#[test]
+fn results_round_trip_through_every_format() {
+    let dir = TempDir::new().unwrap();
+    for name in ["out.jsonl", "out.jsonl.gz", "out.parquet"] {
+        let path = dir.path().join(name);
+        assert_eq!(write_results(&path, None), 4, "{name}");
+        assert_eq!(read_records(&path), expected_results(), "{name}");
+    }
+    // JSONL is flat objects, keys in column order, floats that round-trip.
+    let text = fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let first = text.lines().next().unwrap();
+    assert_eq!(
+        first,
+        r#"{"line":1,"reward":0.1,"outcome":"scored","reason":null}"#
+    );
+    // Gzip output is gzip.
+    let bytes = fs::read(dir.path().join("out.jsonl.gz")).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+    // Parquet output is Parquet.
+    let bytes = fs::read(dir.path().join("out.parquet")).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+    // Nothing else is left in the directory (no temporary files).
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.jsonl", "out.jsonl.gz", "out.parquet"]);
+}
+
+#[test]
+fn the_format_can_be_chosen_whatever_the_name() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("results.out");
+    assert!(matches!(
+        TableWriter::create(&path, results_schema()),
+        Err(DataError::UnsupportedFormat { .. })
+    ));
+    write_results(&path, Some(Format::Parquet));
+    // Read back by magic bytes, and with an explicit format.
+    assert_eq!(read_records(&path), expected_results());
+    let forced: Vec<_> = RecordReader::open(&path, Some(Format::Parquet))
+        .unwrap()
+        .collect();
+    assert_eq!(forced.len(), 4);
+}
+
+#[test]
+fn many_rows_span_several_parquet_row_groups() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("big.parquet");
+    let mut writer = TableWriter::create(
+        &path,
+        vec![Column::u64("i"), Column::f64("x"), Column::str("s")],
+    )
+    .unwrap();
+    let rows = 150_000u64;
+    for i in 0..rows {
+        let text = i.to_string();
+        let x = if i % 7 == 0 {
+            Cell::Null
+        } else {
+            Cell::F64(i as f64 / 3.0)
+        };
+        let s = if i % 5 == 0 {
+            Cell::Null
+        } else {
+            Cell::Str(&text)
+        };
+        writer.write_row(&[Cell::U64(i), x, s]).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), rows);
+    let file = fs::File::open(&path).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader;
+    assert!(reader.metadata().num_row_groups() >= 3);
+    let mut count = 0u64;
+    for (i, record) in RecordReader::open(&path, None).unwrap().enumerate() {
+        let record = record.unwrap();
+        let i = i as u64;
+        assert_eq!(record.line, i + 1);
+        assert_eq!(record.fields["i"], json!(i));
+        if i % 7 == 0 {
+            assert_eq!(record.fields["x"], Value::Null);
+        } else {
+            assert_eq!(record.fields["x"].as_f64(), Some(i as f64 / 3.0));
+        }
+        if i % 5 == 0 {
+            assert_eq!(record.fields["s"], Value::Null);
+        } else {
+            assert_eq!(record.fields["s"], json!(i.to_string()));
+        }
+        count += 1;
+    }
+    assert_eq!(count, rows);
+}
+
+#[test]
+fn writes_are_atomic() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("results.jsonl");
+    fs::write(&path, "previous results\n").unwrap();
+
+    // Until finish, the old file is untouched; a writer dropped unfinished leaves no trace.
+    let mut writer = TableWriter::create(&path, vec![Column::u64("n")]).unwrap();
+    writer.write_row(&[Cell::U64(1)]).unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), "previous results\n");
+    drop(writer);
+    assert_eq!(fs::read_to_string(&path).unwrap(), "previous results\n");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    // A finished writer replaces it.
+    let mut writer = TableWriter::create(&path, vec![Column::u64("n")]).unwrap();
+    writer.write_row(&[Cell::U64(7)]).unwrap();
+    writer.finish().unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{\"n\":7}\n");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+
+    // A writer into a missing directory fails up front, naming the file.
+    let error = TableWriter::create(
+        dir.path().join("no/such/dir/out.jsonl"),
+        vec![Column::u64("n")],
+    )
+    .unwrap_err();
+    assert!(matches!(error, DataError::Io { .. }));
+    assert!(error.to_string().contains("out.jsonl"), "{error}");
+}
+
+#[test]
+fn rows_that_do_not_match_the_schema_are_refused() {
+    let dir = TempDir::new().unwrap();
+    for name in ["t.jsonl", "t.parquet"] {
+        let path = dir.path().join(name);
+        let mut writer = TableWriter::create(&path, results_schema()).unwrap();
+        let error = writer.write_row(&[Cell::U64(1)]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{}: output row 1: 1 cells for 4 columns", path.display())
+        );
+        let error = writer
+            .write_row(&[Cell::Null, Cell::Null, Cell::Null, Cell::Null])
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("column `line` is U64 (not nullable), got null"),
+            "{error}"
+        );
+        let error = writer
+            .write_row(&[Cell::U64(1), Cell::Str("x"), Cell::Null, Cell::Null])
+            .unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("column `reward` is F64, got a Str cell"));
+        // The refused rows left nothing behind: the file holds exactly the good row.
+        writer
+            .write_row(&[Cell::U64(1), Cell::F64(1.0), Cell::Str("ok"), Cell::Null])
+            .unwrap();
+        assert_eq!(writer.finish().unwrap(), 1);
+        assert_eq!(read_records(&path).len(), 1);
+    }
+    assert!(matches!(
+        TableWriter::create(dir.path().join("x.jsonl"), vec![]),
+        Err(DataError::InvalidSchema { .. })
+    ));
+}
+
+#[test]
+fn an_empty_table_is_a_valid_file() {
+    let dir = TempDir::new().unwrap();
+    for name in ["e.jsonl", "e.parquet"] {
+        let path = dir.path().join(name);
+        let writer = TableWriter::create(&path, results_schema()).unwrap();
+        assert_eq!(writer.finish().unwrap(), 0);
+        // Reading it back says so.
+        let items: Vec<_> = RecordReader::open(&path, None).unwrap().collect();
+        assert!(
+            matches!(items[..], [Err(DataError::NoRows { .. })]),
+            "{name}"
+        );
+    }
+}
+
+/// Writes a Parquet file with nested columns, the way Hugging Face chat datasets store them:
+/// `prompt` is a list of `{role, content}` structs, `completions` a list of strings, `meta` a
+/// struct. Returns its path.
+fn nested_parquet(dir: &Path) -> PathBuf {
+    let schema = parse_message_type(
+        "message schema {
+            OPTIONAL group prompt (LIST) {
+                REPEATED group list {
+                    OPTIONAL group element {
+                        REQUIRED BYTE_ARRAY role (UTF8);
+                        REQUIRED BYTE_ARRAY content (UTF8);
+                    }
+                }
+            }
+            OPTIONAL group completions (LIST) {
+                REPEATED group list {
+                    OPTIONAL BYTE_ARRAY element (UTF8);
+                }
+            }
+            OPTIONAL group meta {
+                OPTIONAL BYTE_ARRAY answer (UTF8);
+            }
+        }",
+    )
+    .unwrap();
+    let path = dir.join("nested.parquet");
+    let file = fs::File::create(&path).unwrap();
+    let mut writer = SerializedFileWriter::new(
+        file,
+        Arc::new(schema),
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let text = |s: &str| ByteArray::from(s.as_bytes().to_vec());
+    // Row 1: prompt [system, user], completions ["a", "b", "c"], meta.answer "42".
+    // Row 2: prompt [user], completions ["x"], meta null.
+    let columns: Vec<(Vec<ByteArray>, Vec<i16>, Vec<i16>)> = vec![
+        (
+            vec![text("system"), text("user"), text("user")],
+            vec![3, 3, 3],
+            vec![0, 1, 0],
+        ),
+        (
+            vec![text("be brief"), text("6*7?"), text("1+1?")],
+            vec![3, 3, 3],
+            vec![0, 1, 0],
+        ),
+        (
+            vec![text("a"), text("b"), text("c"), text("x")],
+            vec![3, 3, 3, 3],
+            vec![0, 1, 1, 0],
+        ),
+        (vec![text("42")], vec![2, 0], vec![]),
+    ];
+    let mut group = writer.next_row_group().unwrap();
+    let mut columns = columns.into_iter();
+    while let Some(mut column) = group.next_column().unwrap() {
+        let (values, definitions, repetitions) = columns.next().unwrap();
+        let repetitions = (!repetitions.is_empty()).then_some(&repetitions[..]);
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, Some(&definitions), repetitions)
+            .unwrap();
+        column.close().unwrap();
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+    path
+}
+
+#[test]
+fn nested_parquet_columns_map_like_json() {
+    let dir = TempDir::new().unwrap();
+    let path = nested_parquet(dir.path());
+    let fields = FieldMap::default()
+        .with_completion("completions")
+        .unwrap()
+        .with_optional_reference("meta.answer")
+        .unwrap();
+    let rows = read_all(&path, fields);
+    assert_eq!(rows.len(), 2);
+
+    let first = &rows[0];
+    assert_eq!(first.line, 1);
+    assert!(first.expanded);
+    assert_eq!(first.samples.len(), 3);
+    assert_eq!(
+        first.samples[0].prompt,
+        Prompt::Chat(vec![
+            Message::new("system", "be brief"),
+            Message::new("user", "6*7?")
+        ])
+    );
+    let texts: Vec<_> = first
+        .samples
+        .iter()
+        .map(|s| s.completion.text().into_owned())
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    assert!(first
+        .samples
+        .iter()
+        .all(|s| s.group.as_deref() == Some("1")));
+    assert_eq!(
+        first.samples[2].reference,
+        Some(Reference::Text("42".into()))
+    );
+    assert_eq!(
+        first.samples[0].metadata.get("meta"),
+        Some(&json!({"answer": "42"}))
+    );
+
+    let second = &rows[1];
+    assert_eq!(second.samples.len(), 1);
+    assert_eq!(second.samples[0].group.as_deref(), Some("2"));
+    assert_eq!(second.samples[0].reference, None);
+    assert_eq!(second.samples[0].prompt.text(), "1+1?");
+}
