@@ -22,7 +22,8 @@
 //! # Verifiers
 //!
 //! - [`SoftOverlong`] (kind `soft_overlong`): DAPO's soft overlong punishment (Yu et al. 2025,
-//!   "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", eq. 13). With
+//!   "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", §3.4, overlong reward
+//!   shaping). With
 //!   `L_max = max_length` and `L_cache = cache`, a completion of length `|y|` scores `0` when
 //!   `|y| ≤ L_max − L_cache`, `((L_max − L_cache) − |y|) / L_cache` (falling linearly from 0 to
 //!   −1) when `L_max − L_cache < |y| ≤ L_max`, and `−1` beyond `L_max`. It is meant to be added
@@ -30,8 +31,8 @@
 //!   a cliff.
 //! - [`LengthCap`] (kind `length_cap`): a hard cap: `within` (default 0) up to `max_length`,
 //!   `over` (default −1) beyond.
-//! - [`Repetition`] (kind `repetition`): TRL's n-gram repetition penalty (`trl` /
-//!   open-r1 `get_repetition_penalty_reward`): the completion is lowercased (by default), cut
+//! - [`Repetition`] (kind `repetition`): the n-gram repetition penalty TRL users know from
+//!   open-r1's `get_repetition_penalty_reward`: the completion is lowercased (by default), cut
 //!   into units (words by default), and with `U` distinct n-grams among `T` n-grams the score is
 //!   `(1 − U/T) · max_penalty`. Completions with fewer than `ngram_size` units score `0`.
 //!   `max_penalty ≤ 0` is the score of a text that repeats one n-gram forever.
@@ -42,8 +43,9 @@
 //!
 //! Inputs over the budget's byte limit are unscorable. Measuring a text costs one step per byte
 //! (plus one per token); the repetition penalty adds `ngram_size` steps per n-gram, charged
-//! before the n-grams are hashed. A tokenizer that fails (or panics) on an input yields
-//! [`Outcome::Failed`], never a panic.
+//! before the n-grams are hashed. A tokenizer cannot be interrupted half-way, so its cost is
+//! charged before it runs and bounded by the input-size limit rather than by the step count. A
+//! tokenizer that fails (or panics) on an input yields [`Outcome::Failed`], never a panic.
 
 use std::collections::HashSet;
 use std::fmt;
