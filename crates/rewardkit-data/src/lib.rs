@@ -1,6 +1,28 @@
 //! Dataset readers and writers for rewardkit: JSONL, gzip-compressed JSONL and Parquet in, the
 //! same three formats out.
 //!
+//! ```no_run
+//! use rewardkit_data::{open, Cell, Column, FieldMap, TableWriter};
+//!
+//! # fn main() -> Result<(), rewardkit_data::DataError> {
+//! let fields = FieldMap::default()
+//!     .with_prompt("question")?
+//!     .with_completion("response.text")?
+//!     .with_reference("answer")?;
+//! let columns = vec![Column::u64("line"), Column::u64("index"), Column::f64("length")];
+//! let mut out = TableWriter::create("lengths.parquet", columns)?;
+//! for row in open("data.jsonl.gz", fields)? {
+//!     let row = row?; // the first bad row stops the run, naming file, line and field
+//!     for (index, sample) in row.samples.iter().enumerate() {
+//!         let length = sample.completion.text().len() as f64;
+//!         out.write_row(&[Cell::U64(row.line), Cell::U64(index as u64), Cell::F64(length)])?;
+//!     }
+//! }
+//! out.finish()?; // until here, lengths.parquet is untouched
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Reading: one row out for every row in
 //!
 //! A reward run scores datasets of millions of rows, and the numbers it reports are only as
@@ -69,7 +91,7 @@ pub use error::DataError;
 pub use fields::{FieldMap, FieldPath};
 pub use format::Format;
 pub use read::{
-    open, InputRow, ReadStats, Record, RecordReader, RowEvent, SampleReader, SkipBadRows,
+    open, InputRow, Progress, ReadStats, Record, RecordReader, RowEvent, SampleReader, SkipBadRows,
     SkippedRow,
 };
 pub use write::{Cell, Column, ColumnKind, TableWriter};

@@ -4,9 +4,11 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::iter::FusedIterator;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
-use parquet::file::reader::SerializedFileReader;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
 use rewardkit_core::Sample;
 use serde_json::{Map, Value};
@@ -57,6 +59,20 @@ pub struct ReadStats {
     pub samples: u64,
 }
 
+/// How far reading has got, for progress bars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the input consumed so far (compressed bytes for gzip; read ahead by up to a
+    /// buffer, so approximate). Zero for Parquet, which is counted in rows.
+    pub bytes_read: u64,
+    /// The input's size in bytes, when it is a file.
+    pub bytes_total: Option<u64>,
+    /// Rows (and bad rows) read so far.
+    pub rows_read: u64,
+    /// The number of rows in the input, when known in advance (Parquet).
+    pub rows_total: Option<u64>,
+}
+
 /// Reads rows as JSON objects from JSONL (plain or gzip) or Parquet, one item per row.
 ///
 /// Yields `Ok(`[`Record`]`)` or a row error for each row, and ends after the last row or after a
@@ -66,6 +82,9 @@ pub struct RecordReader {
     file: PathBuf,
     source: Source,
     stats: ReadStats,
+    bytes_read: Arc<AtomicU64>,
+    bytes_total: Option<u64>,
+    rows_total: Option<u64>,
 }
 
 enum Source {
@@ -115,6 +134,11 @@ impl RecordReader {
             source,
         };
         let mut file = File::open(path).map_err(io_error)?;
+        let bytes_total = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         let mut head = [0u8; 4];
         let head_len = read_head(&mut file, &mut head).map_err(io_error)?;
         file.seek(SeekFrom::Start(0)).map_err(io_error)?;
@@ -128,11 +152,13 @@ impl RecordReader {
                         || sniff(&head[..head_len]) == Magic::Parquet)
             }
         };
-        if parquet {
-            RecordReader::parquet(path, file)
+        let mut reader = if parquet {
+            RecordReader::parquet(path, file)?
         } else {
-            RecordReader::from_reader(path, file)
-        }
+            RecordReader::from_reader(path, file)?
+        };
+        reader.bytes_total = bytes_total;
+        Ok(reader)
     }
 
     /// Reads JSONL (plain or gzip-compressed, told by the content) from any reader; `name` labels
@@ -146,6 +172,11 @@ impl RecordReader {
             file: file.clone(),
             line: None,
             source,
+        };
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let reader = CountingReader {
+            inner: reader,
+            count: Arc::clone(&bytes_read),
         };
         let mut plain = BufReader::with_capacity(BUFFER_BYTES, reader);
         let gzip = sniff(plain.fill_buf().map_err(io_error)?) == Magic::Gzip;
@@ -168,6 +199,9 @@ impl RecordReader {
                 line: 0,
             }),
             stats: ReadStats::default(),
+            bytes_read,
+            bytes_total: None,
+            rows_total: None,
         })
     }
 
@@ -177,8 +211,11 @@ impl RecordReader {
             message,
         };
         // The Parquet decoder reads untrusted bytes; a panic in it must not take the run down.
-        let rows = catch_unwind(AssertUnwindSafe(move || {
-            SerializedFileReader::new(file).map(IntoIterator::into_iter)
+        let (rows, rows_total) = catch_unwind(AssertUnwindSafe(move || {
+            SerializedFileReader::new(file).map(|reader| {
+                let rows_total = u64::try_from(reader.metadata().file_metadata().num_rows()).ok();
+                (reader.into_iter(), rows_total)
+            })
         }))
         .map_err(|panic| not_parquet(panic_message(panic)))?
         .map_err(|e| not_parquet(e.to_string()))?;
@@ -186,6 +223,9 @@ impl RecordReader {
             file: path.to_path_buf(),
             source: Source::Parquet(ParquetSource { rows, row: 0 }),
             stats: ReadStats::default(),
+            bytes_read: Arc::new(AtomicU64::new(0)),
+            bytes_total: None,
+            rows_total,
         })
     }
 
@@ -197,6 +237,30 @@ impl RecordReader {
     /// Counts so far (`samples` stays 0: records are not mapped to samples).
     pub fn stats(&self) -> ReadStats {
         self.stats
+    }
+
+    /// How far reading has got.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total,
+            rows_read: self.stats.rows + self.stats.bad_rows,
+            rows_total: self.rows_total,
+        }
+    }
+}
+
+/// Counts the bytes read through it, for [`Progress`].
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -350,7 +414,7 @@ impl ParquetSource {
                     found: describe(&other),
                 }))
             }
-            Err(e) => Some(Err(failed(self.row, e.to_string()))),
+            Err(e) => Some(Err(failed(self.row, with_codec_hint(e.to_string())))),
         }
     }
 }
@@ -367,6 +431,18 @@ fn read_head(file: &mut File, head: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Adds what to do when a Parquet file uses a compression codec this build leaves out.
+fn with_codec_hint(message: String) -> String {
+    if message.contains("Disabled feature at compile time") {
+        format!(
+            "{message} (this build reads Parquet compressed with snappy or gzip, and zstd when \
+             rewardkit-data is built with its `zstd` feature; or rewrite the file with snappy)"
+        )
+    } else {
+        message
+    }
 }
 
 fn panic_message(panic: Box<dyn Any + Send>) -> String {
@@ -422,6 +498,11 @@ impl SampleReader {
             blank_lines: self.records.stats().blank_lines,
             ..self.stats
         }
+    }
+
+    /// How far reading has got.
+    pub fn progress(&self) -> Progress {
+        self.records.progress()
     }
 
     /// Reads past bad rows: they arrive as [`RowEvent::Skipped`] instead of errors.
@@ -494,6 +575,11 @@ impl SkipBadRows {
     /// The file being read.
     pub fn file(&self) -> &Path {
         self.inner.file()
+    }
+
+    /// How far reading has got.
+    pub fn progress(&self) -> Progress {
+        self.inner.progress()
     }
 }
 
@@ -586,6 +672,24 @@ mod tests {
             assert_eq!(rows.len(), 1);
             assert!(matches!(rows[0], Err(DataError::NoRows { .. })));
         }
+    }
+
+    #[test]
+    fn missing_codecs_get_a_hint() {
+        let message = with_codec_hint("Disabled feature at compile time: zstd".to_owned());
+        assert!(message.contains("`zstd` feature"), "{message}");
+        assert_eq!(with_codec_hint("other".to_owned()), "other");
+    }
+
+    #[test]
+    fn progress_counts_bytes() {
+        let text = b"{\"a\":1}\n{\"a\":2}\n";
+        let mut reader = RecordReader::from_reader("mem.jsonl", &text[..]).unwrap();
+        assert_eq!(reader.by_ref().count(), 2);
+        let progress = reader.progress();
+        assert_eq!(progress.bytes_read, text.len() as u64);
+        assert_eq!(progress.rows_read, 2);
+        assert_eq!(progress.rows_total, None);
     }
 
     #[test]

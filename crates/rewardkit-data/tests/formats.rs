@@ -65,6 +65,10 @@ fn jsonl_plain_and_gzip_by_extension_and_by_magic() {
     let plain = dir.path().join("rows.jsonl");
     fs::write(&plain, ROWS).unwrap();
     check_rows(&read_all(&plain, FieldMap::default()));
+    let mut reader = open(&plain, FieldMap::default()).unwrap();
+    assert_eq!(reader.progress().bytes_total, Some(ROWS.len() as u64));
+    assert_eq!(reader.by_ref().count(), 3);
+    assert_eq!(reader.progress().bytes_read, ROWS.len() as u64);
 
     let gz = dir.path().join("rows.jsonl.gz");
     fs::write(&gz, gzip(ROWS.as_bytes())).unwrap();
@@ -291,7 +295,9 @@ fn many_rows_span_several_parquet_row_groups() {
     use parquet::file::reader::FileReader;
     assert!(reader.metadata().num_row_groups() >= 3);
     let mut count = 0u64;
-    for (i, record) in RecordReader::open(&path, None).unwrap().enumerate() {
+    let mut records = RecordReader::open(&path, None).unwrap();
+    assert_eq!(records.progress().rows_total, Some(rows));
+    for (i, record) in records.by_ref().enumerate() {
         let record = record.unwrap();
         let i = i as u64;
         assert_eq!(record.line, i + 1);
@@ -309,6 +315,7 @@ fn many_rows_span_several_parquet_row_groups() {
         count += 1;
     }
     assert_eq!(count, rows);
+    assert_eq!(records.progress().rows_read, rows);
 }
 
 #[test]
