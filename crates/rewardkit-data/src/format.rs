@@ -86,8 +86,11 @@ pub(crate) fn sniff(bytes: &[u8]) -> Magic {
 }
 
 /// If `bytes` (the start of a decompressed input) do not look like UTF-8 text, says what they
-/// look like instead. Text files never contain NUL bytes; nearly every binary format does within
-/// its first few kilobytes.
+/// look like instead: a known binary format by its magic bytes, or a first line holding control
+/// bytes (NUL and the like), which text never has and random or binary data nearly always does.
+///
+/// Only the first line decides, so that a JSONL file with a damaged line further on (a crash can
+/// leave a zero-filled tail) still yields its good rows and one error per damaged line.
 pub(crate) fn binary_hint(bytes: &[u8]) -> Option<String> {
     let named = if bytes.starts_with(b"PAR1") {
         Some("it looks like a Parquet file (name it .parquet or choose the parquet format)")
@@ -107,9 +110,17 @@ pub(crate) fn binary_hint(bytes: &[u8]) -> Option<String> {
     if let Some(named) = named {
         return Some(named.to_owned());
     }
-    bytes.iter().position(|&b| b == 0).map(|at| {
-        format!("it contains a NUL byte at offset {at}, so it is binary data, not UTF-8 text")
-    })
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
+    first_line
+        .iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | 0x0c | 0x1b))
+        .map(|at| {
+            format!(
+                "its first line has the control byte {:#04x} at offset {at}, so it is binary \
+                 data, not UTF-8 text",
+                first_line[at]
+            )
+        })
 }
 
 #[cfg(test)]
@@ -140,7 +151,12 @@ mod tests {
         assert!(binary_hint(b"{\"a\": 1}\n").is_none());
         assert!(binary_hint(b"PAR1\x15\x00").unwrap().contains("Parquet"));
         assert!(binary_hint(b"\xff\xfe{\x00").unwrap().contains("UTF-16"));
-        assert!(binary_hint(b"ab\x00cd").unwrap().contains("offset 2"));
+        assert!(binary_hint(b"ab\x00cd")
+            .unwrap()
+            .contains("0x00 at offset 2"));
+        assert!(binary_hint(b"{}\r\n{}\t\n").is_none());
+        // Damage after the first line is left to the per-line errors.
+        assert!(binary_hint(b"{}\n\x00\x00\x00").is_none());
         assert_eq!(sniff(&[0x1f, 0x8b, 8]), Magic::Gzip);
         assert_eq!(sniff(b"PAR1"), Magic::Parquet);
         assert_eq!(sniff(b"{}"), Magic::Other);

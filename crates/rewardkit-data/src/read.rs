@@ -355,12 +355,18 @@ fn parse_line(bytes: &[u8], offset: usize, file: &Path, line: u64) -> Result<Rec
         line,
         offset: offset + e.valid_up_to(),
     })?;
+    // A pretty-printed JSON array (a `.json` file) fails on its first line, `[`.
+    let array_hint = if text.trim_start().starts_with('[') {
+        " (if this is a JSON array file: JSON Lines has one object per line)"
+    } else {
+        ""
+    };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(fields)) => Ok(Record { line, fields }),
         Ok(other) => Err(DataError::NotAnObject {
             file: file.to_path_buf(),
             line,
-            found: describe(&other),
+            found: format!("{}{array_hint}", describe(&other)),
         }),
         Err(e) => {
             let message = e.to_string();
@@ -368,7 +374,8 @@ fn parse_line(bytes: &[u8], offset: usize, file: &Path, line: u64) -> Result<Rec
             let message = message
                 .strip_suffix(&position)
                 .map(str::to_owned)
-                .unwrap_or(message);
+                .unwrap_or(message)
+                + array_hint;
             Err(DataError::MalformedJson {
                 file: file.to_path_buf(),
                 line,
@@ -656,7 +663,8 @@ mod tests {
         let message = rows[2].as_ref().unwrap_err().to_string();
         assert_eq!(
             message,
-            "mem.jsonl:3: expected a JSON object, found a list of 1 item"
+            "mem.jsonl:3: expected a JSON object, found a list of 1 item (if this is a JSON \
+             array file: JSON Lines has one object per line)"
         );
         let message = rows[3].as_ref().unwrap_err().to_string();
         assert_eq!(message, "mem.jsonl:4: invalid UTF-8 at byte 0 of the line");

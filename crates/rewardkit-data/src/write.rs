@@ -660,6 +660,12 @@ mod tests {
     }
 
     #[test]
+    fn writers_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<TableWriter>();
+    }
+
+    #[test]
     fn schemas_are_checked() {
         assert!(check_schema(&[]).is_err());
         assert!(check_schema(&[Column::u64("a"), Column::str("a")]).is_err());

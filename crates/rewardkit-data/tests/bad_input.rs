@@ -82,7 +82,10 @@ fn a_malformed_line_names_file_line_and_column() {
 fn a_line_that_is_not_an_object() {
     let dir = TempDir::new().unwrap();
     for (line, found) in [
-        ("[1, 2]", "a list of 2 items"),
+        (
+            "[1, 2]",
+            "a list of 2 items (if this is a JSON array file: JSON Lines has one object per line)",
+        ),
         ("\"text\"", "a string (\"text\")"),
         ("42", "a number (42)"),
         ("null", "null"),
@@ -221,6 +224,24 @@ fn binary_garbage_is_refused_up_front() {
     let error = first_error(&path);
     assert!(!error.is_row_error());
     assert!(error.to_string().contains("garbage.jsonl.gz"), "{error}");
+}
+
+/// A crash can leave a zero-filled tail after good lines: the good rows are read, and the damage
+/// is an error on its own line (not a refusal of the whole file as binary).
+#[test]
+fn a_zero_filled_tail_after_good_rows() {
+    let dir = TempDir::new().unwrap();
+    let mut bytes = b"{\"prompt\":\"p\",\"completion\":\"1\"}\n".repeat(3);
+    bytes.extend(vec![0u8; 4096]);
+    let path = write(&dir, "tail.jsonl", bytes);
+    let all = items(&path);
+    assert_eq!(all.len(), 4);
+    assert!(all[..3].iter().all(Result::is_ok));
+    let error = all[3].as_ref().unwrap_err();
+    assert!(
+        matches!(error, DataError::MalformedJson { line: 4, .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
