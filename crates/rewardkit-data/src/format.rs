@@ -19,15 +19,21 @@ pub enum Format {
 
 impl Format {
     /// The format a file name implies: `.jsonl`, `.ndjson` and `.json` are JSONL; the same with
-    /// `.gz` (or a bare `.gz`) are gzip-compressed JSONL; `.parquet` and `.pq` are Parquet.
-    /// The comparison ignores ASCII case. `None` for any other name.
+    /// `.gz` added (or a bare `name.gz`) are gzip-compressed JSONL; `.parquet` and `.pq` are
+    /// Parquet. The comparison ignores ASCII case. `None` for any other name (`x.csv`,
+    /// `x.csv.gz`).
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let is_jsonl = |name: &str| {
+            [".jsonl", ".ndjson", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        };
         if name.ends_with(".parquet") || name.ends_with(".pq") {
             Some(Format::Parquet)
-        } else if name.ends_with(".gz") {
-            Some(Format::JsonlGz)
-        } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+        } else if let Some(stem) = name.strip_suffix(".gz") {
+            (is_jsonl(stem) || !stem.contains('.')).then_some(Format::JsonlGz)
+        } else if is_jsonl(&name) {
             Some(Format::Jsonl)
         } else {
             None
@@ -140,6 +146,8 @@ mod tests {
         check("a.parquet", Some(Format::Parquet));
         check("a.pq", Some(Format::Parquet));
         check("a.csv", None);
+        check("a.csv.gz", None);
+        check("a.ndjson.GZ", Some(Format::JsonlGz));
         check("noext", None);
         assert_eq!("Parquet".parse::<Format>(), Ok(Format::Parquet));
         assert_eq!("jsonl.gz".parse::<Format>(), Ok(Format::JsonlGz));

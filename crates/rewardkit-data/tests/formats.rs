@@ -95,6 +95,14 @@ fn jsonl_plain_and_gzip_by_extension_and_by_magic() {
 }
 
 #[test]
+fn parquet_cannot_come_from_stdin() {
+    let error = RecordReader::open("-", Some(Format::Parquet)).unwrap_err();
+    assert!(matches!(error, DataError::UnsupportedFormat { .. }));
+    let error = TableWriter::create_as("-", Format::Parquet, results_schema()).unwrap_err();
+    assert!(matches!(error, DataError::UnsupportedFormat { .. }));
+}
+
+#[test]
 fn any_reader_can_be_a_jsonl_source() {
     let records =
         RecordReader::from_reader("<memory>", std::io::Cursor::new(gzip(ROWS.as_bytes()))).unwrap();
@@ -520,6 +528,23 @@ fn nested_parquet_columns_map_like_json() {
     assert_eq!(
         first.samples[0].metadata.get("meta"),
         Some(&json!({"answer": "42"}))
+    );
+
+    // Field errors in Parquet rows name the row like a JSONL line.
+    let strict = FieldMap::default()
+        .with_completion("completions")
+        .unwrap()
+        .with_reference("meta.answer")
+        .unwrap();
+    let items: Vec<_> = open(&path, strict).unwrap().collect();
+    assert!(items[0].is_ok());
+    let error = items[1].as_ref().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:2: missing field `meta.answer` (available: nothing)",
+            path.display()
+        )
     );
 
     let second = &rows[1];
