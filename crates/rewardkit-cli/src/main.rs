@@ -1,1 +1,74 @@
-fn main() {}
+//! `rewardkit`: define, verify and score rewards from the command line.
+//!
+//! This binary is glue: argument parsing and validation here, everything else in the library
+//! crates (specs and pipelines in `rewardkit`, files in `rewardkit-data`).
+
+mod score;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use rewardkit::{Pipeline, Registry, Spec};
+
+/// A reward engine for reinforcement-learning post-training.
+#[derive(Parser)]
+#[command(name = "rewardkit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score a file of rollouts with a reward spec.
+    Score(score::ScoreArgs),
+    /// Inspect reward specs.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+}
+
+#[derive(Subcommand)]
+enum SpecCommand {
+    /// Validate a spec and print what it computes.
+    Check(SpecCheckArgs),
+    /// List the reward kinds a spec can use.
+    Kinds,
+}
+
+#[derive(Args)]
+struct SpecCheckArgs {
+    /// The spec file (TOML).
+    file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(args) => score::run(args),
+        Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
+        Command::Spec(SpecCommand::Kinds) => {
+            for (kind, description) in Registry::default().kinds() {
+                println!("{kind:<16} {description}");
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn spec_check(args: &SpecCheckArgs) -> anyhow::Result<()> {
+    let spec = Spec::from_path(&args.file)?;
+    let pipeline = Pipeline::build(&spec).context("the spec is valid TOML but does not build")?;
+    print!("{}", pipeline.describe());
+    println!("ok: the spec is valid");
+    Ok(())
+}

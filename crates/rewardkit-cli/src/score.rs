@@ -1,0 +1,316 @@
+//! `rewardkit score`: read rows, score them in parallel, write one output row per sample in input
+//! order, print a summary.
+//!
+//! Reading and scoring overlap: a reader thread parses chunks of rows and hands them over a
+//! bounded channel (two chunks in flight, so memory stays flat); the main thread scores each chunk
+//! on the rayon pool and writes the results in order.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rewardkit::{Outcome, Pipeline, ScoredSample, Spec};
+use rewardkit_core::Sample;
+use rewardkit_data::{
+    Cell, Column, DataError, FieldMap, Format, RecordReader, RowEvent, SampleReader, TableWriter,
+};
+
+use crate::summary::Summary;
+
+/// Arguments of `rewardkit score`.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The reward spec (TOML).
+    #[arg(long)]
+    spec: PathBuf,
+    /// The rollouts: JSONL, JSONL.gz or Parquet (`-` reads JSONL from standard input).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write one row per sample (`.jsonl`, `.jsonl.gz`, `.parquet`; `-` is JSONL on
+    /// standard output). Without it, only the summary is printed.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Input format, when the file name does not tell (`jsonl`, `jsonl.gz`, `parquet`).
+    #[arg(long)]
+    input_format: Option<Format>,
+    /// Output format, when the file name does not tell.
+    #[arg(long)]
+    output_format: Option<Format>,
+    /// Dotted path of the prompt in each row (`none` for rows without a prompt).
+    #[arg(long, default_value = "prompt")]
+    prompt_field: String,
+    /// Dotted path of the completion (a string, a message, a chat list, or a list of several
+    /// completions, which is expanded into a group).
+    #[arg(long, default_value = "completion")]
+    completion_field: String,
+    /// Dotted path of the reference (ground truth); rows without one get none.
+    #[arg(long, default_value = "reference")]
+    reference_field: String,
+    /// Dotted path of the group id; rows without one get none.
+    #[arg(long, default_value = "group")]
+    group_field: String,
+    /// Count and report malformed rows instead of stopping at the first one.
+    #[arg(long)]
+    skip_bad_rows: bool,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads for scoring (default: all cores).
+    #[arg(long, env = "REWARDKIT_THREADS")]
+    threads: Option<usize>,
+    /// Rows read and scored per chunk.
+    #[arg(long, default_value_t = 4096)]
+    chunk_rows: usize,
+    /// Never show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// What the reader thread sends: a chunk of rows (or skips), or the error that ended reading.
+enum Chunk {
+    Rows(Vec<RowEvent>),
+    Fatal(DataError),
+}
+
+pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    if args.chunk_rows == 0 {
+        bail!("--chunk-rows must be at least 1");
+    }
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("cannot start the scoring threads")?;
+    }
+    let spec = Spec::from_path(&args.spec)?;
+    let pipeline = Pipeline::build(&spec)?;
+    let fields = field_map(&args)?;
+    let records = RecordReader::open(&args.input, args.input_format)?;
+    let reader = SampleReader::new(records, fields);
+
+    let mut writer = match &args.output {
+        Some(path) => {
+            let columns = output_columns(&pipeline);
+            Some(match args.output_format {
+                Some(format) => TableWriter::create_as(path, format, columns)?,
+                None => TableWriter::create(path, columns)?,
+            })
+        }
+        None => None,
+    };
+
+    let progress = progress_bar(args.no_progress || args.output.as_deref() == Some("-".as_ref()));
+    let started = Instant::now();
+    let mut summary = Summary::new(&pipeline);
+
+    let (sender, receiver) = mpsc::sync_channel::<Chunk>(2);
+    let chunk_rows = args.chunk_rows;
+    let skip_bad_rows = args.skip_bad_rows;
+    let reader_thread =
+        std::thread::spawn(move || read_chunks(reader, chunk_rows, skip_bad_rows, sender));
+
+    let mut fatal = None;
+    for chunk in receiver {
+        let events = match chunk {
+            Chunk::Rows(events) => events,
+            Chunk::Fatal(error) => {
+                fatal = Some(error);
+                break;
+            }
+        };
+        let rows_in_chunk = events.len() as u64;
+        // Move the samples out of their rows (no copies: a completion can be 100 MB) and keep
+        // each row's line and sample count to write the results back in order.
+        let mut samples: Vec<Sample> = Vec::with_capacity(events.len());
+        let mut layout: Vec<(u64, Option<usize>)> = Vec::with_capacity(events.len());
+        for event in events {
+            match event {
+                RowEvent::Row(row) => {
+                    layout.push((row.line, Some(row.samples.len())));
+                    samples.extend(row.samples);
+                }
+                RowEvent::Skipped(skip) => {
+                    summary.add_skip(skip.line, skip.error.to_string());
+                    layout.push((skip.line, None));
+                }
+            }
+        }
+        let scored = pipeline.score_batch(&samples);
+        let mut results = samples.iter().zip(&scored);
+        for (line, count) in layout {
+            let Some(count) = count else { continue };
+            summary.add_row();
+            for index in 0..count {
+                let (sample, result) = results
+                    .next()
+                    .expect("one scored sample per sample; this is a bug");
+                summary.add(result);
+                if let Some(writer) = writer.as_mut() {
+                    write_row(writer, line, index, sample, result)?;
+                }
+            }
+        }
+        progress.inc(rows_in_chunk);
+    }
+    reader_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked (a bug)"))?;
+    progress.finish_and_clear();
+    if let Some(error) = fatal {
+        // The writer is dropped unfinished: its temporary file is removed, any previous output
+        // at the destination is left as it was.
+        drop(writer);
+        return Err(error.into());
+    }
+    if let Some(writer) = writer {
+        writer.finish()?;
+    }
+
+    let report = summary.report(
+        started.elapsed(),
+        &args.input.display().to_string(),
+        args.output
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .as_deref(),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.output.as_deref() == Some("-".as_ref()) {
+        eprint!("{}", report.to_text());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+fn field_map(args: &ScoreArgs) -> anyhow::Result<FieldMap> {
+    let mut fields = FieldMap::default().with_completion(&args.completion_field)?;
+    fields = if args.prompt_field == "none" {
+        fields.without_prompt()
+    } else {
+        fields.with_prompt(&args.prompt_field)?
+    };
+    fields = fields.with_optional_reference(&args.reference_field)?;
+    fields = fields.with_group(&args.group_field)?;
+    Ok(fields)
+}
+
+fn read_chunks(
+    reader: SampleReader,
+    chunk_rows: usize,
+    skip: bool,
+    sender: mpsc::SyncSender<Chunk>,
+) {
+    let mut chunk = Vec::with_capacity(chunk_rows);
+    let send = |chunk: &mut Vec<RowEvent>| {
+        let full = std::mem::replace(chunk, Vec::with_capacity(chunk_rows));
+        sender.send(Chunk::Rows(full)).is_ok()
+    };
+    let mut reader = reader;
+    if skip {
+        for event in reader.skip_bad_rows() {
+            match event {
+                Ok(event) => chunk.push(event),
+                Err(error) => {
+                    if !chunk.is_empty() && !send(&mut chunk) {
+                        return;
+                    }
+                    let _ = sender.send(Chunk::Fatal(error));
+                    return;
+                }
+            }
+            if chunk.len() >= chunk_rows && !send(&mut chunk) {
+                return;
+            }
+        }
+    } else {
+        for row in reader.by_ref() {
+            match row {
+                Ok(row) => chunk.push(RowEvent::Row(row)),
+                Err(error) => {
+                    // Rows before the bad one are still scored and counted; the run then stops.
+                    if !chunk.is_empty() && !send(&mut chunk) {
+                        return;
+                    }
+                    let _ = sender.send(Chunk::Fatal(error));
+                    return;
+                }
+            }
+            if chunk.len() >= chunk_rows && !send(&mut chunk) {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        send(&mut chunk);
+    }
+}
+
+fn output_columns(pipeline: &Pipeline) -> Vec<Column> {
+    let mut columns = vec![
+        Column::u64("line"),
+        Column::u64("index"),
+        Column::str("group"),
+        Column::f64("reward"),
+        Column::str("outcome"),
+        Column::str("reason"),
+    ];
+    for term in pipeline.terms() {
+        columns.push(Column::f64(term.name.clone()));
+        columns.push(Column::str(format!("{}.outcome", term.name)));
+        columns.push(Column::str(format!("{}.reason", term.name)));
+        for component in &term.component_names {
+            columns.push(Column::f64(format!("{}.{component}", term.name)));
+        }
+    }
+    columns
+}
+
+fn outcome_cells<'a>(cells: &mut Vec<Cell<'a>>, outcome: &'a Outcome) {
+    cells.push(outcome.value().map_or(Cell::Null, Cell::F64));
+    cells.push(Cell::Str(outcome.kind().as_str()));
+    cells.push(outcome.reason().map_or(Cell::Null, Cell::Str));
+}
+
+fn write_row(
+    writer: &mut TableWriter,
+    line: u64,
+    index: usize,
+    sample: &Sample,
+    result: &ScoredSample,
+) -> anyhow::Result<()> {
+    let mut cells = Vec::with_capacity(writer.columns().len());
+    cells.push(Cell::U64(line));
+    cells.push(Cell::U64(index as u64));
+    cells.push(sample.group.as_deref().map_or(Cell::Null, Cell::Str));
+    outcome_cells(&mut cells, &result.reward);
+    for output in &result.terms {
+        outcome_cells(&mut cells, &output.outcome);
+        for component in &output.components {
+            cells.push(component.value().map_or(Cell::Null, Cell::F64));
+        }
+    }
+    writer.write_row(&cells)?;
+    Ok(())
+}
+
+fn progress_bar(disabled: bool) -> ProgressBar {
+    if disabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {human_pos} rows scored  {per_sec}  {elapsed}")
+            .expect("the progress template is valid; this is a bug"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
