@@ -1430,6 +1430,26 @@ mod tests {
         check("<<2*0.5=1.0>>1.0 bolts", "1");
         check("in 2024.", "2024");
         check("costs $5/hour", "5");
+        check("The answer is $1,000.00.", "1000");
+        check("The answer is 2,125 people.", "2125");
+        check("The answer is 1,450,000", "1450000");
+        check("#### 1 000", "1");
+        check("A: 0.5 hours", "0.5");
+        check("A: .5", "0.5");
+        check("The answer is **$18.00**.", "18");
+        check("The answer is \\(18\\).", "18");
+        check("The answer is \\$18.", "18");
+        check("The answer is -$18.", "-18");
+        check("The answer is ($18).", "18");
+        check("The answer is 18 eggs per day at $2 each.", "18");
+        check("The answer is 100%.", "100");
+        check(
+            "Final Answer: The final answer is 7. I hope it is correct.",
+            "7",
+        );
+        check("so he has 20-5=15 left", "15");
+        check("<<16-3-4=9>>9 eggs, so 9 * 2 = $<<9*2=18>>18", "18");
+        check("the temperature dropped to \u{2212}4 degrees", "-4");
     }
 
     #[test]
