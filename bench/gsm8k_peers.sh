@@ -30,6 +30,7 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import math_verify"
     "$venv/bin/pip" install --quiet "math-verify[antlr4_13_2]==0.9.0"
 fi
 
+export BENCH_GIT="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "== building rewardkit (release)" >&2
 cargo build --quiet --release -p rewardkit-verify --example gsm8k_timing
 target="${CARGO_TARGET_DIR:-$root/target}"

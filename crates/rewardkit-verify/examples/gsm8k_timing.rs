@@ -10,7 +10,9 @@
 //! Each call is what a trainer pays per sample: a fresh [`Meter`] from the default [`Budget`]
 //! (which starts the deadline clock) and [`Reward::score`] on a [`Sample`] whose reference is the
 //! question's `ground_truth` (a worked answer ending in `A: N`, read by the verifier itself). The
-//! samples are built before timing. Every call is timed on its own with [`Instant`], over
+//! samples are built before timing. A second measurement gives the verifier the bare gold
+//! number instead (what verl's rule receives), so the comparison with verl is on equal inputs.
+//! Every call is timed on its own with [`Instant`], over
 //! `PASSES` passes (default 5) through the file; the median and mean are over all timed calls.
 //! Agreement with the file's `is_correct` labels is counted on the first pass.
 
@@ -48,7 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-    let mut cases = Vec::new();
+    let mut worked = Vec::new();
+    let mut bare = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -58,6 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let reference = row["ground_truth"]
             .as_str()
             .ok_or_else(|| format!("{path}:{}: missing ground_truth", n + 1))?;
+        let gold = reference
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("A:"))
+            .map(str::trim)
+            .ok_or_else(|| format!("{path}:{}: no `A: N` line in ground_truth", n + 1))?;
         for key in SOLUTION_KEYS {
             let solution = row[key]["solution"]
                 .as_str()
@@ -65,14 +74,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let label = row[key]["is_correct"]
                 .as_bool()
                 .ok_or_else(|| format!("{path}:{}: missing {key}.is_correct", n + 1))?;
-            cases.push(Case {
+            worked.push(Case {
                 sample: Sample::new("", solution).with_reference(reference),
+                label,
+            });
+            bare.push(Case {
+                sample: Sample::new("", solution).with_reference(gold),
                 label,
             });
         }
     }
 
     let verifier = Gsm8k::new(Gsm8kOptions::default())?;
+    let mut report = measure(&verifier, &worked, passes);
+    report["name"] = "rewardkit gsm8k".into();
+    report["reference"] = "worked answer (ground_truth, ending in `A: N`)".into();
+    let mut number = measure(&verifier, &bare, passes);
+    number["name"] = "rewardkit gsm8k (reference: bare number)".into();
+    number["reference"] = "the number of the last `A: N` line".into();
+    report["number_reference"] = number;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Checks agreement with the labels, then times every call over `passes` passes.
+fn measure(verifier: &Gsm8k, cases: &[Case], passes: usize) -> Value {
     let budget = Budget::default();
     let score = |sample: &Sample| -> Outcome {
         let mut meter: Meter = budget.meter();
@@ -80,8 +106,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Agreement with the labels (untimed, so that counting costs nothing in the timings).
-    let (mut agree, mut correct_total, mut correct_hit, mut incorrect_hit, mut non_scores) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut correct_total, mut correct_hit, mut incorrect_hit, mut non_scores) =
+        (0usize, 0usize, 0usize, 0usize);
     let mut disagreements = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let outcome = score(&case.sample);
@@ -96,7 +122,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             correct_total += 1;
         }
         if says_correct == case.label {
-            agree += 1;
             if case.label {
                 correct_hit += 1;
             } else {
@@ -113,13 +138,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Warm-up pass, then the timed passes.
-    for case in &cases {
+    for case in cases {
         black_box(score(black_box(&case.sample)));
     }
     let mut times_ns: Vec<u64> = Vec::with_capacity(cases.len() * passes);
     let wall = Instant::now();
     for _ in 0..passes {
-        for case in &cases {
+        for case in cases {
             let start = Instant::now();
             let outcome = score(black_box(&case.sample));
             let elapsed = start.elapsed();
@@ -137,9 +162,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let total_ns: u64 = times_ns.iter().sum();
     let quantile = |q: f64| times_ns[((calls - 1) as f64 * q).round() as usize];
+    let agree = correct_hit + incorrect_hit;
 
-    let report = serde_json::json!({
-        "name": "rewardkit gsm8k",
+    serde_json::json!({
         "solutions": cases.len(),
         "passes": passes,
         "calls": calls,
@@ -158,7 +183,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "incorrect_hit": incorrect_hit,
         "non_scores": non_scores,
         "disagreements": disagreements,
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    })
 }
