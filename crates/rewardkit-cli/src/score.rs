@@ -16,7 +16,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewardkit::{Outcome, Pipeline, ScoredSample, Spec};
 use rewardkit_core::Sample;
 use rewardkit_data::{
-    Cell, Column, DataError, FieldMap, Format, RecordReader, RowEvent, SampleReader, TableWriter,
+    Cell, Column, DataError, FieldMap, Format, Progress, RecordReader, RowEvent, SampleReader,
+    SkipBadRows, TableWriter,
 };
 
 use crate::summary::Summary;
@@ -72,7 +73,7 @@ pub struct ScoreArgs {
 
 /// What the reader thread sends: a chunk of rows (or skips), or the error that ended reading.
 enum Chunk {
-    Rows(Vec<RowEvent>),
+    Rows(Vec<RowEvent>, Progress),
     Fatal(DataError),
 }
 
@@ -106,26 +107,32 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let progress = progress_bar(args.no_progress || args.output.as_deref() == Some("-".as_ref()));
+    let mut progress =
+        progress_display(args.no_progress || args.output.as_deref() == Some("-".as_ref()));
     let started = Instant::now();
     let mut summary = Summary::new(&pipeline);
 
     let (sender, receiver) = mpsc::sync_channel::<Chunk>(2);
+    let rows = if args.skip_bad_rows {
+        Rows::Skipping(reader.skip_bad_rows())
+    } else {
+        Rows::Strict(reader)
+    };
     let chunk_rows = args.chunk_rows;
-    let skip_bad_rows = args.skip_bad_rows;
-    let reader_thread =
-        std::thread::spawn(move || read_chunks(reader, chunk_rows, skip_bad_rows, sender));
+    let reader_thread = std::thread::spawn(move || read_chunks(rows, chunk_rows, sender));
 
     let mut fatal = None;
     for chunk in receiver {
         let events = match chunk {
-            Chunk::Rows(events) => events,
+            Chunk::Rows(events, position) => {
+                progress.update(&position);
+                events
+            }
             Chunk::Fatal(error) => {
                 fatal = Some(error);
                 break;
             }
         };
-        let rows_in_chunk = events.len() as u64;
         // Move the samples out of their rows (no copies: a completion can be 100 MB) and keep
         // each row's line and sample count to write the results back in order.
         let mut samples: Vec<Sample> = Vec::with_capacity(events.len());
@@ -157,12 +164,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        progress.inc(rows_in_chunk);
     }
     reader_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread panicked (a bug)"))?;
-    progress.finish_and_clear();
+    progress.bar.finish_and_clear();
     if let Some(error) = fatal {
         // The writer is dropped unfinished: its temporary file is removed, any previous output
         // at the destination is left as it was.
@@ -203,54 +209,58 @@ fn field_map(args: &ScoreArgs) -> anyhow::Result<FieldMap> {
     Ok(fields)
 }
 
-fn read_chunks(
-    reader: SampleReader,
-    chunk_rows: usize,
-    skip: bool,
-    sender: mpsc::SyncSender<Chunk>,
-) {
-    let mut chunk = Vec::with_capacity(chunk_rows);
-    let send = |chunk: &mut Vec<RowEvent>| {
-        let full = std::mem::replace(chunk, Vec::with_capacity(chunk_rows));
-        sender.send(Chunk::Rows(full)).is_ok()
-    };
-    let mut reader = reader;
-    if skip {
-        for event in reader.skip_bad_rows() {
-            match event {
-                Ok(event) => chunk.push(event),
-                Err(error) => {
-                    if !chunk.is_empty() && !send(&mut chunk) {
-                        return;
-                    }
-                    let _ = sender.send(Chunk::Fatal(error));
-                    return;
-                }
-            }
-            if chunk.len() >= chunk_rows && !send(&mut chunk) {
-                return;
-            }
-        }
-    } else {
-        for row in reader.by_ref() {
-            match row {
-                Ok(row) => chunk.push(RowEvent::Row(row)),
-                Err(error) => {
-                    // Rows before the bad one are still scored and counted; the run then stops.
-                    if !chunk.is_empty() && !send(&mut chunk) {
-                        return;
-                    }
-                    let _ = sender.send(Chunk::Fatal(error));
-                    return;
-                }
-            }
-            if chunk.len() >= chunk_rows && !send(&mut chunk) {
-                return;
-            }
+/// The reader in either mode, as one stream of row events.
+enum Rows {
+    /// Stop at the first bad row: it arrives as an error.
+    Strict(SampleReader),
+    /// Bad rows arrive as [`RowEvent::Skipped`]; only fatal errors are errors.
+    Skipping(SkipBadRows),
+}
+
+impl Rows {
+    fn next(&mut self) -> Option<Result<RowEvent, DataError>> {
+        match self {
+            Rows::Strict(reader) => reader.next().map(|row| row.map(RowEvent::Row)),
+            Rows::Skipping(reader) => reader.next(),
         }
     }
-    if !chunk.is_empty() {
-        send(&mut chunk);
+
+    fn progress(&self) -> Progress {
+        match self {
+            Rows::Strict(reader) => reader.progress(),
+            Rows::Skipping(reader) => reader.progress(),
+        }
+    }
+}
+
+/// Runs on the reader thread: parses rows into chunks and sends them, then ends. An error ends
+/// the stream after the rows before it have been sent, so they are still scored and counted.
+fn read_chunks(mut rows: Rows, chunk_rows: usize, sender: mpsc::SyncSender<Chunk>) {
+    let mut chunk = Vec::with_capacity(chunk_rows);
+    loop {
+        let next = rows.next();
+        let end = match next {
+            Some(Ok(event)) => {
+                chunk.push(event);
+                None
+            }
+            Some(Err(error)) => Some(Some(error)),
+            None => Some(None),
+        };
+        if chunk.len() >= chunk_rows || (end.is_some() && !chunk.is_empty()) {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows));
+            if sender.send(Chunk::Rows(full, rows.progress())).is_err() {
+                return;
+            }
+        }
+        match end {
+            None => {}
+            Some(None) => return,
+            Some(Some(error)) => {
+                let _ = sender.send(Chunk::Fatal(error));
+                return;
+            }
+        }
     }
 }
 
@@ -302,15 +312,60 @@ fn write_row(
     Ok(())
 }
 
-fn progress_bar(disabled: bool) -> ProgressBar {
-    if disabled || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// The progress display: by rows when the input's row count is known (Parquet), by bytes when its
+/// size is (JSONL files), a spinner otherwise (standard input).
+struct ProgressDisplay {
+    bar: ProgressBar,
+    styled: bool,
+}
+
+impl ProgressDisplay {
+    fn update(&mut self, progress: &Progress) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let (position, length, template) = match (progress.rows_total, progress.bytes_total) {
+            (Some(rows), _) => (
+                progress.rows_read,
+                Some(rows),
+                "{bar:40} {human_pos}/{human_len} rows  {per_sec}  eta {eta}",
+            ),
+            (None, Some(bytes)) if progress.bytes_read > 0 => (
+                progress.bytes_read,
+                Some(bytes),
+                "{bar:40} {bytes}/{total_bytes}  {bytes_per_sec}  eta {eta}",
+            ),
+            _ => (
+                progress.rows_read,
+                None,
+                "{spinner} {human_pos} rows  {per_sec}  {elapsed}",
+            ),
+        };
+        if !self.styled {
+            self.styled = true;
+            self.bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("the progress templates are valid; this is a bug"),
+            );
+        }
+        if let Some(length) = length {
+            self.bar.set_length(length);
+        }
+        self.bar.set_position(position);
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} rows scored  {per_sec}  {elapsed}")
-            .expect("the progress template is valid; this is a bug"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+}
+
+fn progress_display(disabled: bool) -> ProgressDisplay {
+    let bar = if disabled || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} reading…")
+                .expect("the progress templates are valid; this is a bug"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    };
+    ProgressDisplay { bar, styled: false }
 }

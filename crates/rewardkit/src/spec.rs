@@ -151,7 +151,29 @@ impl Spec {
                 e.utf8_error().valid_up_to()
             ),
         })?;
-        Spec::from_toml_str(&text, &path.display().to_string())
+        let mut spec = Spec::from_toml_str(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            spec.resolve_paths(dir);
+        }
+        Ok(spec)
+    }
+
+    /// Makes relative file paths in term options relative to `dir` (the spec's directory), so a
+    /// spec works from any working directory. Path options are those named `tokenizer` or
+    /// ending in `_path` or `_file`; absolute paths are left alone.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for term in &mut self.terms {
+            for (key, value) in term.options.iter_mut() {
+                let is_path =
+                    key == "tokenizer" || key.ends_with("_path") || key.ends_with("_file");
+                if let (true, toml::Value::String(text)) = (is_path, &*value) {
+                    let path = Path::new(text);
+                    if path.is_relative() && !text.is_empty() {
+                        *value = toml::Value::String(dir.join(path).display().to_string());
+                    }
+                }
+            }
+        }
     }
 
     /// Parses and validates a spec from TOML text; `source` labels it in errors.
@@ -282,6 +304,28 @@ mod tests {
         assert_eq!(spec.policy_for(0), &NonScorePolicy::Value { value: -1.0 });
         assert_eq!(spec.policy_for(1), &NonScorePolicy::Exclude);
         assert_eq!(spec.terms[1].options["think_tag"].as_str(), Some("reason"));
+    }
+
+    #[test]
+    fn relative_option_paths_follow_the_spec_file() {
+        let dir = std::env::temp_dir().join(format!("rk-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.toml");
+        std::fs::write(
+            &file,
+            "[[term]]\nname = \"a\"\nkind = \"x\"\n[term.options]\ntokenizer = \"tok/tokenizer.json\"\n\
+             model_path = \"/abs/m\"\nunit = \"tokens\"\n",
+        )
+        .unwrap();
+        let spec = Spec::from_path(&file).unwrap();
+        let options = &spec.terms[0].options;
+        assert_eq!(
+            options["tokenizer"].as_str().unwrap(),
+            dir.join("tok/tokenizer.json").display().to_string()
+        );
+        assert_eq!(options["model_path"].as_str().unwrap(), "/abs/m");
+        assert_eq!(options["unit"].as_str().unwrap(), "tokens");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
