@@ -114,6 +114,16 @@ def summarise(name, times_ns, verdicts, cases, passes, extra=None):
     return result
 
 
+def timer_overhead_ns():
+    """The median time of timing nothing, to read the per-call medians against."""
+    clock = time.perf_counter_ns
+    times = []
+    for _ in range(100_000):
+        start = clock()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
 def time_verl(cases, method, passes):
     clock = time.perf_counter_ns
     golds = [gold.replace(",", "") for _, gold, _ in cases]
@@ -228,6 +238,9 @@ def main(argv):
             ratios[base_key][key] = ratio
             print(f"    vs {r['name']:<50} median {ratio['median']:8.2f}x   "
                   f"mean {ratio['mean']:8.2f}x")
+    py_overhead = timer_overhead_ns()
+    print(f"\ntimer overhead (timing nothing, median): Rust {rewardkit['timer_overhead_ns']} ns, "
+          f"Python {py_overhead:.0f} ns (included in the times above)")
     if math_verify["errors"]:
         print(f"\nMath-Verify raised on {math_verify['errors']} solutions, e.g. "
               f"{math_verify['error_examples'][0]}")
@@ -247,6 +260,7 @@ def main(argv):
         "verl_flexible": verl_flexible,
         "math_verify": math_verify,
         "ratios": ratios,
+        "python_timer_overhead_ns": py_overhead,
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)

@@ -93,8 +93,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     number["name"] = "rewardkit gsm8k (reference: bare number)".into();
     number["reference"] = "the number of the last `A: N` line".into();
     report["number_reference"] = number;
+    report["timer_overhead_ns"] = timer_overhead_ns().into();
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// The median time of timing nothing (two clock reads), to read the per-call medians against.
+fn timer_overhead_ns() -> u64 {
+    let mut times: Vec<u64> = (0..100_000)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(());
+            start.elapsed().as_nanos() as u64
+        })
+        .collect();
+    times.sort_unstable();
+    times[times.len() / 2]
 }
 
 /// Checks agreement with the labels, then times every call over `passes` passes.
