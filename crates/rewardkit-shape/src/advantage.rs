@@ -1,0 +1,464 @@
+//! Advantage estimators for group-sampled policy optimisation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::check_finite_at_least;
+use crate::stats::Centre;
+use crate::{Groups, ShapeError};
+
+/// Which standard deviation to divide by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdKind {
+    /// Divide the sum of squares by `n` (NumPy's `std()` default).
+    Population,
+    /// Divide by `n − 1` (Bessel's correction; PyTorch's `std()` default, so verl's, TRL's and
+    /// OpenRLHF's).
+    Sample,
+}
+
+/// Where GRPO's standard deviation comes from (TRL's `scale_rewards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdScope {
+    /// The std of the sample's own group (the GRPO paper; TRL `scale_rewards="group"`).
+    Group,
+    /// The std of all finite rewards of the batch (TRL `scale_rewards="batch"`).
+    Batch,
+    /// No division (TRL `scale_rewards="none"`; this is Dr.GRPO).
+    None,
+}
+
+/// An advantage estimator over outcome rewards (one scalar reward per sample).
+///
+/// In every formula `mean_g` is the mean of the finite rewards of the sample's group and `K` their
+/// number; see the crate docs for how non-finite rewards, one-element groups and zero-variance
+/// groups are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "estimator", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Estimator {
+    /// GRPO (Shao et al. 2024, DeepSeekMath §4.1.2; verl `compute_grpo_outcome_advantage`):
+    /// `A_i = (R_i − mean_g) / (std + ε)`, the std taken per [`StdScope`].
+    Grpo {
+        /// Where the std comes from.
+        scale: StdScope,
+        /// Population or sample std.
+        std: StdKind,
+        /// Added to the std before dividing (verl: 1e-6; TRL: 1e-4).
+        epsilon: f64,
+    },
+    /// Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", eq. 3): `A_i = R_i −
+    /// mean_g`, no std division.
+    DrGrpo,
+    /// RLOO (Ahmadian et al. 2024, eq. 4; Kool et al. 2019): `A_i = R_i − (1/(K−1)) Σ_{j≠i} R_j`,
+    /// computed as `(K/(K−1))·(R_i − mean_g)` from stably centred values.
+    Rloo,
+    /// REINFORCE++ (Hu 2025, OpenRLHF `reinforce` / `reinforce_baseline`): with `baseline`,
+    /// `a_i = R_i − mean_g`, else `a_i = R_i`; then `A_i = (a_i − mean_B(a)) / (std_B(a) + ε)`
+    /// over the batch `B`.
+    ReinforcePlusPlus {
+        /// Subtract the group mean first (REINFORCE++-baseline).
+        baseline: bool,
+        /// Population or sample std for the batch normalisation.
+        std: StdKind,
+        /// Added to the std (OpenRLHF: 1e-8).
+        epsilon: f64,
+    },
+}
+
+impl Estimator {
+    /// GRPO as verl computes it: group std, sample std, ε = 1e-6.
+    pub const GRPO: Estimator = Estimator::Grpo {
+        scale: StdScope::Group,
+        std: StdKind::Sample,
+        epsilon: 1e-6,
+    };
+
+    /// REINFORCE++ as OpenRLHF computes it: sample std, ε = 1e-8.
+    pub const fn reinforce_plus_plus(baseline: bool) -> Estimator {
+        Estimator::ReinforcePlusPlus {
+            baseline,
+            std: StdKind::Sample,
+            epsilon: 1e-8,
+        }
+    }
+
+    /// The estimator's name as the CLI and specs spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Estimator::Grpo { .. } => "grpo",
+            Estimator::DrGrpo => "dr_grpo",
+            Estimator::Rloo => "rloo",
+            Estimator::ReinforcePlusPlus {
+                baseline: false, ..
+            } => "reinforce_pp",
+            Estimator::ReinforcePlusPlus { baseline: true, .. } => "reinforce_pp_baseline",
+        }
+    }
+
+    fn validate(&self) -> Result<(), ShapeError> {
+        match *self {
+            Estimator::Grpo { epsilon, .. } | Estimator::ReinforcePlusPlus { epsilon, .. } => {
+                check_finite_at_least("epsilon", epsilon, 0.0, "a finite number ≥ 0")
+            }
+            Estimator::DrGrpo | Estimator::Rloo => Ok(()),
+        }
+    }
+
+    /// Whether the estimator uses group statistics (all but REINFORCE++ without baseline).
+    pub fn uses_groups(&self) -> bool {
+        !matches!(
+            self,
+            Estimator::ReinforcePlusPlus {
+                baseline: false,
+                ..
+            }
+        )
+    }
+}
+
+/// Counts of what the estimator could not use, for the run's report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvantageSummary {
+    /// Samples in.
+    pub samples: usize,
+    /// Groups in.
+    pub groups: usize,
+    /// Samples whose reward was NaN or ±∞: masked (advantage NaN), left out of every statistic.
+    pub masked: usize,
+    /// Groups with exactly one finite reward: that sample's advantage is 0 (no baseline exists).
+    pub singleton_groups: usize,
+    /// Groups with no finite reward at all.
+    pub empty_groups: usize,
+    /// Groups of two or more finite rewards, all equal: no learning signal.
+    pub zero_variance_groups: usize,
+    /// Samples of zero-variance groups masked because filtering was asked for.
+    pub filtered: usize,
+}
+
+/// Advantages, one per sample, and what happened on the way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Advantages {
+    /// One advantage per sample, in input order. NaN exactly for masked samples (non-finite
+    /// reward) and filtered ones (zero-variance groups, when filtering); never NaN otherwise.
+    pub values: Vec<f64>,
+    /// The counts.
+    pub summary: AdvantageSummary,
+}
+
+/// What happened to one group.
+#[derive(Clone, Copy, PartialEq)]
+enum GroupFate {
+    Empty,
+    Singleton,
+    ZeroVariance,
+    Signal,
+}
+
+/// Advantages of outcome rewards under `estimator`.
+///
+/// `filter_zero_variance` masks the samples of zero-variance groups (as OpenRLHF's and verl's
+/// dynamic filtering drop them); otherwise their advantage is what the estimator gives, which is
+/// 0 for every group-centred estimator.
+///
+/// Errors only when `groups` does not cover `rewards` or an option is out of range.
+pub fn advantages(
+    rewards: &[f64],
+    groups: &Groups,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+) -> Result<Advantages, ShapeError> {
+    groups.check("rewards", rewards.len())?;
+    estimator.validate()?;
+    let mut values = vec![f64::NAN; rewards.len()];
+    let mut summary = AdvantageSummary {
+        samples: rewards.len(),
+        groups: groups.count(),
+        masked: rewards.iter().filter(|r| !r.is_finite()).count(),
+        ..AdvantageSummary::default()
+    };
+    // `fates[g]` and the group centres, computed once.
+    let mut centres = Vec::with_capacity(groups.count());
+    for members in groups.iter() {
+        let centre = Centre::of_indices(rewards, members.iter().copied());
+        let fate = match centre.count {
+            0 => GroupFate::Empty,
+            1 => GroupFate::Singleton,
+            _ if centre.constant => GroupFate::ZeroVariance,
+            _ => GroupFate::Signal,
+        };
+        match fate {
+            GroupFate::Empty => summary.empty_groups += 1,
+            GroupFate::Singleton => summary.singleton_groups += 1,
+            GroupFate::ZeroVariance => {
+                summary.zero_variance_groups += 1;
+                if filter_zero_variance {
+                    summary.filtered += centre.count;
+                }
+            }
+            GroupFate::Signal => {}
+        }
+        centres.push((centre, fate));
+    }
+    let kept = |fate: GroupFate| !(filter_zero_variance && fate == GroupFate::ZeroVariance);
+
+    match *estimator {
+        Estimator::Grpo {
+            scale,
+            std,
+            epsilon,
+        } => {
+            let batch_std = match scale {
+                StdScope::Batch => Centre::of(rewards.iter().copied()).std(std),
+                _ => None,
+            };
+            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+                if !kept(fate) {
+                    continue;
+                }
+                let divisor = match (fate, scale) {
+                    (GroupFate::Signal, StdScope::Group) => centre.std(std).map(|s| s + epsilon),
+                    (GroupFate::Signal, StdScope::Batch) => batch_std.map(|s| s + epsilon),
+                    _ => Some(1.0),
+                };
+                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                    values[i] = match (fate, divisor) {
+                        (GroupFate::Signal, Some(d)) => centre.centred(rewards[i]) / d,
+                        _ => 0.0,
+                    };
+                }
+            }
+        }
+        Estimator::DrGrpo | Estimator::Rloo => {
+            let loo = matches!(estimator, Estimator::Rloo);
+            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+                if !kept(fate) {
+                    continue;
+                }
+                let k = centre.count as f64;
+                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                    values[i] = match fate {
+                        GroupFate::Signal if loo => centre.centred(rewards[i]) * (k / (k - 1.0)),
+                        GroupFate::Signal => centre.centred(rewards[i]),
+                        _ => 0.0,
+                    };
+                }
+            }
+        }
+        Estimator::ReinforcePlusPlus {
+            baseline,
+            std,
+            epsilon,
+        } => {
+            // First the per-sample scores a_i, then one batch normalisation over the samples that
+            // take part (finite, not filtered, and — with a baseline — not alone in their group).
+            let mut scores = vec![f64::NAN; rewards.len()];
+            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+                if !kept(fate) {
+                    continue;
+                }
+                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                    if !baseline {
+                        scores[i] = rewards[i];
+                    } else if fate == GroupFate::Singleton {
+                        values[i] = 0.0;
+                    } else {
+                        scores[i] = centre.centred(rewards[i]);
+                    }
+                }
+            }
+            let batch = Centre::of(scores.iter().copied());
+            let divisor = batch.std(std).map(|s| s + epsilon);
+            for (value, &score) in values.iter_mut().zip(&scores) {
+                if score.is_finite() {
+                    *value = match divisor {
+                        Some(d) if !batch.constant => batch.centred(score) / d,
+                        _ => 0.0,
+                    };
+                }
+            }
+        }
+    }
+    Ok(Advantages { values, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAN: f64 = f64::NAN;
+
+    fn check(rewards: &[f64], sizes: &[usize], estimator: Estimator, expected: &[f64]) {
+        let groups = Groups::from_sizes(sizes);
+        let got = advantages(rewards, &groups, &estimator, false)
+            .unwrap()
+            .values;
+        assert_eq!(got.len(), expected.len());
+        for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
+            let ok = (g.is_nan() && e.is_nan()) || (g - e).abs() <= 1e-12 * e.abs().max(1.0);
+            assert!(ok, "{estimator:?} {rewards:?}: [{i}] got {g}, expected {e}");
+        }
+    }
+
+    fn grpo(scale: StdScope, std: StdKind, epsilon: f64) -> Estimator {
+        Estimator::Grpo {
+            scale,
+            std,
+            epsilon,
+        }
+    }
+
+    #[test]
+    fn grpo_cases() {
+        use StdKind::*;
+        use StdScope::*;
+        let plain = grpo(Group, Sample, 0.0);
+        check(&[1.0, 0.0], &[2], plain, &[0.5f64.sqrt(), -(0.5f64.sqrt())]);
+        check(
+            &[1.0, 0.0],
+            &[2],
+            grpo(Group, Population, 0.0),
+            &[1.0, -1.0],
+        );
+        check(
+            &[1.0, 0.0, 3.0],
+            &[2, 1],
+            plain,
+            &[0.5f64.sqrt(), -(0.5f64.sqrt()), 0.0],
+        );
+        check(&[2.0, 2.0, 2.0], &[3], plain, &[0.0, 0.0, 0.0]);
+        check(
+            &[1.0, NAN, 0.0],
+            &[3],
+            plain,
+            &[0.5f64.sqrt(), NAN, -(0.5f64.sqrt())],
+        );
+        check(&[NAN, f64::INFINITY], &[2], plain, &[NAN, NAN]);
+        check(&[5.0, f64::NEG_INFINITY], &[2], plain, &[0.0, NAN]);
+        check(
+            &[1.0, 0.0],
+            &[2],
+            grpo(Group, Population, 1.0),
+            &[1.0 / 3.0, -1.0 / 3.0],
+        );
+        check(&[1.0, 0.0], &[2], grpo(None, Sample, 1.0), &[0.5, -0.5]);
+        // Batch std of [1, 0, 3, 4] (population) = sqrt(2.5); group means 0.5 and 3.5.
+        let s = 2.5f64.sqrt();
+        check(
+            &[1.0, 0.0, 3.0, 4.0],
+            &[2, 2],
+            grpo(Batch, Population, 0.0),
+            &[0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s],
+        );
+        // Offset by 1e9: the advantages are those of the unshifted values, exactly.
+        check(
+            &[1e9 + 1.0, 1e9],
+            &[2],
+            grpo(Group, Population, 0.0),
+            &[1.0, -1.0],
+        );
+        check(
+            &[1e9 + 3.0, 1e9 + 1.0, 1e9 + 2.0],
+            &[3],
+            grpo(Group, Sample, 0.0),
+            &[1.0, -1.0, 0.0],
+        );
+    }
+
+    #[test]
+    fn dr_grpo_and_rloo_cases() {
+        check(
+            &[1.0, 0.0, 0.0, 0.0],
+            &[4],
+            Estimator::DrGrpo,
+            &[0.75, -0.25, -0.25, -0.25],
+        );
+        check(
+            &[1.0, 0.0, 0.0, 0.0],
+            &[4],
+            Estimator::Rloo,
+            &[1.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
+        );
+        check(&[7.0], &[1], Estimator::Rloo, &[0.0]);
+        check(&[7.0, NAN], &[2], Estimator::Rloo, &[0.0, NAN]);
+        check(&[3.0, 5.0], &[2], Estimator::Rloo, &[-2.0, 2.0]);
+        // NeMo-RL PR #4158: (sum − x)/(K−1) in low precision cancels; here 1e9 offsets are exact.
+        check(
+            &[1e9 + 1.0, 1e9, 1e9, 1e9],
+            &[4],
+            Estimator::Rloo,
+            &[1.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
+        );
+        check(&[1e15 + 2.0, 1e15], &[2], Estimator::Rloo, &[2.0, -2.0]);
+    }
+
+    #[test]
+    fn reinforce_pp_cases() {
+        let plain = Estimator::ReinforcePlusPlus {
+            baseline: false,
+            std: StdKind::Population,
+            epsilon: 0.0,
+        };
+        let s = 5f64.sqrt();
+        check(
+            &[1.0, 3.0, NAN, 5.0, 7.0],
+            &[2, 3],
+            plain,
+            &[-3.0 / s, -1.0 / s, NAN, 1.0 / s, 3.0 / s],
+        );
+        let baseline = Estimator::ReinforcePlusPlus {
+            baseline: true,
+            std: StdKind::Population,
+            epsilon: 0.0,
+        };
+        // Group-centred scores [-1, 1, 0 (singleton, excluded), -1, 1]; batch std 1.
+        check(
+            &[1.0, 3.0, 9.0, 5.0, 7.0],
+            &[2, 1, 2],
+            baseline,
+            &[-1.0, 1.0, 0.0, -1.0, 1.0],
+        );
+        check(&[4.0, 4.0], &[2], baseline, &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn summary_counts_and_filtering() {
+        let rewards = [1.0, 1.0, 2.0, NAN, NAN, NAN, 3.0, 4.0];
+        let groups = Groups::from_sizes(&[2, 2, 2, 2]);
+        let out = advantages(&rewards, &groups, &Estimator::GRPO, true).unwrap();
+        assert_eq!(
+            out.summary,
+            AdvantageSummary {
+                samples: 8,
+                groups: 4,
+                masked: 3,
+                singleton_groups: 1,
+                empty_groups: 1,
+                zero_variance_groups: 1,
+                filtered: 2,
+            }
+        );
+        assert!(out.values[0].is_nan() && out.values[1].is_nan());
+        assert_eq!(out.values[2], 0.0);
+        assert!(out.values[6] < 0.0 && out.values[7] > 0.0);
+        let unfiltered = advantages(&rewards, &groups, &Estimator::GRPO, false).unwrap();
+        assert_eq!(&unfiltered.values[..2], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let groups = Groups::single(2);
+        assert!(matches!(
+            advantages(&[1.0], &groups, &Estimator::Rloo, false),
+            Err(ShapeError::LengthMismatch {
+                found: 1,
+                expected: 2,
+                ..
+            })
+        ));
+        let bad = grpo(StdScope::Group, StdKind::Sample, -1.0);
+        assert!(advantages(&[1.0, 2.0], &groups, &bad, false).is_err());
+        let bad = grpo(StdScope::Group, StdKind::Sample, f64::NAN);
+        assert!(advantages(&[1.0, 2.0], &groups, &bad, false).is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! Per-step estimators: generalised advantage estimation and potential-based shaping.
+
+use crate::error::check_finite_at_least;
+use crate::ShapeError;
+
+/// Advantages and returns per step, from [`gae`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gae {
+    /// `A_t`, one per step; NaN for every step of a masked episode.
+    pub advantages: Vec<f64>,
+    /// `A_t + V_t` (the critic's regression target); NaN for masked episodes.
+    pub returns: Vec<f64>,
+    /// Episodes with a non-finite reward, value or bootstrap value anywhere: a NaN at step `t`
+    /// reaches every `A_{t' ≤ t}` through the recursion, so the whole episode is masked.
+    pub masked_episodes: usize,
+}
+
+fn check_episodes(lengths: &[usize], steps: usize) -> Result<(), ShapeError> {
+    let total: usize = lengths.iter().sum();
+    ShapeError::check_len("rewards", steps, total, "step of the episode lengths")
+}
+
+fn check_discount(option: &'static str, value: f64) -> Result<(), ShapeError> {
+    check_finite_at_least(option, value, 0.0, "a number in [0, 1]")?;
+    if value > 1.0 {
+        return Err(ShapeError::invalid(option, value, "a number in [0, 1]"));
+    }
+    Ok(())
+}
+
+/// Generalised advantage estimation (Schulman et al. 2016, eqs. 11–16) over consecutive episodes:
+///
+/// `δ_t = r_t + γ·V_{t+1} − V_t`, `A_t = δ_t + γλ·A_{t+1}`, computed backwards from each
+/// episode's end, where `V_{T}` after the last step is `bootstrap[e]` (the value of the state a
+/// truncated episode stopped in) or 0 for a terminal one (`bootstrap = None`).
+///
+/// `rewards` and `values` hold every step of every episode, episode after episode;
+/// `lengths[e]` is the number of steps of episode `e`.
+pub fn gae(
+    rewards: &[f64],
+    values: &[f64],
+    lengths: &[usize],
+    bootstrap: Option<&[f64]>,
+    gamma: f64,
+    lambda: f64,
+) -> Result<Gae, ShapeError> {
+    check_episodes(lengths, rewards.len())?;
+    ShapeError::check_len("values", values.len(), rewards.len(), "step")?;
+    if let Some(bootstrap) = bootstrap {
+        ShapeError::check_len("bootstrap", bootstrap.len(), lengths.len(), "episode")?;
+    }
+    check_discount("gamma", gamma)?;
+    check_discount("lambda", lambda)?;
+    let mut advantages = vec![f64::NAN; rewards.len()];
+    let mut returns = vec![f64::NAN; rewards.len()];
+    let mut masked_episodes = 0;
+    let mut start = 0;
+    for (e, &length) in lengths.iter().enumerate() {
+        let end = start + length;
+        let last = bootstrap.map_or(0.0, |b| b[e]);
+        let finite = last.is_finite()
+            && rewards[start..end].iter().all(|x| x.is_finite())
+            && values[start..end].iter().all(|x| x.is_finite());
+        if !finite {
+            masked_episodes += 1;
+            start = end;
+            continue;
+        }
+        let mut next_value = last;
+        let mut running = 0.0;
+        for t in (start..end).rev() {
+            let delta = rewards[t] + gamma * next_value - values[t];
+            running = delta + gamma * lambda * running;
+            advantages[t] = running;
+            returns[t] = running + values[t];
+            next_value = values[t];
+        }
+        start = end;
+    }
+    Ok(Gae {
+        advantages,
+        returns,
+        masked_episodes,
+    })
+}
+
+/// Potential-based reward shaping (Ng, Harada & Russell 1999, Theorem 1):
+/// `r'_t = r_t + γ·Φ(s_{t+1}) − Φ(s_t)`, with `Φ` of the state after an episode's last step
+/// taken as 0 (terminal states have zero potential in episodic tasks), which is what keeps the
+/// optimal policy unchanged.
+///
+/// `potentials[t]` is `Φ(s_t)` for the state in which step `t` was taken. Non-finite inputs give a
+/// non-finite shaped reward at the affected steps only (no recursion couples the steps).
+pub fn potential_shaping(
+    rewards: &[f64],
+    potentials: &[f64],
+    lengths: &[usize],
+    gamma: f64,
+) -> Result<Vec<f64>, ShapeError> {
+    check_episodes(lengths, rewards.len())?;
+    ShapeError::check_len("potentials", potentials.len(), rewards.len(), "step")?;
+    check_discount("gamma", gamma)?;
+    let mut shaped = Vec::with_capacity(rewards.len());
+    let mut start = 0;
+    for &length in lengths {
+        let end = start + length;
+        for t in start..end {
+            let next = if t + 1 < end { potentials[t + 1] } else { 0.0 };
+            shaped.push(rewards[t] + gamma * next - potentials[t]);
+        }
+        start = end;
+    }
+    Ok(shaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gae_by_hand() {
+        // One episode of two steps, γ = 0.5, λ = 0.5, terminal.
+        // δ1 = 1 + 0 − 2 = −1; δ0 = 0 + 0.5·2 − 1 = 0; A1 = −1; A0 = 0 + 0.25·(−1) = −0.25.
+        let out = gae(&[0.0, 1.0], &[1.0, 2.0], &[2], None, 0.5, 0.5).unwrap();
+        assert_eq!(out.advantages, [-0.25, -1.0]);
+        assert_eq!(out.returns, [0.75, 1.0]);
+        // Truncated with bootstrap 4: δ1 = 1 + 2 − 2 = 1; A0 = 0 + 0.25 = 0.25.
+        let out = gae(&[0.0, 1.0], &[1.0, 2.0], &[2], Some(&[4.0]), 0.5, 0.5).unwrap();
+        assert_eq!(out.advantages, [0.25, 1.0]);
+        // λ = 1, γ = 1, zero values: advantages are reward-to-go.
+        let out = gae(&[1.0, 2.0, 3.0, 5.0], &[0.0; 4], &[3, 1], None, 1.0, 1.0).unwrap();
+        assert_eq!(out.advantages, [6.0, 5.0, 3.0, 5.0]);
+    }
+
+    #[test]
+    fn gae_masks_whole_episodes() {
+        let out = gae(&[1.0, f64::NAN, 1.0], &[0.0; 3], &[2, 1], None, 1.0, 1.0).unwrap();
+        assert_eq!(out.masked_episodes, 1);
+        assert!(out.advantages[0].is_nan() && out.advantages[1].is_nan());
+        assert_eq!(out.advantages[2], 1.0);
+        let out = gae(&[1.0], &[0.0], &[1], Some(&[f64::INFINITY]), 1.0, 1.0).unwrap();
+        assert_eq!(out.masked_episodes, 1);
+    }
+
+    #[test]
+    fn gae_bad_requests() {
+        assert!(gae(&[1.0], &[0.0], &[2], None, 1.0, 1.0).is_err());
+        assert!(gae(&[1.0], &[0.0, 1.0], &[1], None, 1.0, 1.0).is_err());
+        assert!(gae(&[1.0], &[0.0], &[1], Some(&[]), 1.0, 1.0).is_err());
+        assert!(gae(&[1.0], &[0.0], &[1], None, 1.5, 1.0).is_err());
+        assert!(gae(&[1.0], &[0.0], &[1], None, 1.0, -0.1).is_err());
+    }
+
+    #[test]
+    fn shaping_telescopes() {
+        // Σ_t γ^t r'_t = Σ_t γ^t r_t − Φ(s_0) for a terminal episode.
+        let rewards = [1.0, 0.0, 2.0];
+        let potentials = [3.0, -1.0, 0.5];
+        let gamma = 0.9;
+        let shaped = potential_shaping(&rewards, &potentials, &[3], gamma).unwrap();
+        let discounted = |r: &[f64]| r.iter().rev().fold(0.0, |acc, x| x + gamma * acc);
+        let difference = discounted(&shaped) - (discounted(&rewards) - potentials[0]);
+        assert!(difference.abs() < 1e-12, "{difference}");
+        assert_eq!(shaped[2], 2.0 - 0.5);
+    }
+}

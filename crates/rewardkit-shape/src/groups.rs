@@ -1,0 +1,154 @@
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use crate::ShapeError;
+
+/// Which samples belong together: the completions of one prompt in GRPO/RLOO.
+///
+/// Stored as member lists (compressed rows): for each group, the indices of its samples in input
+/// order. Groups need not be contiguous in the input; a group's number is the order of its first
+/// appearance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Groups {
+    len: usize,
+    offsets: Vec<usize>,
+    members: Vec<usize>,
+}
+
+impl Groups {
+    /// Groups from one label per sample; equal labels form a group.
+    pub fn from_labels<T: Hash + Eq>(labels: &[T]) -> Groups {
+        let mut numbers: HashMap<&T, usize> = HashMap::new();
+        let ids: Vec<usize> = labels
+            .iter()
+            .map(|label| {
+                let next = numbers.len();
+                *numbers.entry(label).or_insert(next)
+            })
+            .collect();
+        Groups::from_ids(&ids)
+    }
+
+    /// Groups from dense group numbers (`ids[i]` is the group of sample `i`; numbers need not be
+    /// contiguous or sorted, but their maximum sizes the table, so keep them dense).
+    pub fn from_ids(ids: &[usize]) -> Groups {
+        let groups = ids.iter().max().map_or(0, |&m| m + 1);
+        let mut counts = vec![0usize; groups + 1];
+        for &id in ids {
+            counts[id + 1] += 1;
+        }
+        for g in 0..groups {
+            counts[g + 1] += counts[g];
+        }
+        let mut next = counts.clone();
+        let mut members = vec![0usize; ids.len()];
+        for (i, &id) in ids.iter().enumerate() {
+            members[next[id]] = i;
+            next[id] += 1;
+        }
+        // Drop numbers that no sample used, so every group is non-empty.
+        let mut offsets = vec![0];
+        for g in 0..groups {
+            if counts[g + 1] > counts[g] {
+                offsets.push(counts[g + 1]);
+            }
+        }
+        Groups {
+            len: ids.len(),
+            offsets,
+            members,
+        }
+    }
+
+    /// Consecutive groups of the given sizes.
+    pub fn from_sizes(sizes: &[usize]) -> Groups {
+        let mut offsets = vec![0];
+        for &size in sizes.iter().filter(|&&s| s > 0) {
+            offsets.push(offsets.last().expect("starts with 0") + size);
+        }
+        let len = *offsets.last().expect("starts with 0");
+        Groups {
+            len,
+            offsets,
+            members: (0..len).collect(),
+        }
+    }
+
+    /// `len` samples in consecutive groups of `size` (the last one shorter if `size` does not
+    /// divide `len`).
+    pub fn uniform(len: usize, size: usize) -> Result<Groups, ShapeError> {
+        if size == 0 {
+            return Err(ShapeError::invalid("group_size", size, "at least 1"));
+        }
+        let mut sizes = vec![size; len / size];
+        if len % size != 0 {
+            sizes.push(len % size);
+        }
+        Ok(Groups::from_sizes(&sizes))
+    }
+
+    /// One group holding all `len` samples.
+    pub fn single(len: usize) -> Groups {
+        Groups::from_sizes(&[len])
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of groups.
+    pub fn count(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The sample indices of group `g`, in input order.
+    pub fn members(&self, g: usize) -> &[usize] {
+        &self.members[self.offsets[g]..self.offsets[g + 1]]
+    }
+
+    /// Iterates over the groups' member lists.
+    pub fn iter(&self) -> impl Iterator<Item = &[usize]> + '_ {
+        (0..self.count()).map(|g| self.members(g))
+    }
+
+    pub(crate) fn check(&self, what: &'static str, found: usize) -> Result<(), ShapeError> {
+        ShapeError::check_len(what, found, self.len, "sample in the groups")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_group_in_order_of_first_appearance() {
+        let groups = Groups::from_labels(&["b", "a", "b", "c", "a"]);
+        assert_eq!(groups.count(), 3);
+        assert_eq!(groups.members(0), &[0, 2]);
+        assert_eq!(groups.members(1), &[1, 4]);
+        assert_eq!(groups.members(2), &[3]);
+        assert_eq!(groups.len(), 5);
+    }
+
+    #[test]
+    fn sizes_and_uniform() {
+        let groups = Groups::uniform(7, 3).unwrap();
+        assert_eq!(
+            groups.iter().map(<[usize]>::len).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        assert_eq!(Groups::from_sizes(&[2, 0, 1]).count(), 2);
+        assert!(Groups::uniform(3, 0).is_err());
+        assert!(Groups::single(0).is_empty());
+        assert_eq!(
+            Groups::from_ids(&[2, 2, 0]).iter().collect::<Vec<_>>(),
+            [&[2][..], &[0, 1]]
+        );
+    }
+}

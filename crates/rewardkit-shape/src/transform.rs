@@ -1,0 +1,422 @@
+//! Transforms of one reward column: normalisations, clips, PAR and log-sigmoid centring.
+//!
+//! Every transform maps a non-finite input to NaN (a masked sample stays masked) and never turns
+//! a finite input into NaN.
+
+use rewardkit_core::RunningStats;
+
+use crate::error::check_finite_at_least;
+use crate::stats::{quantile, Centre};
+use crate::{Groups, ShapeError, StdKind};
+
+/// The logistic sigmoid `σ(x) = 1/(1 + e^{−x})`, evaluated without overflow for any `x`.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `log σ(x) = min(x, 0) − ln(1 + e^{−|x|})`: exact for large `|x|` (≈ `x` far below 0, ≈ `−e^{−x}`
+/// far above), never overflowing, and never above 0.
+pub fn log_sigmoid(x: f64) -> f64 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
+}
+
+/// Which samples a normalisation pools its statistics over.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// All samples of the batch.
+    Batch,
+    /// Each group on its own.
+    Groups(&'a Groups),
+}
+
+fn pools<'a>(len: usize, scope: Scope<'a>, single: &'a Groups) -> Vec<&'a [usize]> {
+    match scope {
+        Scope::Batch => {
+            debug_assert_eq!(single.len(), len);
+            single.iter().collect()
+        }
+        Scope::Groups(groups) => groups.iter().collect(),
+    }
+}
+
+fn check_scope(values: usize, scope: Scope<'_>) -> Result<(), ShapeError> {
+    match scope {
+        Scope::Batch => Ok(()),
+        Scope::Groups(groups) => groups.check("values", values),
+    }
+}
+
+/// Mean/std normalisation `(x − mean)/(std + ε)` over the batch or per group (the "Meanstd"
+/// baseline of PAR, Fu et al. 2025 §5; the per-group form is GRPO's). A pool with fewer than two
+/// finite values, or with all values equal, maps its finite values to 0.
+pub fn normalize(
+    values: &[f64],
+    scope: Scope<'_>,
+    std: StdKind,
+    epsilon: f64,
+) -> Result<Vec<f64>, ShapeError> {
+    check_scope(values.len(), scope)?;
+    check_finite_at_least("epsilon", epsilon, 0.0, "a finite number ≥ 0")?;
+    let single = Groups::single(values.len());
+    let mut out = vec![f64::NAN; values.len()];
+    for members in pools(values.len(), scope, &single) {
+        let centre = Centre::of_indices(values, members.iter().copied());
+        let divisor = centre.std(std).map(|s| s + epsilon);
+        for &i in members.iter().filter(|&&i| values[i].is_finite()) {
+            out[i] = match divisor {
+                Some(d) if centre.count >= 2 && !centre.constant => centre.centred(values[i]) / d,
+                _ => 0.0,
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Running mean/std normalisation (PAR's "Meanstd" with running statistics): the batch's finite
+/// values are first added to `stats`, then each value becomes `(x − μ_run)/(σ_run + ε)`. Adding
+/// before normalising is a choice **[recon]** (PAR's `reward_shaper.py` order is not confirmed);
+/// it makes the first batch well defined. While fewer than two values have been seen, or σ_run is
+/// 0, finite values map to 0.
+pub fn normalize_running(
+    values: &[f64],
+    stats: &mut RunningStats,
+    std: StdKind,
+    epsilon: f64,
+) -> Result<Vec<f64>, ShapeError> {
+    check_finite_at_least("epsilon", epsilon, 0.0, "a finite number ≥ 0")?;
+    values.iter().for_each(|&x| stats.push(x));
+    let (mean, sd) = running_mean_std(stats, std);
+    Ok(values
+        .iter()
+        .map(|&x| match (x.is_finite(), mean, sd) {
+            (false, _, _) => f64::NAN,
+            (true, Some(m), Some(s)) if s > 0.0 => (x - m) / (s + epsilon),
+            _ => 0.0,
+        })
+        .collect())
+}
+
+fn running_mean_std(stats: &RunningStats, std: StdKind) -> (Option<f64>, Option<f64>) {
+    let variance = match std {
+        StdKind::Population => stats.population_variance(),
+        StdKind::Sample => stats.sample_variance(),
+    };
+    (stats.mean(), variance.map(f64::sqrt))
+}
+
+/// Clips to `[low, high]`.
+pub fn clip(values: &[f64], low: f64, high: f64) -> Result<Vec<f64>, ShapeError> {
+    if low.is_nan() || high.is_nan() || low > high {
+        return Err(ShapeError::invalid(
+            "clip",
+            format!("[{low}, {high}]"),
+            "low ≤ high, neither NaN",
+        ));
+    }
+    Ok(values
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                x.clamp(low, high)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect())
+}
+
+/// PAR's "Clip" baseline: `clip(x, μ_run − σ_run, μ_run + σ_run)` with running statistics that
+/// include the batch (as in [`normalize_running`]). Before two values have been seen, values pass
+/// through.
+pub fn clip_running(values: &[f64], stats: &mut RunningStats, std: StdKind) -> Vec<f64> {
+    values.iter().for_each(|&x| stats.push(x));
+    let (mean, sd) = running_mean_std(stats, std);
+    values
+        .iter()
+        .map(|&x| match (x.is_finite(), mean, sd) {
+            (false, _, _) => f64::NAN,
+            (true, Some(m), Some(s)) => x.clamp(m - s, m + s),
+            _ => x,
+        })
+        .collect()
+}
+
+/// PAR's "Ceil" baseline: `min(x, ceiling)`.
+pub fn ceiling(values: &[f64], ceiling: f64) -> Result<Vec<f64>, ShapeError> {
+    if ceiling.is_nan() {
+        return Err(ShapeError::invalid("ceiling", ceiling, "a number"));
+    }
+    Ok(values
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                x.min(ceiling)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect())
+}
+
+/// Min-max scaling `(x − min)/(max − min)` over the batch or per group; a pool whose finite values
+/// are all equal maps them to 0.
+pub fn min_max(values: &[f64], scope: Scope<'_>) -> Result<Vec<f64>, ShapeError> {
+    check_scope(values.len(), scope)?;
+    let single = Groups::single(values.len());
+    let mut out = vec![f64::NAN; values.len()];
+    for members in pools(values.len(), scope, &single) {
+        let finite = || members.iter().map(|&i| values[i]).filter(|x| x.is_finite());
+        let low = finite().fold(f64::INFINITY, f64::min);
+        let high = finite().fold(f64::NEG_INFINITY, f64::max);
+        for &i in members.iter().filter(|&&i| values[i].is_finite()) {
+            out[i] = if high > low {
+                (values[i] - low) / (high - low)
+            } else {
+                0.0
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// PAR's "Minmax" baseline with running minimum and maximum (including the batch).
+pub fn min_max_running(values: &[f64], stats: &mut RunningStats) -> Vec<f64> {
+    values.iter().for_each(|&x| stats.push(x));
+    values
+        .iter()
+        .map(|&x| match (x.is_finite(), stats.min(), stats.max()) {
+            (false, _, _) => f64::NAN,
+            (true, Some(low), Some(high)) if high > low => (x - low) / (high - low),
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// Preference As Reward (Fu et al. 2025, eq. 4; PorUna-byte/PAR `reward_shaper.py`):
+/// `r_RL = (1/M) Σ_m σ(k·(r − r_ref,m))` over the finite reference rewards.
+///
+/// Mathematically in (0, 1) and exactly 0.5 when `r` equals every reference; in `f64` it reaches
+/// 1.0 once `k·(r − r_ref)` exceeds about 37 (σ rounds to 1). NaN when `r` or every reference is
+/// non-finite.
+pub fn par(reward: f64, references: &[f64], k: f64) -> f64 {
+    if !reward.is_finite() {
+        return f64::NAN;
+    }
+    let mut sum = 0.0;
+    let mut count = 0usize;
+    for &reference in references.iter().filter(|x| x.is_finite()) {
+        sum += sigmoid(k * (reward - reference));
+        count += 1;
+    }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
+}
+
+/// [`par`] for a batch: `references` holds `m` reference rewards per sample, sample after sample.
+pub fn par_batch(
+    rewards: &[f64],
+    references: &[f64],
+    m: usize,
+    k: f64,
+) -> Result<Vec<f64>, ShapeError> {
+    check_par(m, k)?;
+    ShapeError::check_len(
+        "references",
+        references.len(),
+        rewards.len() * m,
+        "reference of each sample (m per sample)",
+    )?;
+    Ok(rewards
+        .iter()
+        .zip(references.chunks(m))
+        .map(|(&r, refs)| par(r, refs, k))
+        .collect())
+}
+
+fn check_par(m: usize, k: f64) -> Result<(), ShapeError> {
+    if m == 0 {
+        return Err(ShapeError::invalid(
+            "m",
+            m,
+            "at least 1 reference per sample",
+        ));
+    }
+    if !(k.is_finite() && k > 0.0) {
+        return Err(ShapeError::invalid("k", k, "a finite slope > 0"));
+    }
+    Ok(())
+}
+
+/// Log-sigmoid centring (Wang et al. 2024, "Transforming and Combining Rewards", eq. 5):
+/// `u = log σ(r − r_ref)`, always ≤ 0, increasing in `r`, with `du/dr = σ(r_ref − r)`. NaN if
+/// either input is non-finite.
+pub fn log_sigmoid_centred(reward: f64, reference: f64) -> f64 {
+    if reward.is_finite() && reference.is_finite() {
+        log_sigmoid(reward - reference)
+    } else {
+        f64::NAN
+    }
+}
+
+/// How a per-prompt reference reward `r_ref(x)` is read off the rewards of reference samples
+/// (base-policy completions of the same prompt).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method", deny_unknown_fields)]
+pub enum ReferenceQuantile {
+    /// The empirical `q`-quantile (linear interpolation, NumPy's default). Wang et al. 2024 use "a
+    /// high quantile of base-policy rewards"; q = 0.85 is the PAR reimplementation's choice
+    /// **[recon]** for the original paper.
+    Empirical {
+        /// The quantile, in [0, 1].
+        q: f64,
+    },
+}
+
+impl ReferenceQuantile {
+    /// The reference reward from the finite rewards of the reference samples; `None` without any.
+    pub fn reference(&self, reference_rewards: &[f64]) -> Result<Option<f64>, ShapeError> {
+        match *self {
+            ReferenceQuantile::Empirical { q } => {
+                if !(0.0..=1.0).contains(&q) {
+                    return Err(ShapeError::invalid("q", q, "a quantile in [0, 1]"));
+                }
+                Ok(quantile(reference_rewards, q))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAN: f64 = f64::NAN;
+
+    fn same(got: &[f64], expected: &[f64]) {
+        assert_eq!(got.len(), expected.len(), "{got:?} vs {expected:?}");
+        for (g, e) in got.iter().zip(expected) {
+            let ok = (g.is_nan() && e.is_nan()) || (g - e).abs() <= 1e-12 * e.abs().max(1.0);
+            assert!(ok, "{got:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn sigmoid_cases() {
+        let check = |x: f64, s: f64, ls: f64| {
+            assert!(
+                (sigmoid(x) - s).abs() <= 1e-15 * s.max(1e-300),
+                "σ({x}) = {}",
+                sigmoid(x)
+            );
+            let got = log_sigmoid(x);
+            assert!(
+                (got - ls).abs() <= 1e-15 * ls.abs().max(1e-300),
+                "logσ({x}) = {got}"
+            );
+        };
+        check(0.0, 0.5, -std::f64::consts::LN_2);
+        check(-800.0, 0.0, -800.0);
+        check(800.0, 1.0, 0.0);
+        check(-40.0, 4.248354255291589e-18, -40.0);
+        check(40.0, 1.0, -4.248354255291589e-18);
+        check(2.0, 0.8807970779778823, -0.1269280110429725);
+    }
+
+    #[test]
+    fn normalize_cases() {
+        let groups = Groups::from_sizes(&[2, 1, 3]);
+        let v = [1.0, 3.0, 5.0, NAN, 2.0, 2.0];
+        same(
+            &normalize(&v, Scope::Groups(&groups), StdKind::Population, 0.0).unwrap(),
+            &[-1.0, 1.0, 0.0, NAN, 0.0, 0.0],
+        );
+        same(
+            &normalize(&[1.0, 3.0], Scope::Batch, StdKind::Sample, 0.0).unwrap(),
+            &[-(0.5f64.sqrt()), 0.5f64.sqrt()],
+        );
+        same(
+            &normalize(
+                &[1e9 + 1.0, 1e9 + 3.0],
+                Scope::Batch,
+                StdKind::Population,
+                0.0,
+            )
+            .unwrap(),
+            &[-1.0, 1.0],
+        );
+        assert!(normalize(&v, Scope::Groups(&Groups::single(2)), StdKind::Sample, 0.0).is_err());
+        let mut stats = RunningStats::new();
+        same(
+            &normalize_running(&[1.0], &mut stats, StdKind::Population, 0.0).unwrap(),
+            &[0.0],
+        );
+        same(
+            &normalize_running(&[3.0, NAN], &mut stats, StdKind::Population, 0.0).unwrap(),
+            &[1.0, NAN],
+        );
+    }
+
+    #[test]
+    fn clip_ceiling_min_max_cases() {
+        same(
+            &clip(&[-2.0, 0.5, 7.0, NAN, f64::INFINITY], -1.0, 1.0).unwrap(),
+            &[-1.0, 0.5, 1.0, NAN, NAN],
+        );
+        assert!(clip(&[1.0], 1.0, 0.0).is_err());
+        same(&ceiling(&[3.0, 5.0, -1.0], 4.0).unwrap(), &[3.0, 4.0, -1.0]);
+        same(
+            &min_max(&[2.0, 4.0, 3.0, NAN], Scope::Batch).unwrap(),
+            &[0.0, 1.0, 0.5, NAN],
+        );
+        same(&min_max(&[2.0, 2.0], Scope::Batch).unwrap(), &[0.0, 0.0]);
+        let mut stats = RunningStats::new();
+        same(
+            &clip_running(&[0.0, 2.0], &mut stats, StdKind::Population),
+            &[0.0, 2.0],
+        );
+        same(
+            &clip_running(&[10.0], &mut stats, StdKind::Population),
+            &[4.0 + (56.0f64 / 3.0).sqrt()],
+        );
+        let mut stats = RunningStats::new();
+        same(&min_max_running(&[1.0, 3.0], &mut stats), &[0.0, 1.0]);
+        same(&min_max_running(&[2.0, 5.0], &mut stats), &[0.25, 1.0]);
+    }
+
+    #[test]
+    fn par_cases() {
+        assert_eq!(par(1.0, &[1.0, 1.0], 1.0), 0.5);
+        assert!((par(1.0, &[0.0, 2.0], 3.0) - 0.5).abs() < 1e-15);
+        assert_eq!(par(1.0, &[NAN, 1.0], 2.0), 0.5);
+        assert!(par(1.0, &[NAN], 2.0).is_nan());
+        assert!(par(NAN, &[1.0], 2.0).is_nan());
+        same(
+            &par_batch(&[0.0, 2.0], &[0.0, 0.0, 0.0, 0.0], 2, 1.0).unwrap(),
+            &[0.5, sigmoid(2.0)],
+        );
+        assert!(par_batch(&[0.0], &[0.0, 0.0], 3, 1.0).is_err());
+        assert!(par_batch(&[0.0], &[], 0, 1.0).is_err());
+        assert!(par_batch(&[0.0], &[0.0], 1, 0.0).is_err());
+    }
+
+    #[test]
+    fn centring_and_reference_cases() {
+        assert_eq!(log_sigmoid_centred(2.0, 2.0), -std::f64::consts::LN_2);
+        assert!(log_sigmoid_centred(NAN, 2.0).is_nan());
+        assert!(log_sigmoid_centred(1.0, f64::INFINITY).is_nan());
+        let q = ReferenceQuantile::Empirical { q: 0.85 };
+        assert_eq!(q.reference(&[0.0, 10.0]).unwrap(), Some(8.5));
+        assert_eq!(q.reference(&[NAN]).unwrap(), None);
+        assert!(ReferenceQuantile::Empirical { q: 1.5 }
+            .reference(&[1.0])
+            .is_err());
+    }
+}
