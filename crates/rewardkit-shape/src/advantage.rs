@@ -223,7 +223,8 @@ pub fn advantages(
                 };
                 for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
                     values[i] = match (fate, divisor) {
-                        (GroupFate::Signal, Some(d)) => centre.centred(rewards[i]) / d,
+                        // d = 0 only if ε = 0 and the squares underflowed: no usable spread.
+                        (GroupFate::Signal, Some(d)) if d > 0.0 => centre.centred(rewards[i]) / d,
                         _ => 0.0,
                     };
                 }
@@ -272,7 +273,7 @@ pub fn advantages(
             for (value, &score) in values.iter_mut().zip(&scores) {
                 if score.is_finite() {
                     *value = match divisor {
-                        Some(d) if !batch.constant => batch.centred(score) / d,
+                        Some(d) if !batch.constant && d > 0.0 => batch.centred(score) / d,
                         _ => 0.0,
                     };
                 }

@@ -69,7 +69,9 @@ pub fn normalize(
         let divisor = centre.std(std).map(|s| s + epsilon);
         for &i in members.iter().filter(|&&i| values[i].is_finite()) {
             out[i] = match divisor {
-                Some(d) if centre.count >= 2 && !centre.constant => centre.centred(values[i]) / d,
+                Some(d) if centre.count >= 2 && !centre.constant && d > 0.0 => {
+                    centre.centred(values[i]) / d
+                }
                 _ => 0.0,
             };
         }

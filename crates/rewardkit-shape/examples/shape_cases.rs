@@ -1,0 +1,352 @@
+//! Evaluates test cases for the NumPy reference comparison (`tests/reference/shape_reference.py`
+//! at the repository root): one JSON case per line on standard input, one JSON result per line on
+//! standard output.
+//!
+//! Every float travels as the `u64` of its IEEE-754 bits, so NaN, ±∞ and the last bit survive the
+//! trip both ways (JSON has no NaN, and decimal round trips are a parser's promise, not a given).
+//! A case that the library refuses comes back as `{"error": "..."}`.
+//!
+//! Run: `cargo run -p rewardkit-shape --example shape_cases < cases.jsonl > results.jsonl`.
+
+use std::io::{self, BufRead, BufWriter, Write};
+
+use rewardkit_core::RunningStats;
+use rewardkit_shape::combine;
+use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
+use rewardkit_shape::{
+    advantages, gae, potential_shaping, Estimator, Groups, LagrangeMultipliers, Lexicographic,
+    Squash, StdKind, StdScope,
+};
+use serde_json::{json, Map, Value};
+
+type Fields = Map<String, Value>;
+
+fn floats(case: &Fields, key: &str) -> Result<Vec<f64>, String> {
+    let list = case
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("`{key}`: expected a list of float bit patterns"))?;
+    list.iter()
+        .map(|v| {
+            v.as_u64()
+                .map(f64::from_bits)
+                .ok_or_else(|| format!("`{key}`: expected u64 bits, found {v}"))
+        })
+        .collect()
+}
+
+fn float(case: &Fields, key: &str) -> Result<f64, String> {
+    case.get(key)
+        .and_then(Value::as_u64)
+        .map(f64::from_bits)
+        .ok_or_else(|| format!("`{key}`: expected u64 float bits"))
+}
+
+fn float_lists(case: &Fields, key: &str) -> Result<Vec<Vec<f64>>, String> {
+    let list = case
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("`{key}`: expected a list of lists"))?;
+    list.iter()
+        .map(|inner| {
+            let mut wrapper = Map::new();
+            wrapper.insert(key.to_owned(), inner.clone());
+            floats(&wrapper, key)
+        })
+        .collect()
+}
+
+fn sizes(case: &Fields, key: &str) -> Result<Option<Vec<usize>>, String> {
+    match case.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| format!("`{key}`: expected sizes"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(format!("`{key}`: expected a list of sizes, found {other}")),
+    }
+}
+
+fn text<'a>(case: &'a Fields, key: &str) -> Result<&'a str, String> {
+    case.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("`{key}`: expected a string"))
+}
+
+fn std_kind(case: &Fields) -> Result<StdKind, String> {
+    match text(case, "std")? {
+        "population" => Ok(StdKind::Population),
+        "sample" => Ok(StdKind::Sample),
+        other => Err(format!("unknown std `{other}`")),
+    }
+}
+
+fn bits(values: &[f64]) -> Value {
+    Value::from(values.iter().map(|x| x.to_bits()).collect::<Vec<u64>>())
+}
+
+fn refs(lists: &[Vec<f64>]) -> Vec<&[f64]> {
+    lists.iter().map(Vec::as_slice).collect()
+}
+
+fn evaluate(case: &Fields) -> Result<Value, String> {
+    let e = |error: rewardkit_shape::ShapeError| error.to_string();
+    let groups = |key: &str| -> Result<Option<Groups>, String> {
+        Ok(sizes(case, key)?.map(|s| Groups::from_sizes(&s)))
+    };
+    let op = text(case, "op")?;
+    Ok(match op {
+        "advantages" => {
+            let rewards = floats(case, "rewards")?;
+            let groups = groups("sizes")?.ok_or("`sizes` is required")?;
+            let estimator = match text(case, "estimator")? {
+                "grpo" => Estimator::Grpo {
+                    scale: match text(case, "scale")? {
+                        "group" => StdScope::Group,
+                        "batch" => StdScope::Batch,
+                        "none" => StdScope::None,
+                        other => return Err(format!("unknown scale `{other}`")),
+                    },
+                    std: std_kind(case)?,
+                    epsilon: float(case, "epsilon")?,
+                },
+                "dr_grpo" => Estimator::DrGrpo,
+                "rloo" => Estimator::Rloo,
+                name @ ("reinforce_pp" | "reinforce_pp_baseline") => Estimator::ReinforcePlusPlus {
+                    baseline: name == "reinforce_pp_baseline",
+                    std: std_kind(case)?,
+                    epsilon: float(case, "epsilon")?,
+                },
+                other => return Err(format!("unknown estimator `{other}`")),
+            };
+            let filter = case.get("filter").and_then(Value::as_bool).unwrap_or(false);
+            let out = advantages(&rewards, &groups, &estimator, filter).map_err(e)?;
+            json!({"values": bits(&out.values), "summary": out.summary})
+        }
+        "gae" => {
+            let bootstrap = match case.get("bootstrap") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(floats(case, "bootstrap")?),
+            };
+            let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
+            let out = gae(
+                &floats(case, "rewards")?,
+                &floats(case, "values")?,
+                &lengths,
+                bootstrap.as_deref(),
+                float(case, "gamma")?,
+                float(case, "lambda")?,
+            )
+            .map_err(e)?;
+            json!({"advantages": bits(&out.advantages), "returns": bits(&out.returns), "masked_episodes": out.masked_episodes})
+        }
+        "potential_shaping" => {
+            let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
+            let out = potential_shaping(
+                &floats(case, "rewards")?,
+                &floats(case, "potentials")?,
+                &lengths,
+                float(case, "gamma")?,
+            )
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
+        "normalize" | "min_max" => {
+            let values = floats(case, "values")?;
+            let groups = groups("sizes")?;
+            let scope = groups.as_ref().map_or(Scope::Batch, Scope::Groups);
+            let out = if op == "normalize" {
+                transform::normalize(&values, scope, std_kind(case)?, float(case, "epsilon")?)
+            } else {
+                transform::min_max(&values, scope)
+            }
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
+        "normalize_running" | "clip_running" | "min_max_running" => {
+            let mut stats = RunningStats::new();
+            let mut out = Vec::new();
+            for batch in float_lists(case, "batches")? {
+                out.extend(match op {
+                    "normalize_running" => transform::normalize_running(
+                        &batch,
+                        &mut stats,
+                        std_kind(case)?,
+                        float(case, "epsilon")?,
+                    )
+                    .map_err(e)?,
+                    "clip_running" => transform::clip_running(&batch, &mut stats, std_kind(case)?),
+                    _ => transform::min_max_running(&batch, &mut stats),
+                });
+            }
+            json!({"values": bits(&out)})
+        }
+        "clip" => {
+            json!({"values": bits(&transform::clip(&floats(case, "values")?, float(case, "low")?, float(case, "high")?).map_err(e)?)})
+        }
+        "ceiling" => {
+            json!({"values": bits(&transform::ceiling(&floats(case, "values")?, float(case, "ceiling")?).map_err(e)?)})
+        }
+        "par" => {
+            let m = case
+                .get("m")
+                .and_then(Value::as_u64)
+                .ok_or("`m` is required")? as usize;
+            json!({"values": bits(&transform::par_batch(&floats(case, "rewards")?, &floats(case, "references")?, m, float(case, "k")?).map_err(e)?)})
+        }
+        "log_sigmoid_centred" => {
+            let rewards = floats(case, "rewards")?;
+            let references = floats(case, "references")?;
+            let out: Vec<f64> = rewards
+                .iter()
+                .zip(&references)
+                .map(|(&r, &f)| transform::log_sigmoid_centred(r, f))
+                .collect();
+            json!({"values": bits(&out)})
+        }
+        "reference_quantile" => {
+            let q = float(case, "q")?;
+            let out = ReferenceQuantile::Empirical { q }
+                .reference(&floats(case, "values")?)
+                .map_err(e)?;
+            json!({"values": bits(&[out.unwrap_or(f64::NAN)])})
+        }
+        "weighted_sum" | "sum_then_normalize" | "normalize_then_sum" | "minimum" | "product" => {
+            let terms = float_lists(case, "terms")?;
+            let terms = refs(&terms);
+            let groups = groups("sizes")?;
+            let scope = groups.as_ref().map_or(Scope::Batch, Scope::Groups);
+            let out = match op {
+                "weighted_sum" => combine::weighted_sum(&terms, &floats(case, "weights")?),
+                "sum_then_normalize" => combine::sum_then_normalize(
+                    &terms,
+                    &floats(case, "weights")?,
+                    scope,
+                    std_kind(case)?,
+                    float(case, "epsilon")?,
+                ),
+                "normalize_then_sum" => combine::normalize_then_sum(
+                    &terms,
+                    &floats(case, "weights")?,
+                    scope,
+                    std_kind(case)?,
+                    float(case, "epsilon")?,
+                ),
+                "minimum" => combine::minimum(&terms),
+                _ => combine::product(&terms),
+            }
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
+        "conjunction" => {
+            let terms = float_lists(case, "terms")?;
+            let references = float_lists(case, "references")?;
+            json!({"values": bits(&combine::conjunction(&refs(&terms), &refs(&references)).map_err(e)?)})
+        }
+        "gate" => {
+            let out = combine::gate(
+                &floats(case, "gate")?,
+                float(case, "threshold")?,
+                &floats(case, "value")?,
+                float(case, "otherwise")?,
+            )
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
+        "lexicographic" => {
+            let rows = float_lists(case, "rows")?;
+            let higher: Vec<bool> = case
+                .get("higher_is_better")
+                .and_then(Value::as_array)
+                .ok_or("`higher_is_better` is required")?
+                .iter()
+                .map(|v| v.as_bool().unwrap_or(true))
+                .collect();
+            let comparator = match case.get("sigma_mult") {
+                Some(_) => {
+                    let levels = higher.len();
+                    let columns: Vec<Vec<f64>> = (0..levels)
+                        .map(|k| rows.iter().map(|r| r[k]).collect())
+                        .collect();
+                    Lexicographic::from_buffer(&refs(&columns), float(case, "sigma_mult")?, higher)
+                }
+                None => Lexicographic::new(floats(case, "margins")?, higher),
+            }
+            .map_err(e)?;
+            let pairs: Vec<(usize, usize)> = case
+                .get("pairs")
+                .and_then(Value::as_array)
+                .ok_or("`pairs` is required")?
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_u64().unwrap_or(u64::MAX) as usize,
+                        p[1].as_u64().unwrap_or(u64::MAX) as usize,
+                    )
+                })
+                .collect();
+            let labels = comparator.labels(&refs(&rows), &pairs).map_err(e)?;
+            let labels: Vec<i8> = labels
+                .iter()
+                .map(|l| match l {
+                    Some(true) => 1,
+                    Some(false) => -1,
+                    None => 0,
+                })
+                .collect();
+            json!({"labels": labels, "margins": bits(comparator.margins())})
+        }
+        "lagrange" => {
+            let squash = match text(case, "squash")? {
+                "sigmoid" => Squash::Sigmoid,
+                "tanh" => Squash::Tanh,
+                other => return Err(format!("unknown squash `{other}`")),
+            };
+            let mut lagrange = LagrangeMultipliers::new(
+                floats(case, "thresholds")?,
+                squash,
+                float(case, "learning_rate")?,
+                float(case, "momentum")?,
+                float(case, "initial_mu")?,
+            )
+            .map_err(e)?;
+            let mut trace = Vec::new();
+            for means in float_lists(case, "updates")? {
+                lagrange.update(&means).map_err(e)?;
+                trace.extend(lagrange.multipliers());
+            }
+            let terms = float_lists(case, "terms")?;
+            let combined = lagrange
+                .combine(&floats(case, "base")?, &refs(&terms))
+                .map_err(e)?;
+            json!({"multipliers": bits(&trace), "combined": bits(&combined)})
+        }
+        other => return Err(format!("unknown op `{other}`")),
+    })
+}
+
+fn main() -> io::Result<()> {
+    let stdin = io::stdin();
+    let mut out = BufWriter::new(io::stdout().lock());
+    for (number, line) in stdin.lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = match serde_json::from_str::<Value>(&line) {
+            Ok(Value::Object(case)) => {
+                evaluate(&case).unwrap_or_else(|error| json!({ "error": error }))
+            }
+            Ok(_) => json!({"error": format!("line {}: expected a JSON object", number + 1)}),
+            Err(error) => json!({"error": format!("line {}: {error}", number + 1)}),
+        };
+        serde_json::to_writer(&mut out, &result)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
