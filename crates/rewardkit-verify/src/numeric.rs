@@ -727,19 +727,18 @@ pub fn extract_with(
 
 /// The last occurrence of `needle` that ends by `limit`.
 ///
-/// The search runs `memrchr` for the needle's first byte (for `A:`, its colon), the rarest in
+/// The search runs `memrchr` (SIMD, from the `memchr` crate) for the needle's first byte (for `A:`, its colon), the rarest in
 /// ordinary text, and compares the rest only there; this is several times faster than a
 /// general reverse substring search on the short texts scored here.
 fn rfind_before(text: &str, needle: &str, limit: usize) -> Option<usize> {
     let b = text.as_bytes();
     let n = needle.as_bytes();
     let anchor = if n == b"A:" { 1 } else { 0 };
-    let anchor_char = char::from(*n.get(anchor)?);
+    let anchor_byte = *n.get(anchor)?;
     let limit = limit.min(b.len());
-    // Every anchor byte is ASCII, so each position searched up to is a character boundary.
     let mut end = limit;
     loop {
-        let q = text.get(..end)?.rfind(anchor_char)?;
+        let q = memchr::memrchr(anchor_byte, b.get(..end)?)?;
         if let Some(p) = q.checked_sub(anchor) {
             if p + n.len() <= limit && b.get(p..p + n.len()) == Some(n) {
                 return Some(p);
