@@ -1,0 +1,371 @@
+//! The bounded queue in front of the scoring pool, and the batcher thread that coalesces
+//! requests into batches.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rewardkit::{Pipeline, ScoredSample};
+use rewardkit_core::{Outcome, RewardOutput, Sample};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::ServerError;
+
+/// The pipeline now serving and its generation (1 at start, +1 per reload).
+pub(crate) type Serving = (Arc<Pipeline>, u64);
+
+/// One request's samples on their way through the queue.
+struct Job {
+    samples: Vec<Sample>,
+    /// The pipeline serving when the request arrived: a request is scored by one spec, even
+    /// across a reload.
+    serving: Serving,
+    shared: Arc<JobShared>,
+    deadline: Instant,
+    enqueued: Instant,
+    done: oneshot::Sender<()>,
+}
+
+/// What the batcher and the waiting handler share.
+#[derive(Default)]
+struct JobShared {
+    /// One slot per sample, filled as chunks finish.
+    slots: Mutex<Vec<Option<ScoredSample>>>,
+    /// Set by the handler when it stops waiting (deadline, client gone): skip the rest.
+    cancelled: AtomicBool,
+    timing: Mutex<Timing>,
+}
+
+/// Where a request's time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timing {
+    /// From enqueueing to the start of its batch.
+    pub queue: Duration,
+    /// Scoring time of its batch.
+    pub compute: Duration,
+    /// Samples in its batch (its own and other requests').
+    pub batch_samples: usize,
+}
+
+/// A request's results: every sample in order, those not done by the deadline as time-outs.
+pub(crate) struct Scored {
+    pub results: Vec<ScoredSample>,
+    /// The pipeline that scored them (term names, generation).
+    pub serving: Serving,
+    pub timing: Timing,
+    /// Samples answered as timed out because the request's deadline passed.
+    pub timed_out: usize,
+}
+
+/// A handle on a queued request; dropping it (the client went away) cancels what is left.
+pub(crate) struct Ticket {
+    shared: Arc<JobShared>,
+    done: oneshot::Receiver<()>,
+    deadline: Instant,
+    serving: Serving,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Ticket {
+    /// Waits for the results or the deadline, whichever comes first; never longer.
+    pub(crate) async fn wait(mut self) -> Scored {
+        // Ends early on the deadline, or if the batcher dropped the job (shutdown): either way
+        // the samples without a result are answered as time-outs, never waited on.
+        let _ = tokio::time::timeout_at(self.deadline.into(), &mut self.done).await;
+        self.shared.cancelled.store(true, Ordering::Relaxed);
+        let slots = std::mem::take(&mut *lock(&self.shared.slots));
+        let mut timed_out = 0;
+        let results = slots
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| {
+                    timed_out += 1;
+                    ScoredSample {
+                        reward: Outcome::TimedOut,
+                        terms: self
+                            .serving
+                            .0
+                            .terms()
+                            .iter()
+                            .map(|t| RewardOutput::all(Outcome::TimedOut, t.component_names.len()))
+                            .collect(),
+                    }
+                })
+            })
+            .collect();
+        let timing = *lock(&self.shared.timing);
+        Scored {
+            results,
+            serving: self.serving.clone(),
+            timing,
+            timed_out,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tuning of the batcher, from the server config.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueConfig {
+    pub max_batch_samples: usize,
+    pub max_batch_wait: Duration,
+    pub max_queue_samples: usize,
+    pub chunk_samples: usize,
+    pub workers: usize,
+}
+
+/// The queue, the batcher thread and the scoring pool.
+pub(crate) struct Scheduler {
+    sender: RwLock<Option<mpsc::Sender<Job>>>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    serving: Arc<RwLock<Serving>>,
+    running: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Starts the batcher thread and its pool.
+    pub(crate) fn start(
+        pipeline: Pipeline,
+        config: QueueConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Scheduler, ServerError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("rewardkit-score-{i}"))
+            .build()
+            .map_err(|e| ServerError::Internal {
+                message: format!("cannot start the scoring pool: {e}"),
+            })?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let serving = Arc::new(RwLock::new((Arc::new(pipeline), 1)));
+        let running = Arc::new(AtomicBool::new(true));
+        let batcher = Batcher {
+            receiver,
+            queued: queued.clone(),
+            running: running.clone(),
+            config: config.clone(),
+            metrics,
+            pool,
+        };
+        let thread = std::thread::Builder::new()
+            .name("rewardkit-batcher".into())
+            .spawn(move || batcher.run())
+            .map_err(|e| ServerError::Internal {
+                message: format!("cannot start the batcher thread: {e}"),
+            })?;
+        Ok(Scheduler {
+            sender: RwLock::new(Some(sender)),
+            queued,
+            capacity: config.max_queue_samples,
+            serving,
+            running,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues samples, or refuses at once (429) when the queue cannot take them all.
+    pub(crate) fn submit(
+        &self,
+        samples: Vec<Sample>,
+        deadline: Instant,
+    ) -> Result<Ticket, ServerError> {
+        let n = samples.len();
+        // Reserve room first, so the count never exceeds the capacity.
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued + n <= self.capacity).then_some(queued + n)
+            });
+        if let Err(queued) = reserved {
+            return Err(ServerError::QueueFull {
+                queued,
+                capacity: self.capacity,
+                retry_after_s: 1,
+            });
+        }
+        let shared = Arc::new(JobShared {
+            slots: Mutex::new(vec![None; n]),
+            ..JobShared::default()
+        });
+        let serving = self.serving();
+        let (done, receiver) = oneshot::channel();
+        let job = Job {
+            samples,
+            serving: serving.clone(),
+            shared: shared.clone(),
+            deadline,
+            enqueued: Instant::now(),
+            done,
+        };
+        let sender = self.sender.read().unwrap_or_else(|p| p.into_inner());
+        let sent = match sender.as_ref() {
+            Some(sender) => sender.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(ServerError::ShuttingDown);
+        }
+        Ok(Ticket {
+            shared,
+            done: receiver,
+            deadline,
+            serving,
+        })
+    }
+
+    /// Samples waiting.
+    pub(crate) fn depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the batcher thread runs.
+    pub(crate) fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// The pipeline now serving and its generation.
+    pub(crate) fn serving(&self) -> Serving {
+        self.serving
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new pipeline; batches already started finish with the old one.
+    pub(crate) fn replace(&self, pipeline: Pipeline) -> u64 {
+        let mut serving = self.serving.write().unwrap_or_else(|p| p.into_inner());
+        serving.1 += 1;
+        serving.0 = Arc::new(pipeline);
+        serving.1
+    }
+
+    /// Stops taking work, lets the batcher finish what is queued, and joins it.
+    pub(crate) fn close(&self) {
+        self.sender
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Batcher {
+    receiver: mpsc::Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    running: Arc<AtomicBool>,
+    config: QueueConfig,
+    metrics: Arc<Metrics>,
+    pool: rayon::ThreadPool,
+}
+
+impl Batcher {
+    fn run(self) {
+        while let Ok(first) = self.receiver.recv() {
+            let mut n = first.samples.len();
+            let mut jobs = vec![first];
+            let until = Instant::now() + self.config.max_batch_wait;
+            while n < self.config.max_batch_samples {
+                // Whatever is already queued joins at once; then wait up to the batch window.
+                let next = match self.receiver.try_recv() {
+                    Ok(job) => Ok(job),
+                    Err(_) => {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        self.receiver.recv_timeout(until - now)
+                    }
+                };
+                match next {
+                    Ok(job) => {
+                        n += job.samples.len();
+                        jobs.push(job);
+                    }
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            // Requests queued across a reload are scored by the spec they arrived under.
+            while !jobs.is_empty() {
+                let generation = jobs[0].serving.1;
+                let (now, later): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| j.serving.1 == generation);
+                let n = now.iter().map(|j| j.samples.len()).sum();
+                self.score(now, n);
+                jobs = later;
+            }
+        }
+        self.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Scores one batch in chunks, skipping samples whose request gave up.
+    fn score(&self, mut jobs: Vec<Job>, n: usize) {
+        let start = Instant::now();
+        let pipeline = jobs[0].serving.0.clone();
+        let mut samples = Vec::with_capacity(n);
+        // owner[i] = (job, index in job) of flat sample i.
+        let mut owner = Vec::with_capacity(n);
+        for (j, job) in jobs.iter_mut().enumerate() {
+            self.metrics.queued(start - job.enqueued);
+            for (k, sample) in std::mem::take(&mut job.samples).into_iter().enumerate() {
+                samples.push(sample);
+                owner.push((j, k));
+            }
+        }
+        let alive = |job: &Job| {
+            !job.shared.cancelled.load(Ordering::Relaxed) && Instant::now() < job.deadline
+        };
+        let chunk = self.config.chunk_samples.max(1);
+        let mut begin = 0;
+        while begin < samples.len() {
+            let end = (begin + chunk).min(samples.len());
+            let wanted = owner[begin..end].iter().any(|(j, _)| alive(&jobs[*j]));
+            if wanted {
+                let results = self
+                    .pool
+                    .install(|| pipeline.score_batch(&samples[begin..end]));
+                for (result, (j, k)) in results.into_iter().zip(&owner[begin..end]) {
+                    if let Some(slot) = lock(&jobs[*j].shared.slots).get_mut(*k) {
+                        *slot = Some(result);
+                    }
+                }
+            }
+            begin = end;
+        }
+        let compute = start.elapsed();
+        self.metrics.batch(n, compute);
+        for job in jobs {
+            *lock(&job.shared.timing) = Timing {
+                queue: start - job.enqueued,
+                compute,
+                batch_samples: n,
+            };
+            let _ = job.done.send(());
+        }
+    }
+}
