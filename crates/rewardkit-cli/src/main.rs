@@ -4,6 +4,7 @@
 //! crates (specs and pipelines in `rewardkit`, files in `rewardkit-data`).
 
 mod score;
+mod serve;
 mod summary;
 
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Score a file of rollouts with a reward spec.
     Score(score::ScoreArgs),
+    /// Serve rewards over HTTP (JSON, OpenRLHF's /get_reward, Prometheus metrics).
+    Serve(serve::ServeArgs),
     /// Inspect reward specs.
     #[command(subcommand)]
     Spec(SpecCommand),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(args) => score::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
         Command::Spec(SpecCommand::Kinds) => {
             for (kind, description) in Registry::default().kinds() {
