@@ -24,6 +24,7 @@
 //! needed. The check reads the completion a few times over, one step per byte each time, and
 //! refuses inputs over `max_input_bytes`.
 
+use memchr::memmem;
 use rewardkit_core::{Exhausted, Meter, Outcome, Reward, RewardOutput, Sample};
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,10 @@ pub enum FormatViolation {
 #[derive(Clone, Debug)]
 pub struct ThinkFormat {
     options: ThinkFormatOptions,
+    /// Precompiled SIMD searchers for the two think tags (`memchr::memmem`), built once here
+    /// rather than per sample.
+    think_open: memmem::Finder<'static>,
+    think_close: memmem::Finder<'static>,
 }
 
 impl ThinkFormat {
@@ -126,7 +131,11 @@ impl ThinkFormat {
                 ));
             }
         }
-        Ok(ThinkFormat { options })
+        Ok(ThinkFormat {
+            think_open: memmem::Finder::new(options.think_open.as_bytes()).into_owned(),
+            think_close: memmem::Finder::new(options.think_close.as_bytes()).into_owned(),
+            options,
+        })
     }
 
     /// The options this verifier was built with.
@@ -145,8 +154,8 @@ impl ThinkFormat {
         let o = &self.options;
         // Each count below reads the text once.
         meter.step(2 * text.len() as u64)?;
-        let opens = text.matches(o.think_open.as_str()).count();
-        let closes = text.matches(o.think_close.as_str()).count();
+        let opens = count_non_overlapping(&self.think_open, text.as_bytes());
+        let closes = count_non_overlapping(&self.think_close, text.as_bytes());
         let expected_opens = usize::from(!o.think_in_prompt);
         if opens != expected_opens {
             return Ok(Err(FormatViolation::ThinkOpen));
@@ -154,14 +163,16 @@ impl ThinkFormat {
         if closes != 1 {
             return Ok(Err(FormatViolation::ThinkClose));
         }
-        let close_at = text
-            .find(o.think_close.as_str())
+        let close_at = self
+            .think_close
+            .find(text.as_bytes())
             .expect("one closing tag was counted, this is a bug");
         let thinking_start = if o.think_in_prompt {
             0
         } else {
-            let open_at = text
-                .find(o.think_open.as_str())
+            let open_at = self
+                .think_open
+                .find(text.as_bytes())
                 .expect("one opening tag was counted, this is a bug");
             if open_at > close_at {
                 return Ok(Err(FormatViolation::ThinkClose));
@@ -201,6 +212,19 @@ impl ThinkFormat {
     }
 }
 
+/// Non-overlapping occurrences of the finder's needle in `haystack`, as `str::matches` counts
+/// them (`memmem::find_iter` reports overlapping ones, which differ for tags like `aa`).
+fn count_non_overlapping(finder: &memmem::Finder<'_>, haystack: &[u8]) -> usize {
+    let step = finder.needle().len().max(1);
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(found) = haystack.get(at..).and_then(|rest| finder.find(rest)) {
+        count += 1;
+        at += found + step;
+    }
+    count
+}
+
 impl Reward for ThinkFormat {
     fn kind(&self) -> &str {
         "think_format"
@@ -221,6 +245,24 @@ mod tests {
     use rewardkit_core::Budget;
 
     use super::*;
+
+    #[test]
+    fn tag_counts_match_str_matches() {
+        for (needle, haystack) in [
+            ("aa", "aaaaa"),
+            ("<think>", "<think><think>x</think>"),
+            ("ab", ""),
+            ("é", "éée"),
+            ("</think>", "</think</think>>"),
+        ] {
+            let finder = memmem::Finder::new(needle.as_bytes());
+            assert_eq!(
+                count_non_overlapping(&finder, haystack.as_bytes()),
+                haystack.matches(needle).count(),
+                "{needle:?} in {haystack:?}"
+            );
+        }
+    }
 
     /// Checks `text` with `options`; `expected` is `ok` or the violation's name.
     #[track_caller]

@@ -168,7 +168,7 @@ impl LengthMeasure {
         meter.step(text.len() as u64)?;
         match self.unit {
             LengthUnit::Chars => Ok(text.chars().count()),
-            LengthUnit::Words => Ok(text.split_whitespace().count()),
+            LengthUnit::Words => Ok(count_words(text)),
             LengthUnit::Tokens => Ok(self.token_ids(text, meter)?.len()),
         }
     }
@@ -197,6 +197,36 @@ impl LengthMeasure {
         // `new` refuses token units in this build, so this is never reached.
         Err(Outcome::failed("token units need the `tokenizer` feature"))
     }
+}
+
+/// The number of whitespace-separated words, exactly as `text.split_whitespace().count()`
+/// (Unicode `White_Space`), with a fast path for ASCII bytes, which are most of any text.
+fn count_words(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut count = 0;
+    let mut in_word = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (white, width) = if b.is_ascii() {
+            // The ASCII members of `char::is_whitespace`: \t \n \x0B \x0C \r and space.
+            (matches!(b, b'\t'..=b'\r' | b' '), 1)
+        } else {
+            // `i` is always at a character boundary: it advances by whole characters.
+            match text.get(i..).and_then(|rest| rest.chars().next()) {
+                Some(c) => (c.is_whitespace(), c.len_utf8()),
+                None => (false, 1),
+            }
+        };
+        if white {
+            in_word = false;
+        } else if !in_word {
+            in_word = true;
+            count += 1;
+        }
+        i += width;
+    }
+    count
 }
 
 /// Measures the completion of `sample` after the input-size check.
@@ -480,6 +510,38 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn word_count_matches_split_whitespace() {
+        let cases = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "a b\tc\nd\re\x0Bf\x0Cg",
+            "a\u{85}b",
+            "a\u{a0}b",
+            "é è\u{2003}ü",
+            "\u{3000}日本 語\u{3000}",
+            "a\u{200b}b",
+            "  lots   of\n\n space  ",
+            "\u{feff}x y",
+        ];
+        for text in cases {
+            assert_eq!(
+                count_words(text),
+                text.split_whitespace().count(),
+                "{text:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_count_agrees_on_any_string(text in "\\PC*|[ a\t\u{85}\u{a0}\u{2028}é]*") {
+            proptest::prop_assert_eq!(count_words(&text), text.split_whitespace().count());
+        }
+    }
 
     fn score(reward: &dyn Reward, completion: &str) -> Outcome {
         reward
