@@ -6,6 +6,7 @@
 mod score;
 mod serve;
 mod summary;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     /// Inspect reward specs.
     #[command(subcommand)]
     Spec(SpecCommand),
+    /// Check one maths answer against a gold answer and say why.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(args) => score::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
         Command::Spec(SpecCommand::Kinds) => {

@@ -68,6 +68,11 @@ impl Default for Registry {
         registry.register("repetition", "n-gram repetition penalty", |t| {
             verifier(t, verify::length::Repetition::new)
         });
+        registry.register(
+            "math",
+            "maths answer equivalence (LaTeX/plain text; exact, numeric and symbolic)",
+            |t| verifier(t, rewardkit_math::Math::new),
+        );
         registry
     }
 }

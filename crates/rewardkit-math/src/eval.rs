@@ -1,0 +1,503 @@
+//! Evaluation of scalar trees: exactly over the Gaussian rationals `Q(i)`, or numerically in
+//! complex `f64`.
+//!
+//! Exact evaluation substitutes a rational for every free variable and for the transcendental
+//! constants π and e (sound: π and e are transcendental, so an identity of rational functions
+//! holds at π iff it holds as an identity in a free variable — Lindemann 1882). Square roots and
+//! `n`-th roots are exact when the radicand is a perfect power; otherwise, and for the elementary
+//! functions, the exact evaluator gives up ([`EvalError::NotExact`]) and comparison falls back to
+//! numeric evaluation. Every operation is charged to the [`Meter`] by the size of its operands,
+//! and results are bounded in bits, exponents and factorial arguments ([`Limits`]), so power
+//! towers stop with [`EvalError::TooLarge`] instead of allocating without bound.
+
+use std::collections::BTreeMap;
+
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::{One, Signed, ToPrimitive, Zero};
+use rewardkit_core::{Exhausted, Meter};
+
+use crate::parse::{Expr, Func};
+use crate::Limits;
+
+/// Why an evaluation stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalError {
+    /// The exact evaluator cannot represent the value (an irrational root, a sine, …).
+    NotExact,
+    /// The value is undefined at this point (division by zero, log of zero).
+    Undefined,
+    /// The tree is not a scalar or holds ∞.
+    NotScalar,
+    /// A number would exceed the size limits.
+    TooLarge(&'static str),
+    /// The step budget or deadline ran out.
+    Budget(Exhausted),
+}
+
+impl From<Exhausted> for EvalError {
+    fn from(e: Exhausted) -> Self {
+        EvalError::Budget(e)
+    }
+}
+
+/// A Gaussian rational `re + im·i`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exact {
+    /// Real part.
+    pub re: BigRational,
+    /// Imaginary part.
+    pub im: BigRational,
+}
+
+impl Exact {
+    fn real(re: BigRational) -> Exact {
+        Exact {
+            re,
+            im: BigRational::zero(),
+        }
+    }
+
+    fn is_real(&self) -> bool {
+        self.im.is_zero()
+    }
+
+    fn bits(&self) -> u64 {
+        let b = |r: &BigRational| r.numer().bits() + r.denom().bits();
+        b(&self.re) + b(&self.im)
+    }
+
+    fn add(&self, o: &Exact) -> Exact {
+        Exact {
+            re: &self.re + &o.re,
+            im: &self.im + &o.im,
+        }
+    }
+
+    fn sub(&self, o: &Exact) -> Exact {
+        Exact {
+            re: &self.re - &o.re,
+            im: &self.im - &o.im,
+        }
+    }
+
+    fn mul(&self, o: &Exact) -> Exact {
+        if self.is_real() && o.is_real() {
+            return Exact::real(&self.re * &o.re);
+        }
+        Exact {
+            re: &self.re * &o.re - &self.im * &o.im,
+            im: &self.re * &o.im + &self.im * &o.re,
+        }
+    }
+
+    fn div(&self, o: &Exact) -> Result<Exact, EvalError> {
+        if o.re.is_zero() && o.im.is_zero() {
+            return Err(EvalError::Undefined);
+        }
+        if self.is_real() && o.is_real() {
+            return Ok(Exact::real(&self.re / &o.re));
+        }
+        let d = &o.re * &o.re + &o.im * &o.im;
+        Ok(Exact {
+            re: (&self.re * &o.re + &self.im * &o.im) / &d,
+            im: (&self.im * &o.re - &self.re * &o.im) / &d,
+        })
+    }
+
+    fn neg(&self) -> Exact {
+        Exact {
+            re: -&self.re,
+            im: -&self.im,
+        }
+    }
+
+    /// The value as a real rational if it has no imaginary part.
+    pub fn as_real(&self) -> Option<&BigRational> {
+        self.is_real().then_some(&self.re)
+    }
+}
+
+/// Values substituted for free variables and for π and e at one evaluation point.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    /// Exact values by name (`pi` and `E` included when they are treated as unknowns).
+    pub exact: BTreeMap<String, BigRational>,
+    /// Numeric values by name.
+    pub numeric: BTreeMap<String, f64>,
+}
+
+/// Evaluates exactly.
+pub fn exact(
+    e: &Expr,
+    point: &Point,
+    limits: &Limits,
+    meter: &mut Meter,
+) -> Result<Exact, EvalError> {
+    meter.step(1)?;
+    let v = match e {
+        Expr::Num { value, .. } => Exact::real(value.clone()),
+        Expr::Var(name) => Exact::real(point.exact.get(name).cloned().ok_or(EvalError::NotExact)?),
+        Expr::Pi => Exact::real(point.exact.get("pi").cloned().ok_or(EvalError::NotExact)?),
+        Expr::E => Exact::real(point.exact.get("E").cloned().ok_or(EvalError::NotExact)?),
+        Expr::I => Exact {
+            re: BigRational::zero(),
+            im: BigRational::one(),
+        },
+        Expr::Inf => return Err(EvalError::NotScalar),
+        Expr::Neg(a) => exact(a, point, limits, meter)?.neg(),
+        Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) => {
+            let x = exact(a, point, limits, meter)?;
+            let y = exact(b, point, limits, meter)?;
+            meter.step(1 + (x.bits() + y.bits()) / 64)?;
+            let r = match e {
+                Expr::Add(..) => x.add(&y),
+                Expr::Sub(..) => x.sub(&y),
+                Expr::Mul(..) => x.mul(&y),
+                _ => x.div(&y)?,
+            };
+            if r.bits() > limits.max_bits {
+                return Err(EvalError::TooLarge("number too large"));
+            }
+            r
+        }
+        Expr::Pow(a, b) => {
+            let base = exact(a, point, limits, meter)?;
+            let exponent = exact(b, point, limits, meter)?;
+            pow_exact(&base, &exponent, limits, meter)?
+        }
+        Expr::Root(n, a) => {
+            let n = exact(n, point, limits, meter)?;
+            let a = exact(a, point, limits, meter)?;
+            let n = n.as_real().ok_or(EvalError::NotExact)?;
+            if n.is_zero() {
+                return Err(EvalError::Undefined);
+            }
+            pow_exact(&a, &Exact::real(n.recip()), limits, meter)?
+        }
+        Expr::Func(Func::Sqrt, a) => {
+            let a = exact(a, point, limits, meter)?;
+            let half = BigRational::new(BigInt::one(), BigInt::from(2));
+            pow_exact(&a, &Exact::real(half), limits, meter)?
+        }
+        Expr::Func(Func::Abs, a) => {
+            let a = exact(a, point, limits, meter)?;
+            match a.as_real() {
+                Some(r) => Exact::real(r.abs()),
+                None => return Err(EvalError::NotExact),
+            }
+        }
+        Expr::Func(Func::Factorial, a) => {
+            let a = exact(a, point, limits, meter)?;
+            let n = a
+                .as_real()
+                .filter(|r| r.is_integer())
+                .ok_or(EvalError::NotExact)?;
+            if n.is_negative() {
+                return Err(EvalError::Undefined);
+            }
+            let n = n
+                .to_integer()
+                .to_u64()
+                .filter(|n| *n <= limits.max_factorial)
+                .ok_or(EvalError::TooLarge("factorial argument too large"))?;
+            let mut acc = BigInt::one();
+            for k in 2..=n {
+                acc *= k;
+                meter.step(1 + acc.bits() / 64)?;
+            }
+            Exact::real(BigRational::from_integer(acc))
+        }
+        Expr::Binom(n, k) => {
+            let n = exact(n, point, limits, meter)?;
+            let k = exact(k, point, limits, meter)?;
+            let to_int = |v: &Exact| {
+                v.as_real()
+                    .filter(|r| r.is_integer())
+                    .and_then(|r| r.to_integer().to_i64())
+            };
+            let (n, k) = match (to_int(&n), to_int(&k)) {
+                (Some(n), Some(k)) => (n, k),
+                _ => return Err(EvalError::NotExact),
+            };
+            if k < 0 || n < 0 || k > n {
+                Exact::real(BigRational::zero())
+            } else {
+                let k = k.min(n - k) as u64;
+                if k > limits.max_factorial {
+                    return Err(EvalError::TooLarge("binomial too large"));
+                }
+                let mut acc = BigInt::one();
+                for j in 0..k {
+                    acc = acc * BigInt::from(n as u64 - j) / BigInt::from(j + 1);
+                    meter.step(1 + acc.bits() / 64)?;
+                }
+                Exact::real(BigRational::from_integer(acc))
+            }
+        }
+        Expr::Percent(a) => {
+            let a = exact(a, point, limits, meter)?;
+            a.div(&Exact::real(BigRational::from_integer(100.into())))?
+        }
+        Expr::Degree(a) => exact(a, point, limits, meter)?,
+        Expr::Func(..) | Expr::Log(..) => return Err(EvalError::NotExact),
+        _ => return Err(EvalError::NotScalar),
+    };
+    Ok(v)
+}
+
+/// The largest root degree taken exactly.
+const MAX_ROOT_DEGREE: u32 = 64;
+
+/// `base ^ exponent` exactly: integer exponents within the limits, and rational exponents `p/q`
+/// when `base` is a perfect `q`-th power.
+fn pow_exact(
+    base: &Exact,
+    exponent: &Exact,
+    limits: &Limits,
+    meter: &mut Meter,
+) -> Result<Exact, EvalError> {
+    let exponent = exponent.as_real().ok_or(EvalError::NotExact)?;
+    let p = exponent.numer();
+    let q = exponent.denom();
+    if q > &BigInt::from(MAX_ROOT_DEGREE) {
+        // `x^{p/q}` with a large `q` (a variable's random value in an exponent): not a root
+        // worth taking exactly.
+        return Err(EvalError::NotExact);
+    }
+    if p.abs() > BigInt::from(limits.max_exponent) {
+        if base.is_real() && (base.re.is_zero() || base.re.is_one()) && p.is_positive() {
+            return Ok(base.clone());
+        }
+        return Err(EvalError::TooLarge("exponent too large"));
+    }
+    let p = p.to_i64().expect("bounded by max_exponent, this is a bug");
+    let q = q.to_u32().expect("bounded by max_exponent, this is a bug");
+    // The q-th root first (only of real rationals).
+    let root = if q == 1 {
+        base.clone()
+    } else {
+        let r = base.as_real().ok_or(EvalError::NotExact)?;
+        if r.is_negative() {
+            if q % 2 == 1 {
+                Exact::real(-exact_root(&-r, q).ok_or(EvalError::NotExact)?)
+            } else if q == 2 {
+                // sqrt(-a) = i sqrt(a)
+                Exact {
+                    re: BigRational::zero(),
+                    im: exact_root(&-r, 2).ok_or(EvalError::NotExact)?,
+                }
+            } else {
+                return Err(EvalError::NotExact);
+            }
+        } else {
+            Exact::real(exact_root(r, q).ok_or(EvalError::NotExact)?)
+        }
+    };
+    meter.step(1)?;
+    if root.bits().saturating_mul(p.unsigned_abs()) > limits.max_bits {
+        return Err(EvalError::TooLarge("power too large"));
+    }
+    meter.step(1 + root.bits().saturating_mul(p.unsigned_abs()) / 64)?;
+    let mut result = Exact::real(BigRational::one());
+    let mut b = root;
+    let mut n = p.unsigned_abs();
+    while n > 0 {
+        if n & 1 == 1 {
+            result = result.mul(&b);
+        }
+        n >>= 1;
+        if n > 0 {
+            b = b.mul(&b);
+        }
+    }
+    if p < 0 {
+        result = Exact::real(BigRational::one()).div(&result)?;
+    }
+    Ok(result)
+}
+
+/// The exact `q`-th root of a non-negative rational, if it is rational.
+fn exact_root(r: &BigRational, q: u32) -> Option<BigRational> {
+    let root_int = |n: &BigInt| {
+        let x = n.nth_root(q);
+        (num_traits::pow(x.clone(), q as usize) == *n).then_some(x)
+    };
+    Some(BigRational::new(root_int(r.numer())?, root_int(r.denom())?))
+}
+
+/// A complex `f64`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Approx {
+    /// Real part.
+    pub re: f64,
+    /// Imaginary part.
+    pub im: f64,
+}
+
+impl Approx {
+    fn real(re: f64) -> Approx {
+        Approx { re, im: 0.0 }
+    }
+
+    /// Both parts finite.
+    pub fn is_finite(&self) -> bool {
+        self.re.is_finite() && self.im.is_finite()
+    }
+
+    /// The modulus.
+    pub fn abs(&self) -> f64 {
+        self.re.hypot(self.im)
+    }
+
+    fn mul(self, o: Approx) -> Approx {
+        Approx {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
+    }
+
+    fn div(self, o: Approx) -> Approx {
+        let d = o.re * o.re + o.im * o.im;
+        Approx {
+            re: (self.re * o.re + self.im * o.im) / d,
+            im: (self.im * o.re - self.re * o.im) / d,
+        }
+    }
+
+    fn ln(self) -> Approx {
+        Approx {
+            re: self.abs().ln(),
+            im: self.im.atan2(self.re),
+        }
+    }
+
+    fn exp(self) -> Approx {
+        let m = self.re.exp();
+        Approx {
+            re: m * self.im.cos(),
+            im: m * self.im.sin(),
+        }
+    }
+
+    fn pow(self, e: Approx) -> Approx {
+        if self.im == 0.0 && e.im == 0.0 && (self.re >= 0.0 || e.re.fract() == 0.0) {
+            return Approx::real(self.re.powf(e.re));
+        }
+        if self.re == 0.0 && self.im == 0.0 {
+            return Approx::real(0.0);
+        }
+        e.mul(self.ln()).exp()
+    }
+
+    fn real_fn(self, f: fn(f64) -> f64) -> Approx {
+        if self.im.abs() > 1e-12 * self.re.abs().max(1.0) {
+            return Approx::real(f64::NAN);
+        }
+        Approx::real(f(self.re))
+    }
+}
+
+/// Evaluates numerically (principal branches; real functions of complex arguments are NaN).
+pub fn numeric(e: &Expr, point: &Point, meter: &mut Meter) -> Result<Approx, EvalError> {
+    meter.step(1)?;
+    let r = |x: f64| Approx::real(x);
+    Ok(match e {
+        Expr::Num { value, .. } => r(value.to_f64().unwrap_or(f64::NAN)),
+        Expr::Var(name) => r(*point.numeric.get(name).ok_or(EvalError::NotExact)?),
+        Expr::Pi => r(std::f64::consts::PI),
+        Expr::E => r(std::f64::consts::E),
+        Expr::I => Approx { re: 0.0, im: 1.0 },
+        Expr::Inf => return Err(EvalError::NotScalar),
+        Expr::Neg(a) => {
+            let a = numeric(a, point, meter)?;
+            Approx {
+                re: -a.re,
+                im: -a.im,
+            }
+        }
+        Expr::Add(a, b) => {
+            let (a, b) = (numeric(a, point, meter)?, numeric(b, point, meter)?);
+            Approx {
+                re: a.re + b.re,
+                im: a.im + b.im,
+            }
+        }
+        Expr::Sub(a, b) => {
+            let (a, b) = (numeric(a, point, meter)?, numeric(b, point, meter)?);
+            Approx {
+                re: a.re - b.re,
+                im: a.im - b.im,
+            }
+        }
+        Expr::Mul(a, b) => numeric(a, point, meter)?.mul(numeric(b, point, meter)?),
+        Expr::Div(a, b) => numeric(a, point, meter)?.div(numeric(b, point, meter)?),
+        Expr::Pow(a, b) => numeric(a, point, meter)?.pow(numeric(b, point, meter)?),
+        Expr::Root(n, a) => {
+            let n = numeric(n, point, meter)?;
+            let a = numeric(a, point, meter)?;
+            if a.im == 0.0
+                && a.re < 0.0
+                && n.im == 0.0
+                && n.re.fract() == 0.0
+                && n.re as i64 % 2 != 0
+            {
+                r(-(-a.re).powf(1.0 / n.re))
+            } else {
+                a.pow(Approx::real(1.0).div(n))
+            }
+        }
+        Expr::Func(f, a) => {
+            let a = numeric(a, point, meter)?;
+            match f {
+                Func::Sqrt => a.pow(r(0.5)),
+                Func::Abs => r(a.abs()),
+                Func::Exp => a.exp(),
+                Func::Ln => a.ln(),
+                Func::Sin => a.real_fn(f64::sin),
+                Func::Cos => a.real_fn(f64::cos),
+                Func::Tan => a.real_fn(f64::tan),
+                Func::Cot => a.real_fn(|x| 1.0 / x.tan()),
+                Func::Sec => a.real_fn(|x| 1.0 / x.cos()),
+                Func::Csc => a.real_fn(|x| 1.0 / x.sin()),
+                Func::Asin => a.real_fn(f64::asin),
+                Func::Acos => a.real_fn(f64::acos),
+                Func::Atan => a.real_fn(f64::atan),
+                Func::Sinh => a.real_fn(f64::sinh),
+                Func::Cosh => a.real_fn(f64::cosh),
+                Func::Tanh => a.real_fn(f64::tanh),
+                Func::Factorial => a.real_fn(|x| {
+                    if x >= 0.0 && x.fract() == 0.0 && x <= 170.0 {
+                        (1..=x as u64).map(|k| k as f64).product()
+                    } else {
+                        f64::NAN
+                    }
+                }),
+            }
+        }
+        Expr::Log(b, a) => {
+            let b = numeric(b, point, meter)?;
+            let a = numeric(a, point, meter)?;
+            a.ln().div(b.ln())
+        }
+        Expr::Binom(n, k) => {
+            let n = numeric(n, point, meter)?;
+            let k = numeric(k, point, meter)?;
+            if n.im != 0.0 || k.im != 0.0 || n.re.fract() != 0.0 || k.re.fract() != 0.0 {
+                r(f64::NAN)
+            } else if k.re < 0.0 || k.re > n.re {
+                r(0.0)
+            } else {
+                let k = k.re.min(n.re - k.re) as u64;
+                if k > 10_000 {
+                    r(f64::INFINITY)
+                } else {
+                    r((0..k).fold(1.0, |acc, j| acc * (n.re - j as f64) / (j + 1) as f64))
+                }
+            }
+        }
+        Expr::Percent(a) => numeric(a, point, meter)?.div(r(100.0)),
+        Expr::Degree(a) => numeric(a, point, meter)?,
+        _ => return Err(EvalError::NotScalar),
+    })
+}
