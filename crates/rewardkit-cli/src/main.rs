@@ -3,6 +3,7 @@
 //! This binary is glue: argument parsing and validation here, everything else in the library
 //! crates (specs and pipelines in `rewardkit`, files in `rewardkit-data`).
 
+mod advantages;
 mod score;
 mod serve;
 mod summary;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Score a file of rollouts with a reward spec.
     Score(score::ScoreArgs),
+    /// Turn a scored file into advantages (GRPO, Dr.GRPO, RLOO, REINFORCE++).
+    Advantages(advantages::AdvantagesArgs),
     /// Serve rewards over HTTP (JSON, OpenRLHF's /get_reward, Prometheus metrics).
     Serve(serve::ServeArgs),
     /// Inspect reward specs.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(args) => score::run(args),
+        Command::Advantages(args) => advantages::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),

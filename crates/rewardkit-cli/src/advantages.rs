@@ -1,0 +1,477 @@
+//! `rewardkit advantages`: turn a scored file (the output of `rewardkit score`) into advantages.
+//!
+//! Advantages need whole groups, and a group's rows need not be adjacent, so the file is read
+//! twice: the first pass keeps only each row's group and reward (memory linear in the rows, a
+//! few dozen bytes each) and learns the columns' types; the advantages are computed with
+//! `rewardkit-shape`; the second pass copies every row to the output with an `advantage` column
+//! appended, in input order. Standard input cannot be read twice, so it is refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, ValueEnum};
+use rewardkit_data::{Cell, Column, ColumnKind, Format, RecordReader, TableWriter};
+use rewardkit_shape::{advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Arguments of `rewardkit advantages`.
+#[derive(Args)]
+pub struct AdvantagesArgs {
+    /// The scored file (JSONL, JSONL.gz or Parquet), e.g. the output of `rewardkit score`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the rows with an advantage column (`.jsonl`, `.jsonl.gz`, `.parquet`; `-`
+    /// is JSONL on standard output). Without it, only the summary is printed.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Input format, when the file name does not tell.
+    #[arg(long)]
+    input_format: Option<Format>,
+    /// Output format, when the file name does not tell.
+    #[arg(long)]
+    output_format: Option<Format>,
+    /// The advantage estimator.
+    #[arg(long, value_enum, default_value_t = EstimatorName::Grpo)]
+    estimator: EstimatorName,
+    /// GRPO only: divide by the group's std, the batch's, or not at all (TRL's `scale_rewards`).
+    #[arg(long, value_enum)]
+    scale: Option<ScaleName>,
+    /// GRPO and REINFORCE++: population (÷n) or sample (÷(n−1), PyTorch's default) std.
+    #[arg(long, value_enum)]
+    std: Option<StdName>,
+    /// GRPO and REINFORCE++: added to the std before dividing (default 1e-6 for GRPO as in verl,
+    /// 1e-8 for REINFORCE++ as in OpenRLHF).
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// Mask the samples of zero-variance groups (advantage null) instead of giving them 0.
+    #[arg(long)]
+    filter_zero_variance: bool,
+    /// The column holding the group id (a string or a number). Rows where it is null or absent
+    /// are each a group of their own.
+    #[arg(long, default_value = "group")]
+    group_field: String,
+    /// The column holding the reward (a number; null for a non-score, which is masked).
+    #[arg(long, default_value = "reward")]
+    reward_field: String,
+    /// The name of the column to append.
+    #[arg(long, default_value = "advantage")]
+    advantage_column: String,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The estimators the command offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum EstimatorName {
+    /// (R − group mean) / (std + ε).
+    Grpo,
+    /// R − group mean.
+    DrGrpo,
+    /// R − mean of the other members of the group.
+    Rloo,
+    /// R normalised over the batch.
+    ReinforcePp,
+    /// (R − group mean) normalised over the batch.
+    ReinforcePpBaseline,
+}
+
+/// `--scale` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScaleName {
+    /// The group's std.
+    Group,
+    /// The batch's std.
+    Batch,
+    /// No division (Dr.GRPO).
+    None,
+}
+
+/// `--std` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StdName {
+    /// Divide by n.
+    Population,
+    /// Divide by n − 1.
+    Sample,
+}
+
+/// The validated configuration.
+struct Config {
+    estimator: Estimator,
+}
+
+impl Config {
+    fn from_args(args: &AdvantagesArgs) -> anyhow::Result<Config> {
+        if args.input.as_os_str() == "-" {
+            bail!("--input: advantages read the file twice (groups need not be adjacent); give a file name, not `-`");
+        }
+        let std = args.std.map(|s| match s {
+            StdName::Population => StdKind::Population,
+            StdName::Sample => StdKind::Sample,
+        });
+        let named = args.estimator;
+        let grpo = named == EstimatorName::Grpo;
+        let normalises = grpo
+            || matches!(
+                named,
+                EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline
+            );
+        if args.scale.is_some() && !grpo {
+            bail!("--scale applies to --estimator grpo only");
+        }
+        if !normalises && (args.std.is_some() || args.epsilon.is_some()) {
+            let name = named
+                .to_possible_value()
+                .expect("every estimator has a name; this is a bug");
+            bail!(
+                "--std and --epsilon apply to grpo, reinforce_pp and reinforce_pp_baseline; {} does not divide by a std",
+                name.get_name()
+            );
+        }
+        if let Some(epsilon) = args.epsilon {
+            if !(epsilon.is_finite() && epsilon >= 0.0) {
+                bail!("--epsilon {epsilon}: expected a finite number ≥ 0");
+            }
+        }
+        let estimator = match named {
+            EstimatorName::Grpo => Estimator::Grpo {
+                scale: match args.scale.unwrap_or(ScaleName::Group) {
+                    ScaleName::Group => StdScope::Group,
+                    ScaleName::Batch => StdScope::Batch,
+                    ScaleName::None => StdScope::None,
+                },
+                std: std.unwrap_or(StdKind::Sample),
+                epsilon: args.epsilon.unwrap_or(1e-6),
+            },
+            EstimatorName::DrGrpo => Estimator::DrGrpo,
+            EstimatorName::Rloo => Estimator::Rloo,
+            EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline => {
+                Estimator::ReinforcePlusPlus {
+                    baseline: named == EstimatorName::ReinforcePpBaseline,
+                    std: std.unwrap_or(StdKind::Sample),
+                    epsilon: args.epsilon.unwrap_or(1e-8),
+                }
+            }
+        };
+        Ok(Config { estimator })
+    }
+}
+
+/// What a column held in the first pass, to choose its output type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Seen {
+    /// Unsigned integers in every row so far.
+    U64,
+    /// Numbers (or nulls).
+    F64,
+    /// Anything else: written as a string (JSON text for lists, objects and booleans).
+    Str,
+}
+
+/// The first pass's result.
+struct Scan {
+    rewards: Vec<f64>,
+    group_ids: Vec<usize>,
+    grouped_rows: usize,
+    columns: Vec<(String, Seen)>,
+}
+
+fn scan(args: &AdvantagesArgs) -> anyhow::Result<Scan> {
+    let reader = RecordReader::open(&args.input, args.input_format)?;
+    let mut labels: HashMap<String, usize> = HashMap::new();
+    let mut rewards = Vec::new();
+    let mut group_ids = Vec::new();
+    let mut grouped_rows = 0;
+    let mut columns: Vec<(String, Seen)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut present: Vec<usize> = Vec::new();
+    let file = args.input.display().to_string();
+    for record in reader {
+        let record = record?;
+        let at = |field: &str| format!("{file}:{}: field `{field}`", record.line);
+        let reward = match record.fields.get(&args.reward_field) {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            Some(Value::Null) => f64::NAN,
+            Some(other) => bail!(
+                "{}: expected a number (or null for a non-score), found {other}",
+                at(&args.reward_field)
+            ),
+            None => bail!(
+                "{}: missing; the scored file needs a reward column (see --reward-field)",
+                at(&args.reward_field)
+            ),
+        };
+        let label = match record.fields.get(&args.group_field) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            None | Some(Value::Null) => None,
+            Some(other) => bail!(
+                "{}: expected a string or a number as the group id, found {other}",
+                at(&args.group_field)
+            ),
+        };
+        let id = match label {
+            Some(label) => {
+                grouped_rows += 1;
+                let next = labels.len();
+                *labels.entry(label).or_insert(next)
+            }
+            // A row without a group is a group of its own: a fresh number no label can take.
+            None => usize::MAX - rewards.len(),
+        };
+        rewards.push(reward);
+        group_ids.push(id);
+        for (key, value) in &record.fields {
+            let seen = match value {
+                Value::Number(n) if n.is_u64() => Seen::U64,
+                Value::Number(_) | Value::Null => Seen::F64,
+                _ => Seen::Str,
+            };
+            match index.get(key) {
+                Some(&i) => {
+                    present[i] += 1;
+                    let old = columns[i].1;
+                    columns[i].1 = widen(old, seen, value.is_null());
+                }
+                None => {
+                    index.insert(key.clone(), columns.len());
+                    let first = if value.is_null() { Seen::F64 } else { seen };
+                    columns.push((key.clone(), first));
+                    present.push(1);
+                }
+            }
+        }
+    }
+    // A column missing from some rows is null there.
+    let rows = rewards.len();
+    for ((_, seen), &count) in columns.iter_mut().zip(&present) {
+        if count < rows {
+            *seen = widen(*seen, *seen, true);
+        }
+    }
+    // Rows without a group got numbers from the top; make them dense after the labelled ones.
+    let mut dense = labels.len();
+    for id in group_ids.iter_mut() {
+        if *id >= labels.len() {
+            *id = dense;
+            dense += 1;
+        }
+    }
+    Ok(Scan {
+        rewards,
+        group_ids,
+        grouped_rows,
+        columns,
+    })
+}
+
+/// The narrowest type that holds both `old` and a new value of type `new` (`null` for a null or
+/// missing value): unsigned integers stay integers only while no row misses them.
+fn widen(old: Seen, new: Seen, null: bool) -> Seen {
+    match (old, new) {
+        (Seen::Str, _) | (_, Seen::Str) => Seen::Str,
+        (Seen::U64, Seen::U64) if !null => Seen::U64,
+        _ => Seen::F64,
+    }
+}
+
+/// The run's report.
+#[derive(Serialize)]
+struct Report {
+    input: String,
+    output: Option<String>,
+    estimator: &'static str,
+    rows: usize,
+    rows_without_group: usize,
+    #[serde(flatten)]
+    summary: AdvantageSummary,
+    advantage_mean: Option<f64>,
+    advantage_std: Option<f64>,
+    advantage_min: Option<f64>,
+    advantage_max: Option<f64>,
+    seconds: f64,
+}
+
+impl Report {
+    fn to_text(&self) -> String {
+        let opt = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.6}"));
+        let s = &self.summary;
+        let mut text = format!(
+            "advantages ({}) for {} rows in {} groups ({} rows without a group, each its own)\n",
+            self.estimator, self.rows, s.groups, self.rows_without_group
+        );
+        text += &format!("  masked (reward null or non-finite)   {:>10}\n", s.masked);
+        text += &format!(
+            "  one-element groups (advantage 0)     {:>10}\n",
+            s.singleton_groups
+        );
+        text += &format!(
+            "  groups with no finite reward         {:>10}\n",
+            s.empty_groups
+        );
+        text += &format!(
+            "  zero-variance groups                 {:>10}\n",
+            s.zero_variance_groups
+        );
+        text += &format!(
+            "  filtered samples (zero variance)     {:>10}\n",
+            s.filtered
+        );
+        text += &format!(
+            "  advantage mean {} std {} min {} max {}\n",
+            opt(self.advantage_mean),
+            opt(self.advantage_std),
+            opt(self.advantage_min),
+            opt(self.advantage_max)
+        );
+        if let Some(output) = &self.output {
+            text += &format!("wrote {output}\n");
+        }
+        text += &format!("{:.2}s\n", self.seconds);
+        text
+    }
+}
+
+pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(&args)?;
+    let started = Instant::now();
+    let scan = scan(&args)?;
+    if scan.rewards.is_empty() {
+        bail!("{}: no rows", args.input.display());
+    }
+    if scan.grouped_rows == 0 && config.estimator.uses_groups() {
+        bail!(
+            "{}: no row has a `{}` field, so every row would be a group of one with advantage 0; \
+             name the group column with --group-field, or use --estimator reinforce_pp",
+            args.input.display(),
+            args.group_field
+        );
+    }
+    if scan
+        .columns
+        .iter()
+        .any(|(name, _)| *name == args.advantage_column)
+    {
+        bail!(
+            "{}: already has a column `{}`; choose another name with --advantage-column",
+            args.input.display(),
+            args.advantage_column
+        );
+    }
+    let groups = Groups::from_ids(&scan.group_ids);
+    let result = advantages(
+        &scan.rewards,
+        &groups,
+        &config.estimator,
+        args.filter_zero_variance,
+    )
+    .context("computing advantages")?;
+
+    if let Some(output) = &args.output {
+        write(&args, output, &scan, &result.values)?;
+    }
+
+    let mut stats = rewardkit_core::RunningStats::new();
+    result.values.iter().for_each(|&a| stats.push(a));
+    let report = Report {
+        input: args.input.display().to_string(),
+        output: args.output.as_ref().map(|p| p.display().to_string()),
+        estimator: config.estimator.name(),
+        rows: scan.rewards.len(),
+        rows_without_group: scan.rewards.len() - scan.grouped_rows,
+        summary: result.summary,
+        advantage_mean: stats.mean(),
+        advantage_std: stats.population_variance().map(f64::sqrt),
+        advantage_min: stats.min(),
+        advantage_max: stats.max(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.output.as_deref() == Some("-".as_ref()) {
+        eprint!("{}", report.to_text());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+fn write(
+    args: &AdvantagesArgs,
+    output: &PathBuf,
+    scan: &Scan,
+    values: &[f64],
+) -> anyhow::Result<()> {
+    let mut columns: Vec<Column> = scan
+        .columns
+        .iter()
+        .map(|(name, seen)| {
+            let kind = match seen {
+                Seen::U64 => ColumnKind::U64,
+                Seen::F64 => ColumnKind::F64,
+                Seen::Str => ColumnKind::Str,
+            };
+            Column::new(name.clone(), kind)
+        })
+        .collect();
+    columns.push(Column::f64(args.advantage_column.clone()));
+    let mut writer = match args.output_format {
+        Some(format) => TableWriter::create_as(output, format, columns)?,
+        None => TableWriter::create(output, columns)?,
+    };
+    let reader = RecordReader::open(&args.input, args.input_format)?;
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(scan.columns.len());
+    let mut count = 0usize;
+    for record in reader {
+        let record = record?;
+        let advantage = *values.get(count).ok_or_else(|| {
+            anyhow!(
+                "{}: the file grew between the two readings (more than {} rows)",
+                args.input.display(),
+                values.len()
+            )
+        })?;
+        texts.clear();
+        for (name, seen) in &scan.columns {
+            texts.push(match (seen, record.fields.get(name)) {
+                (Seen::Str, Some(Value::String(s))) => Some(s.clone()),
+                (Seen::Str, Some(Value::Null) | None) => None,
+                (Seen::Str, Some(other)) => Some(other.to_string()),
+                _ => None,
+            });
+        }
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
+        for ((name, seen), text) in scan.columns.iter().zip(&texts) {
+            let value = record.fields.get(name);
+            cells.push(match seen {
+                Seen::U64 => match value.and_then(Value::as_u64) {
+                    Some(n) => Cell::U64(n),
+                    None => bail!(
+                        "{}:{}: field `{name}` changed between the two readings",
+                        args.input.display(),
+                        record.line
+                    ),
+                },
+                Seen::F64 => value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64),
+                Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
+            });
+        }
+        cells.push(Cell::F64(advantage));
+        writer.write_row(&cells)?;
+        count += 1;
+    }
+    if count != values.len() {
+        bail!(
+            "{}: the file changed between the two readings ({} rows, then {count})",
+            args.input.display(),
+            values.len()
+        );
+    }
+    writer.finish()?;
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! End-to-end tests of `rewardkit advantages`: scored file in, one row out per row in, in order,
+//! with an `advantage` column; counts in the summary; clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rewardkit");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("REWARDKIT_THREADS")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "args {args:?}\nstderr: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs and expects exit code 1 with every `needle` in stderr, and no panic.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}\nstderr: {err}");
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "`{needle}` not in stderr for {args:?}: {err}"
+        );
+    }
+}
+
+fn rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn scored_quickstart_gets_grpo_advantages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let scored = dir.path().join("scored.jsonl");
+    let spec = repo("examples/math-rl.toml");
+    let input = repo("examples/rollouts.jsonl");
+    ok(&[
+        "score",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        scored.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("advantages.jsonl");
+    let summary = ok(&[
+        "advantages",
+        "--input",
+        scored.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    let scored = rows(&scored);
+    let written = rows(&out);
+    assert_eq!(written.len(), scored.len());
+    assert_eq!(summary["rows"], scored.len());
+    // Same rows, same order, every input column kept, one column added.
+    for (a, b) in scored.iter().zip(&written) {
+        for (key, value) in a.as_object().unwrap() {
+            assert_eq!(&b[key], value, "column {key}");
+        }
+        assert_eq!(
+            b.as_object().unwrap().len(),
+            a.as_object().unwrap().len() + 1
+        );
+    }
+    // Per group, finite GRPO advantages sum to 0; a null reward has a null advantage.
+    let mut sums: std::collections::HashMap<String, f64> = Default::default();
+    for row in &written {
+        match (row["reward"].as_f64(), row["advantage"].as_f64()) {
+            (Some(_), Some(a)) => *sums.entry(row["group"].to_string()).or_default() += a,
+            (None, a) => assert_eq!(a, None, "{row}"),
+            (Some(_), None) => panic!("finite reward, null advantage: {row}"),
+        }
+    }
+    assert!(sums.values().all(|s| s.abs() < 1e-12), "{sums:?}");
+    assert_eq!(summary["masked"], 1);
+    assert_eq!(summary["estimator"], "grpo");
+}
+
+#[test]
+fn rloo_on_interleaved_groups_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    // Group 7 (a number) is interleaved with group "b"; one null reward; one row without group.
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        r#"{"group": 7, "reward": 1.0, "id": "x"}
+{"group": "b", "reward": 5.0}
+{"group": 7, "reward": 0.0}
+{"group": "b", "reward": null}
+{"group": 7, "reward": 0.0}
+{"reward": 3.0, "extra": [1, 2]}
+{"group": "b", "reward": 1.0}
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    let summary = ok(&[
+        "advantages",
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--estimator",
+        "rloo",
+        "--json",
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    let advantages: Vec<Option<f64>> = rows(&out).iter().map(|r| r["advantage"].as_f64()).collect();
+    // Group 7: [1, 0, 0] → 1 − 0, 0 − 0.5, 0 − 0.5. Group b: [5, masked, 1] → ±4. Alone: 0.
+    assert_eq!(
+        advantages,
+        [
+            Some(1.0),
+            Some(4.0),
+            Some(-0.5),
+            None,
+            Some(-0.5),
+            Some(0.0),
+            Some(-4.0)
+        ]
+    );
+    assert_eq!(summary["singleton_groups"], 1);
+    assert_eq!(summary["rows_without_group"], 1);
+    assert_eq!(summary["masked"], 1);
+    assert_eq!(summary["groups"], 3);
+    let written = rows(&out);
+    assert_eq!(written[5]["extra"], "[1,2]"); // non-scalar cells are kept as JSON text
+    assert_eq!(written[0]["id"], "x");
+    assert_eq!(written[1]["id"], Value::Null);
+    assert_eq!(written[0]["group"], "7"); // a column of strings and numbers is written as strings
+}
+
+#[test]
+fn parquet_round_trip_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        "{\"line\": 1, \"group\": \"a\", \"reward\": 1.0}\n{\"line\": 2, \"group\": \"a\", \"reward\": 3.0}\n\
+         {\"line\": 3, \"group\": \"c\", \"reward\": 2.0}\n{\"line\": 4, \"group\": \"c\", \"reward\": 2.0}\n",
+    );
+    let parquet = dir.path().join("out.parquet");
+    let args = [
+        "advantages",
+        "--input",
+        &input,
+        "--output",
+        parquet.to_str().unwrap(),
+        "--scale",
+        "none",
+        "--filter-zero-variance",
+        "--json",
+    ];
+    let summary: Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(summary["zero_variance_groups"], 1);
+    assert_eq!(summary["filtered"], 2);
+    // Read the Parquet back through the command itself (a second advantage column name).
+    let back = dir.path().join("back.jsonl");
+    ok(&[
+        "advantages",
+        "--input",
+        parquet.to_str().unwrap(),
+        "--output",
+        back.to_str().unwrap(),
+        "--advantage-column",
+        "again",
+    ]);
+    let back = rows(&back);
+    let first: Vec<Option<f64>> = back.iter().map(|r| r["advantage"].as_f64()).collect();
+    assert_eq!(first, [Some(-1.0), Some(1.0), None, None]);
+    assert_eq!(back[3]["line"], 4);
+}
+
+#[test]
+fn bad_input_and_options_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.jsonl",
+        "{\"group\": \"a\", \"reward\": 1.0}\n",
+    );
+    let missing = write(
+        dir.path(),
+        "missing.jsonl",
+        "{\"group\": \"a\", \"reward\": 1.0}\n{\"group\": \"a\"}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &missing],
+        &["missing.jsonl:2", "`reward`", "missing"],
+    );
+    let text = write(
+        dir.path(),
+        "text.jsonl",
+        "{\"group\": \"a\", \"reward\": \"high\"}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &text],
+        &["text.jsonl:1", "`reward`", "expected a number"],
+    );
+    let list = write(
+        dir.path(),
+        "list.jsonl",
+        "{\"group\": [1], \"reward\": 1}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &list],
+        &["list.jsonl:1", "`group`", "group id"],
+    );
+    let ungrouped = write(
+        dir.path(),
+        "ungrouped.jsonl",
+        "{\"reward\": 1.0}\n{\"reward\": 2.0}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &ungrouped],
+        &["no row has a `group` field", "--group-field"],
+    );
+    ok(&[
+        "advantages",
+        "--input",
+        &ungrouped,
+        "--estimator",
+        "reinforce_pp",
+    ]);
+    let taken = write(
+        dir.path(),
+        "taken.jsonl",
+        "{\"group\": \"a\", \"reward\": 1.0, \"advantage\": 0}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &taken],
+        &["already has a column `advantage`"],
+    );
+    let empty = write(dir.path(), "empty.jsonl", "\n");
+    fails_with(&["advantages", "--input", &empty], &["no rows"]);
+    fails_with(
+        &["advantages", "--input", "-"],
+        &["--input", "give a file name"],
+    );
+    fails_with(
+        &[
+            "advantages",
+            "--input",
+            &good,
+            "--estimator",
+            "rloo",
+            "--scale",
+            "batch",
+        ],
+        &["--scale applies to --estimator grpo only"],
+    );
+    fails_with(
+        &[
+            "advantages",
+            "--input",
+            &good,
+            "--estimator",
+            "dr_grpo",
+            "--epsilon",
+            "1e-4",
+        ],
+        &["dr_grpo does not divide by a std"],
+    );
+    fails_with(
+        &["advantages", "--input", &good, "--epsilon=-1"],
+        &["--epsilon -1"],
+    );
+    fails_with(
+        &["advantages", "--input", "/nonexistent/scored.jsonl"],
+        &["/nonexistent/scored.jsonl"],
+    );
+}
