@@ -203,14 +203,24 @@ impl LengthMeasure {
 /// (Unicode `White_Space`), with a fast path for ASCII bytes, which are most of any text.
 fn count_words(text: &str) -> usize {
     let bytes = text.as_bytes();
+    if text.is_ascii() {
+        // Branch-free over bytes: a word starts where a non-space follows a space (or the start).
+        let mut count = 0;
+        let mut previous_white = true;
+        for &b in bytes {
+            let white = ASCII_WHITE[usize::from(b)];
+            count += usize::from(previous_white & !white);
+            previous_white = white;
+        }
+        return count;
+    }
     let mut count = 0;
     let mut in_word = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         let (white, width) = if b.is_ascii() {
-            // The ASCII members of `char::is_whitespace`: \t \n \x0B \x0C \r and space.
-            (matches!(b, b'\t'..=b'\r' | b' '), 1)
+            (ASCII_WHITE[usize::from(b)], 1)
         } else {
             // `i` is always at a character boundary: it advances by whole characters.
             match text.get(i..).and_then(|rest| rest.chars().next()) {
@@ -228,6 +238,18 @@ fn count_words(text: &str) -> usize {
     }
     count
 }
+
+/// The ASCII members of `char::is_whitespace`: `\t`, `\n`, `\x0B`, `\x0C`, `\r` and space.
+const ASCII_WHITE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x09;
+    while b <= 0x0D {
+        table[b] = true;
+        b += 1;
+    }
+    table[0x20] = true;
+    table
+};
 
 /// Measures the completion of `sample` after the input-size check.
 fn completion_length(
