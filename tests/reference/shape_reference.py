@@ -103,7 +103,11 @@ def ref_advantages(c):
     scale = np.zeros(n)
     summary = Counter(samples=n, masked=int((~finite).sum()))
     fates = []
-    groups = pools(n, c["sizes"])
+    if c.get("ids") is not None:
+        ids = np.array(c["ids"])
+        groups = [np.flatnonzero(ids == g) for g in np.unique(ids)]
+    else:
+        groups = pools(n, c["sizes"])
     summary["groups"] = len(groups)
     for g in groups:
         idx = g[finite[g]]
@@ -414,7 +418,11 @@ def ref_lagrange(c):
     lams = lam(mu)
     base = unbits(c["base"])
     terms = np.array([unbits(t) for t in c["terms"]])
-    parts = np.vstack([(len(lams) - lams.sum()) * base, lams[:, None] * terms])
+    # N - sum(lambda) as sum(1 - lambda_i): 1 - sigmoid(mu) = sigmoid(-mu); 1 - tanh(mu) = 1 + tanh(-mu),
+    # evaluated as exp-based 2/(1 + e^{2 mu}) (np.exp overflow to inf gives 0, the right limit).
+    with np.errstate(over="ignore"):
+        complement = sigmoid(-mu) if squash == "sigmoid" else 2.0 / (1.0 + np.exp(2.0 * mu))
+    parts = np.vstack([complement.sum() * base, lams[:, None] * terms])
     ok = np.isfinite(parts).all(axis=0)
     combined = np.where(ok, parts.sum(axis=0), NAN)
     return {
@@ -501,6 +509,12 @@ class Gen:
                      estimator=rng.choice(["grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline"]),
                      scale=rng.choice(["group", "batch", "none"]), std=rng.choice(["population", "sample"]),
                      epsilon=fbits(rng.choice([0.0, 1e-6, 1e-4, 1e-8])), filter=rng.random() < 0.3)
+            if rng.random() < 0.3:  # interleave the groups: same rewards per group, shuffled rows
+                ids = [g for g, s in enumerate(sizes) for _ in range(s)]
+                order = list(range(n))
+                rng.shuffle(order)
+                c["rewards"] = [c["rewards"][i] for i in order]
+                c["ids"] = [ids[i] for i in order]
         elif op == "gae":
             lengths = [rng.randint(0, 12) for _ in range(rng.randint(1, 5))]
             n = sum(lengths)

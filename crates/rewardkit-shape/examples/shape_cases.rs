@@ -103,7 +103,11 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
     Ok(match op {
         "advantages" => {
             let rewards = floats(case, "rewards")?;
-            let groups = groups("sizes")?.ok_or("`sizes` is required")?;
+            // `ids` (one group number per sample, groups interleaved) or `sizes` (consecutive).
+            let groups = match sizes(case, "ids")? {
+                Some(ids) => Groups::from_ids(&ids),
+                None => groups("sizes")?.ok_or("`sizes` or `ids` is required")?,
+            };
             let estimator = match text(case, "estimator")? {
                 "grpo" => Estimator::Grpo {
                     scale: match text(case, "scale")? {

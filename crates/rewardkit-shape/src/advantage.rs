@@ -170,17 +170,45 @@ pub fn advantages(
 ) -> Result<Advantages, ShapeError> {
     groups.check("rewards", rewards.len())?;
     estimator.validate()?;
+    // One instantiation per layout: consecutive groups iterate index ranges (no index loads, so
+    // the loops vectorise); scattered groups go through their member lists.
+    let count = groups.count();
+    match groups.ranges() {
+        Some(offsets) => compute(
+            rewards,
+            count,
+            |g| offsets[g]..offsets[g + 1],
+            estimator,
+            filter_zero_variance,
+        ),
+        None => compute(
+            rewards,
+            count,
+            |g| groups.members(g).iter().copied(),
+            estimator,
+            filter_zero_variance,
+        ),
+    }
+}
+
+fn compute<I: Iterator<Item = usize> + Clone>(
+    rewards: &[f64],
+    count: usize,
+    members: impl Fn(usize) -> I,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+) -> Result<Advantages, ShapeError> {
     let mut values = vec![f64::NAN; rewards.len()];
     let mut summary = AdvantageSummary {
         samples: rewards.len(),
-        groups: groups.count(),
+        groups: count,
         masked: rewards.iter().filter(|r| !r.is_finite()).count(),
         ..AdvantageSummary::default()
     };
     // `fates[g]` and the group centres, computed once.
-    let mut centres = Vec::with_capacity(groups.count());
-    for members in groups.iter() {
-        let centre = Centre::of_indices(rewards, members.iter().copied());
+    let mut centres = Vec::with_capacity(count);
+    for g in 0..count {
+        let centre = Centre::of_indices(rewards, members(g));
         let fate = match centre.count {
             0 => GroupFate::Empty,
             1 => GroupFate::Singleton,
@@ -212,7 +240,7 @@ pub fn advantages(
                 StdScope::Batch => Centre::of(rewards.iter().copied()).std(std),
                 _ => None,
             };
-            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+            for (g, &(centre, fate)) in centres.iter().enumerate() {
                 if !kept(fate) {
                     continue;
                 }
@@ -221,7 +249,7 @@ pub fn advantages(
                     (GroupFate::Signal, StdScope::Batch) => batch_std.map(|s| s + epsilon),
                     _ => Some(1.0),
                 };
-                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                for i in members(g).filter(|&i| rewards[i].is_finite()) {
                     values[i] = match (fate, divisor) {
                         // d = 0 only if ε = 0 and the squares underflowed: no usable spread.
                         (GroupFate::Signal, Some(d)) if d > 0.0 => centre.centred(rewards[i]) / d,
@@ -232,12 +260,12 @@ pub fn advantages(
         }
         Estimator::DrGrpo | Estimator::Rloo => {
             let loo = matches!(estimator, Estimator::Rloo);
-            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+            for (g, &(centre, fate)) in centres.iter().enumerate() {
                 if !kept(fate) {
                     continue;
                 }
                 let k = centre.count as f64;
-                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                for i in members(g).filter(|&i| rewards[i].is_finite()) {
                     values[i] = match fate {
                         GroupFate::Signal if loo => centre.centred(rewards[i]) * (k / (k - 1.0)),
                         GroupFate::Signal => centre.centred(rewards[i]),
@@ -254,11 +282,11 @@ pub fn advantages(
             // First the per-sample scores a_i, then one batch normalisation over the samples that
             // take part (finite, not filtered, and — with a baseline — not alone in their group).
             let mut scores = vec![f64::NAN; rewards.len()];
-            for (members, &(centre, fate)) in groups.iter().zip(&centres) {
+            for (g, &(centre, fate)) in centres.iter().enumerate() {
                 if !kept(fate) {
                     continue;
                 }
-                for &i in members.iter().filter(|&&i| rewards[i].is_finite()) {
+                for i in members(g).filter(|&i| rewards[i].is_finite()) {
                     if !baseline {
                         scores[i] = rewards[i];
                     } else if fate == GroupFate::Singleton {
@@ -420,6 +448,33 @@ mod tests {
             &[-1.0, 1.0, 0.0, -1.0, 1.0],
         );
         check(&[4.0, 4.0], &[2], baseline, &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn interleaved_groups_equal_consecutive_ones() {
+        // Rows of groups a and b interleaved (the member-list path) vs sorted (the range path).
+        let rewards = [1.0, 10.0, 2.0, 30.0, 6.0, NAN, 20.0];
+        let labels = ["a", "b", "a", "b", "a", "b", "b"];
+        let sorted = [1.0, 2.0, 6.0, 10.0, 30.0, NAN, 20.0];
+        let order = [0, 2, 4, 1, 3, 5, 6];
+        for estimator in [
+            Estimator::GRPO,
+            Estimator::Rloo,
+            Estimator::reinforce_plus_plus(true),
+        ] {
+            let scattered =
+                advantages(&rewards, &Groups::from_labels(&labels), &estimator, false).unwrap();
+            let consecutive =
+                advantages(&sorted, &Groups::from_sizes(&[3, 4]), &estimator, false).unwrap();
+            for (position, &row) in order.iter().enumerate() {
+                let (a, b) = (scattered.values[row], consecutive.values[position]);
+                assert!(
+                    a == b || (a.is_nan() && b.is_nan()),
+                    "{estimator:?} row {row}: {a} vs {b}"
+                );
+            }
+            assert_eq!(scattered.summary, consecutive.summary);
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Groups {
     len: usize,
     offsets: Vec<usize>,
     members: Vec<usize>,
+    /// Whether `members` is `0..len` (every group a run of consecutive samples).
+    consecutive: bool,
 }
 
 impl Groups {
@@ -53,10 +55,12 @@ impl Groups {
                 offsets.push(counts[g + 1]);
             }
         }
+        let consecutive = members.iter().enumerate().all(|(i, &m)| i == m);
         Groups {
             len: ids.len(),
             offsets,
             members,
+            consecutive,
         }
     }
 
@@ -71,6 +75,7 @@ impl Groups {
             len,
             offsets,
             members: (0..len).collect(),
+            consecutive: true,
         }
     }
 
@@ -115,6 +120,12 @@ impl Groups {
     /// Iterates over the groups' member lists.
     pub fn iter(&self) -> impl Iterator<Item = &[usize]> + '_ {
         (0..self.count()).map(|g| self.members(g))
+    }
+
+    /// The group offsets when every group is a run of consecutive samples in order (group `g` is
+    /// `offsets[g]..offsets[g + 1]`), so callers can iterate ranges instead of member lists.
+    pub(crate) fn ranges(&self) -> Option<&[usize]> {
+        self.consecutive.then_some(self.offsets.as_slice())
     }
 
     pub(crate) fn check(&self, what: &'static str, found: usize) -> Result<(), ShapeError> {

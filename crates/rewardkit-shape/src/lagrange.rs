@@ -25,6 +25,15 @@ impl Squash {
         }
     }
 
+    /// `1 − λ`, without the cancellation of subtracting a λ close to 1: `σ(−μ)` for the sigmoid,
+    /// `2σ(−2μ)` for tanh (as `1 − tanh μ = 2/(1 + e^{2μ})`).
+    fn complement(self, mu: f64) -> f64 {
+        match self {
+            Squash::Sigmoid => sigmoid(-mu),
+            Squash::Tanh => 2.0 * sigmoid(-2.0 * mu),
+        }
+    }
+
     fn derivative(self, mu: f64) -> f64 {
         match self {
             Squash::Sigmoid => {
@@ -167,7 +176,8 @@ impl LagrangeMultipliers {
     }
 
     /// The mixed advantage of the authors' code: `(N − Σ_i λ_i)·A_0 + Σ_i λ_i·A_i` with `N` the
-    /// number of constraints, `A_0` the task (KL-regularised) advantage and `A_i` the
+    /// number of constraints (the base weight is summed as `Σ_i (1 − λ_i)`, each computed
+    /// directly from `μ_i`, so it keeps its precision when the multipliers approach 1), `A_0` the task (KL-regularised) advantage and `A_i` the
     /// constraints' (each normalised by the caller). NaN where any input is non-finite.
     pub fn combine(&self, base: &[f64], terms: &[&[f64]]) -> Result<Vec<f64>, ShapeError> {
         let lambdas = self.multipliers();
@@ -175,7 +185,9 @@ impl LagrangeMultipliers {
         for term in terms {
             ShapeError::check_len("term", term.len(), base.len(), "sample of the base")?;
         }
-        let base_weight = lambdas.len() as f64 - lambdas.iter().sum::<f64>();
+        // N − Σλ_i = Σ(1 − λ_i), each term computed without cancellation (λ → 1 as μ grows).
+        let squash = self.state.squash;
+        let base_weight: f64 = self.state.mu.iter().map(|&mu| squash.complement(mu)).sum();
         Ok((0..base.len())
             .map(|s| {
                 let mut total = base_weight * base[s];

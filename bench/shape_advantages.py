@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Advantages for 1M samples in groups of 16 and GAE over 1M steps: rewardkit-shape vs NumPy.
+
+Both sides get the same inputs (written here as raw f64 files) and the same repeats; the median
+time of each is printed with the ratio, and the outputs are compared (max abs difference). The
+NumPy side is what trainers write (verl's and TRL's tensor code, in NumPy): reshape into
+(groups, 16), mean/std along the group axis; GAE as a loop over time steps vectorised across
+episodes. It does no masking and no stable centring, so it does strictly less work than rewardkit.
+One core each (rewardkit-shape is single-threaded).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import time
+
+import numpy as np
+
+
+def median_time(repeats, f):
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def grpo(r, k, eps=1e-6):
+    g = r.reshape(-1, k)
+    mean = g.mean(axis=1, keepdims=True)
+    std = g.std(axis=1, ddof=1, keepdims=True)
+    return ((g - mean) / (std + eps)).reshape(-1)
+
+
+def rloo(r, k):
+    g = r.reshape(-1, k)
+    return (g * k / (k - 1) - g.mean(axis=1, keepdims=True) * k / (k - 1)).reshape(-1)
+
+
+def reinforce_pp_baseline(r, k, eps=1e-8):
+    a = (r.reshape(-1, k) - r.reshape(-1, k).mean(axis=1, keepdims=True)).reshape(-1)
+    return (a - a.mean()) / (a.std(ddof=1) + eps)
+
+
+def gae(rewards, values, length, gamma=0.99, lam=0.95):
+    r = rewards.reshape(-1, length)
+    v = values.reshape(-1, length)
+    adv = np.empty_like(r)
+    running = np.zeros(r.shape[0])
+    next_value = np.zeros(r.shape[0])
+    for t in range(length - 1, -1, -1):
+        delta = r[:, t] + gamma * next_value - v[:, t]
+        running = delta + gamma * lam * running
+        adv[:, t] = running
+        next_value = v[:, t]
+    return adv.reshape(-1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--timing", required=True, help="the shape_timing example binary (release)")
+    p.add_argument("--out", default="bench/out/shape")
+    p.add_argument("--samples", type=int, default=1_000_000)
+    p.add_argument("--group-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--episode-length", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    rng = np.random.default_rng(7)
+    k = args.group_size
+    # Correctness-like rewards (0/1) plus a small continuous term, like a rule + length shaping.
+    rewards = (rng.random(args.samples) < 0.4).astype(np.float64) + 0.1 * rng.random(args.samples)
+    step_rewards = rng.normal(size=args.steps)
+    step_values = rng.normal(size=args.steps)
+    rewards.tofile(f"{args.out}/rewards.f64")
+    step_rewards.tofile(f"{args.out}/step_rewards.f64")
+    step_values.tofile(f"{args.out}/step_values.f64")
+
+    run = subprocess.run(
+        [args.timing, args.out, str(args.repeats), str(k), str(args.episode_length)],
+        capture_output=True, text=True, check=True)
+    rust = json.loads(run.stdout)
+    rust_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    numpy_side = {
+        "grpo": lambda: grpo(rewards, k),
+        "rloo": lambda: rloo(rewards, k),
+        "reinforce_pp_baseline": lambda: reinforce_pp_baseline(rewards, k),
+        "gae": lambda: gae(step_rewards, step_values, args.episode_length),
+    }
+    rows = []
+    for name, f in numpy_side.items():
+        seconds, expected = median_time(args.repeats, f)
+        got = np.fromfile(f"{args.out}/rust_{name}.f64", dtype=np.float64)
+        diff = float(np.max(np.abs(got - expected)))
+        n = args.steps if name == "gae" else args.samples
+        rows.append({"op": name, "n": n, "rewardkit_s": rust[name], "numpy_s": seconds,
+                     "ratio": seconds / rust[name], "max_abs_diff": diff})
+    print(f"numpy {np.__version__}; {args.samples:,} samples in groups of {k}; "
+          f"GAE over {args.steps:,} steps in episodes of {args.episode_length}; median of {args.repeats}")
+    print(f"{'op':<24}{'rewardkit':>12}{'numpy':>12}{'ratio':>9}{'max |diff|':>13}")
+    for r in rows:
+        print(f"{r['op']:<24}{r['rewardkit_s'] * 1e3:>10.1f}ms{r['numpy_s'] * 1e3:>10.1f}ms"
+              f"{r['ratio']:>8.1f}x{r['max_abs_diff']:>13.1e}")
+    print(f"rewardkit process peak RSS {rust_rss_mib:.0f} MiB "
+          f"(inputs {(args.samples + 2 * args.steps) * 8 / 2**20:.0f} MiB)")
+    with open(f"{args.out}/result.json", "w") as fh:
+        json.dump({"rows": rows, "rust_peak_rss_mib": rust_rss_mib}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
