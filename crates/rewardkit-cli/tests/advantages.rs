@@ -303,3 +303,28 @@ fn bad_input_and_options_are_named() {
         &["/nonexistent/scored.jsonl"],
     );
 }
+
+#[test]
+fn worked_example_matches_its_expected_output() {
+    // The README's worked example: regenerate with the command in the README if it changes.
+    let dir = tempfile::tempdir().unwrap();
+    let input = repo("examples/advantages-scored.jsonl");
+    for estimator in ["grpo", "rloo"] {
+        let out = dir.path().join(format!("{estimator}.jsonl"));
+        ok(&[
+            "advantages",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--estimator",
+            estimator,
+        ]);
+        let expected = repo(&format!("examples/advantages-{estimator}.expected.jsonl"));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(&expected).unwrap(),
+            "{estimator}"
+        );
+    }
+}
