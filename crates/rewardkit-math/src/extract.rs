@@ -146,9 +146,10 @@ pub fn answer_phrase(text: &str) -> Option<String> {
         .split('\n')
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
-    // A maths span inside the phrase wins.
-    if let Some(span) = last_latex(line) {
-        return Some(span);
+    // Maths spans inside the phrase win; several (`$(1,2)$, $(3,4)$`) are several answers.
+    let spans = latex_spans(line);
+    if !spans.is_empty() {
+        return Some(spans.join(", "));
     }
     let line = line.trim().trim_start_matches(':').trim();
     // The sentence ends at ". " (a full stop followed by a space), not at a decimal point.
@@ -158,14 +159,22 @@ pub fn answer_phrase(text: &str) -> Option<String> {
 
 /// The content of the last LaTeX maths span.
 pub fn last_latex(text: &str) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
+    let mut spans = spans_with_ends(text);
+    spans.sort_by_key(|(end, _)| *end);
+    spans.pop().map(|(_, c)| c)
+}
+
+/// The contents of the dollar spans of `text`, in order.
+fn latex_spans(text: &str) -> Vec<String> {
+    spans_with_ends(text).into_iter().map(|(_, c)| c).collect()
+}
+
+/// Maths spans as (end offset, content): the last `\(…\)` and `\[…\]`, and every dollar span.
+fn spans_with_ends(text: &str) -> Vec<(usize, String)> {
+    let mut found: Vec<(usize, String)> = Vec::new();
     let mut consider = |end: usize, content: &str| {
-        let later = match &best {
-            Some((e, _)) => end > *e,
-            None => true,
-        };
-        if later && !content.trim().is_empty() {
-            best = Some((end, content.to_string()));
+        if !content.trim().is_empty() {
+            found.push((end, content.to_string()));
         }
     };
     for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
@@ -214,7 +223,7 @@ pub fn last_latex(text: &str) -> Option<String> {
         }
         i += 1;
     }
-    best.map(|(_, c)| c)
+    found
 }
 
 /// The last number in the text: optional minus, digits with `,` separators and decimals, and an

@@ -536,10 +536,14 @@ impl<'a> Lexer<'a> {
                 if !three {
                     break;
                 }
-                // A list like `1,234,5` is not a number with separators: the group after the
-                // next comma must also be three digits or the number must end here.
                 digits.push_str(&self.text[g..g + 3]);
                 i = g + 3;
+            }
+            // `25,100,55` is a list, not 25100 followed by 55: separators are only separators
+            // when no shorter comma group follows.
+            if i < end && s[i] == b',' && s.get(i + 1).is_some_and(|b| is_digit(*b)) {
+                digits.truncate(int_digits);
+                i = start + int_digits;
             }
         }
         let mut frac_digits = 0usize;
