@@ -13,3 +13,6 @@ fi
 
 cargo build --release -p rewardkit-cli
 "$VENV/bin/python" crates/rewardkit-server/tests/python/openrlhf_client.py "$TARGET/release/rewardkit"
+
+# The load/fault script in its short mode (about 20 s of load; see bench/server_load.py).
+bench/server_load.sh --short

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -166,6 +166,10 @@ impl AppState {
     async fn read_body(&self, body: Body) -> Result<Bytes, ServerError> {
         let config = &self.inner.config;
         let limit = config.max_body_bytes;
+        // A declared Content-Length over the limit is refused before reading a byte.
+        if body.size_hint().lower() > limit as u64 {
+            return Err(ServerError::BodyTooLarge { max: limit });
+        }
         match tokio::time::timeout(config.body_timeout, axum::body::to_bytes(body, limit)).await {
             Err(_) => Err(ServerError::BodyTimeout {
                 ms: config.body_timeout.as_millis(),
