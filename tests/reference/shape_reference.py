@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import random
+import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -320,7 +321,17 @@ def ref_elementwise(c):
         x = unbits(c["values"])
         x = x[np.isfinite(x)]
         q = unbits([c["q"]])[0]
-        out = np.array([np.quantile(x, q) if len(x) else NAN])
+        if c.get("method") == "normal":
+            # PAR: norm.ppf(q, mean, std) with the population std (stdlib's AS241 for the ppf).
+            if len(x) == 0:
+                out = np.array([NAN])
+            else:
+                _, m2, k = exact_stats(x)
+                mean = float(sum(Fraction(float(v)) for v in x) / k)
+                std = std_of(m2, k, "population")
+                out = np.array([statistics.NormalDist(mean, std).inv_cdf(q) if std > 0 else mean])
+        else:
+            out = np.array([np.quantile(x, q) if len(x) else NAN])
     else:
         raise ValueError(op)
     return {"values": (out, np.zeros(len(out)))}
@@ -551,6 +562,8 @@ class Gen:
         elif op == "reference_quantile":
             c.update(values=bits(self.values(rng.randint(0, 12), self.offset())),
                      q=fbits(rng.choice([0.0, 0.5, 0.85, 1.0, rng.random()])))
+            if rng.random() < 0.5:
+                c.update(method="normal", q=fbits(rng.choice([0.5, 0.85, 0.99, 1e-6, rng.uniform(0.01, 0.99)])))
         elif op in ("weighted_sum", "sum_then_normalize", "normalize_then_sum", "minimum", "product", "conjunction"):
             t = rng.randint(1, 4)
             sizes = self.sizes() if rng.random() < 0.5 else None

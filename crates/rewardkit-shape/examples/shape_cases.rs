@@ -215,9 +215,11 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
         }
         "reference_quantile" => {
             let q = float(case, "q")?;
-            let out = ReferenceQuantile::Empirical { q }
-                .reference(&floats(case, "values")?)
-                .map_err(e)?;
+            let method = match case.get("method").and_then(Value::as_str) {
+                Some("normal") => ReferenceQuantile::Normal { q },
+                _ => ReferenceQuantile::Empirical { q },
+            };
+            let out = method.reference(&floats(case, "values")?).map_err(e)?;
             json!({"values": bits(&[out.unwrap_or(f64::NAN)])})
         }
         "weighted_sum" | "sum_then_normalize" | "normalize_then_sum" | "minimum" | "product" => {

@@ -86,7 +86,6 @@ impl Centre {
     }
 
     /// The mean (rounded once).
-    #[cfg(test)]
     pub fn mean(&self) -> f64 {
         self.pivot + self.shifted_mean
     }

@@ -268,6 +268,103 @@ pub fn log_sigmoid_centred(reward: f64, reference: f64) -> f64 {
     }
 }
 
+/// Coefficients of Wichura's AS241 (PPND16) rational approximations, highest degree first.
+#[allow(clippy::excessive_precision)]
+mod as241 {
+    pub const CENTRAL_NUM: [f64; 8] = [
+        2.50908_09287_30122_6727e+3,
+        3.34305_75583_58812_8105e+4,
+        6.72657_70927_00870_0853e+4,
+        4.59219_53931_54987_1457e+4,
+        1.37316_93765_50946_1125e+4,
+        1.97159_09503_06551_4427e+3,
+        1.33141_66789_17843_7745e+2,
+        3.38713_28727_96366_6080e+0,
+    ];
+    pub const CENTRAL_DEN: [f64; 8] = [
+        5.22649_52788_52854_5610e+3,
+        2.87290_85735_72194_2674e+4,
+        3.93078_95800_09271_0610e+4,
+        2.12137_94301_58659_5867e+4,
+        5.39419_60214_24751_1077e+3,
+        6.87187_00749_20579_0830e+2,
+        4.23133_30701_60091_1252e+1,
+        1.0,
+    ];
+    pub const INTERMEDIATE_NUM: [f64; 8] = [
+        7.74545_01427_83414_07640e-4,
+        2.27238_44989_26918_45833e-2,
+        2.41780_72517_74506_11770e-1,
+        1.27045_82524_52368_38258e+0,
+        3.64784_83247_63204_60504e+0,
+        5.76949_72214_60691_40550e+0,
+        4.63033_78461_56545_29590e+0,
+        1.42343_71107_49683_57734e+0,
+    ];
+    pub const INTERMEDIATE_DEN: [f64; 8] = [
+        1.05075_00716_44416_84324e-9,
+        5.47593_80849_95344_94600e-4,
+        1.51986_66563_61645_71966e-2,
+        1.48103_97642_74800_74590e-1,
+        6.89767_33498_51000_04550e-1,
+        1.67638_48301_83803_84940e+0,
+        2.05319_16266_37758_82187e+0,
+        1.0,
+    ];
+    pub const TAIL_NUM: [f64; 8] = [
+        2.01033_43992_92288_13265e-7,
+        2.71155_55687_43487_57815e-5,
+        1.24266_09473_88078_43860e-3,
+        2.65321_89526_57612_30930e-2,
+        2.96560_57182_85048_91230e-1,
+        1.78482_65399_17291_33580e+0,
+        5.46378_49111_64114_36990e+0,
+        6.65790_46435_01103_77720e+0,
+    ];
+    pub const TAIL_DEN: [f64; 8] = [
+        2.04426_31033_89939_78564e-15,
+        1.42151_17583_16445_88870e-7,
+        1.84631_83175_10054_68180e-5,
+        7.86869_13114_56132_59100e-4,
+        1.48753_61290_85061_48525e-2,
+        1.36929_88092_27358_05310e-1,
+        5.99832_20655_58879_37690e-1,
+        1.0,
+    ];
+}
+
+fn horner(coefficients: &[f64; 8], r: f64) -> f64 {
+    coefficients.iter().fold(0.0, |acc, &c| acc * r + c)
+}
+
+/// The standard normal quantile `Φ⁻¹(p)` for `p` in (0, 1), by Wichura's Algorithm AS241
+/// (Applied Statistics 37(3), 1988; about 1e-16 relative accuracy), the algorithm behind Python's
+/// `statistics.NormalDist.inv_cdf`. NaN outside (0, 1).
+pub fn normal_quantile(p: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) {
+        return f64::NAN;
+    }
+    let q = p - 0.5;
+    if q.abs() <= 0.425 {
+        let r = 0.180625 - q * q;
+        return q * horner(&as241::CENTRAL_NUM, r) / horner(&as241::CENTRAL_DEN, r);
+    }
+    let r = if q <= 0.0 { p } else { 1.0 - p };
+    let r = (-r.ln()).sqrt();
+    let x = if r <= 5.0 {
+        let r = r - 1.6;
+        horner(&as241::INTERMEDIATE_NUM, r) / horner(&as241::INTERMEDIATE_DEN, r)
+    } else {
+        let r = r - 5.0;
+        horner(&as241::TAIL_NUM, r) / horner(&as241::TAIL_DEN, r)
+    };
+    if q < 0.0 {
+        -x
+    } else {
+        x
+    }
+}
+
 /// How a per-prompt reference reward `r_ref(x)` is read off the rewards of reference samples
 /// (base-policy completions of the same prompt).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -278,6 +375,14 @@ pub enum ReferenceQuantile {
     /// **[recon]** for the original paper.
     Empirical {
         /// The quantile, in [0, 1].
+        q: f64,
+    },
+    /// The `q`-quantile of a normal fitted to the reference rewards, `mean + std·Φ⁻¹(q)` with the
+    /// population std: PAR's reimplementation of Wang et al. (PorUna-byte/PAR
+    /// `reward_shaper.py`: `norm.ppf(0.85, mean(R_sft), std(R_sft))`, about 10 SFT samples per
+    /// prompt). One reference gives its own value.
+    Normal {
+        /// The quantile, in the open interval (0, 1).
         q: f64,
     },
 }
@@ -291,6 +396,19 @@ impl ReferenceQuantile {
                     return Err(ShapeError::invalid("q", q, "a quantile in [0, 1]"));
                 }
                 Ok(quantile(reference_rewards, q))
+            }
+            ReferenceQuantile::Normal { q } => {
+                if !(q > 0.0 && q < 1.0) {
+                    return Err(ShapeError::invalid("q", q, "a quantile in (0, 1)"));
+                }
+                let centre = Centre::of(reference_rewards.iter().copied());
+                Ok(centre.std(StdKind::Population).map(|std| {
+                    if std > 0.0 {
+                        centre.mean() + std * normal_quantile(q)
+                    } else {
+                        centre.mean()
+                    }
+                }))
             }
         }
     }
@@ -420,5 +538,37 @@ mod tests {
         assert!(ReferenceQuantile::Empirical { q: 1.5 }
             .reference(&[1.0])
             .is_err());
+        let normal = ReferenceQuantile::Normal { q: 0.5 };
+        assert_eq!(normal.reference(&[1.0, 3.0]).unwrap(), Some(2.0));
+        assert_eq!(normal.reference(&[4.0]).unwrap(), Some(4.0));
+        assert_eq!(normal.reference(&[]).unwrap(), None);
+        assert!(ReferenceQuantile::Normal { q: 1.0 }
+            .reference(&[1.0])
+            .is_err());
+        // mean 2, population std 1: 2 + Φ⁻¹(0.85).
+        let r = ReferenceQuantile::Normal { q: 0.85 }
+            .reference(&[1.0, 3.0])
+            .unwrap()
+            .unwrap();
+        assert!((r - (2.0 + 1.0364333894937894)).abs() < 1e-15, "{r}");
+    }
+
+    #[test]
+    fn normal_quantiles() {
+        // Values from Python's statistics.NormalDist().inv_cdf.
+        let check = |p: f64, z: f64| {
+            let got = normal_quantile(p);
+            assert!(
+                (got - z).abs() <= 1e-15 * z.abs().max(1.0),
+                "Φ⁻¹({p}) = {got}, expected {z}"
+            );
+        };
+        check(0.5, 0.0);
+        check(0.85, 1.0364333894937894);
+        check(0.975, 1.9599639845400536);
+        check(0.025, -1.9599639845400538);
+        check(1e-10, -6.361340902404056);
+        check(1e-300, -37.0470962993612);
+        assert!(normal_quantile(0.0).is_nan() && normal_quantile(1.0).is_nan());
     }
 }
