@@ -13,6 +13,10 @@
   completed response must still be correct, and the server must exit 0).
 * Overhead: samples/s through HTTP at batch 256 (16 clients) vs `rewardkit score` in process on
   the same samples; prints the ratio.
+* Peer (full mode, when fastapi and uvicorn are installed): OpenRLHF's /get_reward protocol
+  against rewardkit (a gsm8k-only spec) and against bench/fastapi_rm.py (a `serve_rm.py`-style
+  FastAPI server running verl's GSM8K rule), at 64 clients × batch 1 (OpenRLHF's pattern) and
+  16 clients × batch 256; prints samples/s and the ratio.
 
 Needs aiohttp (the client OpenRLHF uses); bench/server_load.sh makes the venv.
 """
@@ -142,6 +146,73 @@ def post_raw(body, length=None):
             + f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode() + body)
 
 
+async def get_reward_load(url, samples, clients, batch, seconds):
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=clients)
+
+    async def one(session, offset):
+        i = offset * batch
+        while time.perf_counter() < until:
+            rows = [samples[(i + k) % len(samples)] for k in range(batch)]
+            i += batch * 7919
+            body = {"query": [r["prompt"] + r["completion"] for r in rows],
+                    "prompts": [r["prompt"] for r in rows],
+                    "labels": [str(r.get("reference", "")) for r in rows]}
+            start = time.perf_counter()
+            try:
+                async with session.post(url + "/get_reward", json=body) as r:
+                    data = await r.read()
+                    tally.statuses[r.status] = tally.statuses.get(r.status, 0) + 1
+                    if r.status == 200:
+                        tally.latencies.append(time.perf_counter() - start)
+                        rewards = json.loads(data)["rewards"]
+                        tally.samples += len(rewards)
+                        tally.wrong += len(rewards) != batch
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                tally.transport += 1
+
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=180)) as session:
+        until = time.perf_counter() + seconds
+        await asyncio.gather(*(one(session, c) for c in range(clients)))
+    return tally.summary(seconds)
+
+
+async def compare_fastapi(binary, samples, seconds, report):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    here = os.path.dirname(os.path.abspath(__file__))
+    peer = subprocess.Popen([sys.executable, os.path.join(here, "fastapi_rm.py"), str(port)])
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as spec:
+        spec.write('[[term]]\nname = "correct"\nkind = "gsm8k"\n')
+    server = Server(binary, spec.name)
+    try:
+        peer_url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        rows = []
+        print(f"{'':>10} {'clients':>7} {'batch':>5} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+        for clients, batch in [(64, 1), (16, 256)]:
+            rk = await get_reward_load(server.url, samples, clients, batch, seconds)
+            py = await get_reward_load(peer_url, samples, clients, batch, seconds)
+            for name, r in (("rewardkit", rk), ("fastapi", py)):
+                print(f"{name:>10} {clients:>7} {batch:>5} {r['samples_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8}  {r['statuses']}")
+            ratio = rk["samples_per_s"] / max(py["samples_per_s"], 1e-9)
+            print(f"{'':>10} rewardkit / fastapi samples/s: {ratio:.1f}x")
+            rows.append({"clients": clients, "batch": batch, "rewardkit": rk, "fastapi": py,
+                         "ratio": round(ratio, 2)})
+        report["fastapi_peer"] = rows
+    finally:
+        server.stop()
+        peer.terminate()
+        peer.wait(timeout=10)
+        os.unlink(spec.name)
+
+
 async def faults(binary, spec, samples, truth, report):
     server = Server(binary, spec, "--body-timeout-ms", "500", "--max-body-bytes", "1000000")
     url = server.url
@@ -153,6 +224,9 @@ async def faults(binary, spec, samples, truth, report):
         raw(server.address, post_raw(one), read=False)
     checks["slow_body_408"] = raw(server.address, post_raw(one[:10], len(one)), pause=1.0) == 408
     checks["oversized_413"] = raw(server.address, post_raw(b"x" * 10, 5_000_000)) == 413
+    chunked = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n" + b"%x\r\n" % 1_100_000 + b"x" * 1_100_000 + b"\r\n0\r\n\r\n")
+    checks["oversized_chunked_413"] = raw(server.address, chunked) == 413
     checks["garbage_400"] = raw(server.address, post_raw(b"\x00\xff garbage {{{")) == 400
     checks["garbage_request_line"] = raw(server.address, b"\x16\x03\x01 not http\r\n\r\n") in (400, None)
     # A reload during load: every answer stays correct (the spec file is unchanged).
@@ -208,6 +282,13 @@ async def main(argv):
           f"{inproc:,.0f}: ratio {ratio:.2f}"
           + ("" if len(samples) >= 10_000 else " (too few samples: process start-up dominates)"))
     ok &= server.stop() == 0
+    if not short:
+        try:
+            import fastapi, uvicorn  # noqa: F401
+            print("peer: OpenRLHF /get_reward, rewardkit vs a serve_rm.py-style FastAPI server (verl GSM8K rule)")
+            await compare_fastapi(binary, samples, seconds, report)
+        except ImportError:
+            print("peer: skipped (pip install fastapi uvicorn)")
     print("faults:")
     ok &= await faults(binary, spec, samples, truth, report)
     if out:

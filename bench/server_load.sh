@@ -15,6 +15,10 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import aiohttp" 2>/
     "${PYTHON:-python3}" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check aiohttp
 fi
+# The full mode also runs the FastAPI peer (bench/fastapi_rm.py).
+if [[ "${1:-}" != "--short" ]] && ! "$venv/bin/python" -c "import fastapi, uvicorn" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check fastapi uvicorn
+fi
 cargo build --quiet --release -p rewardkit-cli
 mkdir -p bench/out
 data="bench/out/rollouts_20000.jsonl"
