@@ -288,6 +288,36 @@ def ref_running(c):
 
 def ref_elementwise(c):
     op = c["op"]
+    if op == "dynamic_beta":
+        m = unbits(c["margins"])
+        beta, w, k = unbits([c["beta"], c["w"], c["k"]])
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = np.where(np.isfinite(m), np.maximum(beta * (1 + w * (1 - np.exp(-k * m))), 1e-3), NAN)
+        # 1 - e^{-k m} loses relative precision for tiny k m; scale by beta * (1 + |w|).
+        return {"values": (out, np.full(len(out), abs(beta) * (1 + abs(w))))}
+    if op == "self_aligned_reward":
+        out, scale = [], []
+        for a, g in zip(c["answer"], c["answer_given_query"]):
+            a, g = unbits(a), unbits(g)
+            if len(a) == 0 or len(g) == 0 or not (np.isfinite(a).all() and np.isfinite(g).all()):
+                out.append(NAN)
+                scale.append(0.0)
+                continue
+            ma, mq = math.fsum(a) / len(a), math.fsum(g) / len(g)
+            # (ppl(a) - ppl(a|q)) / ppl(a) = 1 - exp(ma - mq); the means carry ~1 ulp of their
+            # magnitude, which bounds the accuracy of any evaluation: scale accordingly.
+            with np.errstate(over="ignore"):
+                value = -math.expm1(ma - mq) if ma - mq < 700 else -INF
+            out.append(min(max(value, -1.0), 1.0))
+            scale.append((abs(ma) + abs(mq)) * (1.0 + abs(out[-1])))
+        return {"values": (np.array(out), np.array(scale))}
+    if op == "count_decayed":
+        e, i = unbits(c["r_ext"]), unbits(c["r_int"])
+        n = np.array(c["counts"], dtype=np.float64)
+        ae, ai, beta = unbits([c["alpha_ext"], c["alpha_int"], c["beta"]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(np.isfinite(e) & np.isfinite(i) & (n > 0), ae * e + ai * i / n ** beta, NAN)
+        return {"values": (out, np.abs(ae * e) + np.abs(ai * i / np.maximum(n, 1) ** beta))}
     if op == "clip":
         x = unbits(c["values"])
         lo, hi = unbits([c["low"], c["high"]])
@@ -347,16 +377,21 @@ def ref_combination(c):
     scale = np.zeros(n)
     if op in ("weighted_sum", "sum_then_normalize", "normalize_then_sum"):
         w = unbits(c["weights"])
+        pool_scales = None
         if op == "normalize_then_sum":
-            normed = []
+            normed, pool_scales = [], []
             for t in terms:
-                v, _ = normalize_pools(t, c.get("sizes"), c["std"], unbits([c["epsilon"]])[0])
+                v, sc = normalize_pools(t, c.get("sizes"), c["std"], unbits([c["epsilon"]])[0])
                 normed.append(v)
+                pool_scales.append(sc)
             terms = np.array(normed)
             ok = np.isfinite(terms).all(axis=0)
         products = w[:, None] * np.where(np.isfinite(terms), terms, 0.0)
         out = np.where(ok, products.sum(axis=0), NAN)
         scale = np.abs(products).sum(axis=0)
+        if pool_scales is not None:
+            # A normalised value is accurate relative to its pool's largest value, not itself.
+            scale = (np.abs(w)[:, None] * np.array(pool_scales)).sum(axis=0)
         if op == "sum_then_normalize":
             out, scale = normalize_pools(out, c.get("sizes"), c["std"], unbits([c["epsilon"]])[0])
     elif op == "conjunction":
@@ -456,6 +491,9 @@ REFERENCE = {
     "par": ref_elementwise,
     "log_sigmoid_centred": ref_elementwise,
     "reference_quantile": ref_elementwise,
+    "dynamic_beta": ref_elementwise,
+    "self_aligned_reward": ref_elementwise,
+    "count_decayed": ref_elementwise,
     "weighted_sum": ref_combination,
     "sum_then_normalize": ref_combination,
     "normalize_then_sum": ref_combination,
@@ -559,6 +597,22 @@ class Gen:
             n = rng.randint(0, 10)
             c.update(rewards=bits([self.value(0.0, rng.choice([1.0, 50.0, 1000.0])) for _ in range(n)]),
                      references=bits([self.value(0.0, 10.0) for _ in range(n)]))
+        elif op == "dynamic_beta":
+            c.update(margins=bits(self.values(rng.randint(0, 10), 0.0, 0.05)),
+                     beta=fbits(rng.choice([0.1, 0.5, 0.0])), w=fbits(rng.choice([0.1, 1.0, -0.5])),
+                     k=fbits(rng.choice([1.0, 0.1, 5.0])))
+        elif op == "self_aligned_reward":
+            n = rng.randint(0, 6)
+            lists = lambda: [bits([-rng.expovariate(1.0) for _ in range(rng.randint(0, 8))]) for _ in range(n)]
+            c.update(answer=lists(), answer_given_query=lists())
+            if n and rng.random() < 0.2:
+                c["answer"][0] = bits([NAN, -1.0])
+        elif op == "count_decayed":
+            n = rng.randint(0, 10)
+            c.update(r_ext=bits(self.values(n, 0.0, 0.05)), r_int=bits(self.values(n, 0.0, 0.05)),
+                     counts=[rng.choice([0, 1, 2, 3, 10, 1000]) for _ in range(n)],
+                     alpha_ext=fbits(rng.choice([0.1, 10.0])), alpha_int=fbits(0.4),
+                     beta=fbits(rng.choice([3.0, 0.5, 1.0])))
         elif op == "reference_quantile":
             c.update(values=bits(self.values(rng.randint(0, 12), self.offset())),
                      q=fbits(rng.choice([0.0, 0.5, 0.85, 1.0, rng.random()])))

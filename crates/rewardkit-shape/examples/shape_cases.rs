@@ -213,6 +213,37 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
                 .collect();
             json!({"values": bits(&out)})
         }
+        "dynamic_beta" => {
+            let (beta, w, k) = (float(case, "beta")?, float(case, "w")?, float(case, "k")?);
+            let out: Vec<f64> = floats(case, "margins")?
+                .iter()
+                .map(|&m| transform::dynamic_beta(m, beta, w, k))
+                .collect();
+            json!({"values": bits(&out)})
+        }
+        "self_aligned_reward" => {
+            let alone = float_lists(case, "answer")?;
+            let given = float_lists(case, "answer_given_query")?;
+            let out: Vec<f64> = alone
+                .iter()
+                .zip(&given)
+                .map(|(a, g)| transform::self_aligned_reward(a, g))
+                .collect();
+            json!({"values": bits(&out)})
+        }
+        "count_decayed" => {
+            let counts = sizes(case, "counts")?.ok_or("`counts` is required")?;
+            let (ext, int) = (floats(case, "r_ext")?, floats(case, "r_int")?);
+            let (ae, ai, beta) = (
+                float(case, "alpha_ext")?,
+                float(case, "alpha_int")?,
+                float(case, "beta")?,
+            );
+            let out: Vec<f64> = (0..counts.len())
+                .map(|i| transform::count_decayed(ext[i], int[i], counts[i] as u64, ae, ai, beta))
+                .collect();
+            json!({"values": bits(&out)})
+        }
         "reference_quantile" => {
             let q = float(case, "q")?;
             let method = match case.get("method").and_then(Value::as_str) {

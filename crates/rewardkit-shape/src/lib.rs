@@ -9,7 +9,9 @@
 //!   [`gae`] over per-step rewards and values;
 //! * **transforms** ([`transform`]): mean/std normalisation (batch, per group, running), clip,
 //!   min-max, ceiling, PAR with `M` reference rewards and slope `k`, log-sigmoid centring with a
-//!   per-prompt reference reward, and [`potential_shaping`] for step rewards;
+//!   per-prompt reference reward (an empirical quantile or PAR's normal fit of reference
+//!   samples), MM-RLHF dynamic scaling, the Self-Aligned Reward from token log-probabilities,
+//!   ONI's count-decayed intrinsic reward, and [`potential_shaping`] for step rewards;
 //! * **combinations** ([`combine`]): weighted sum, sum-then-normalise, normalise-then-sum,
 //!   conjunction, minimum, product and gates; HERON's [`Lexicographic`] comparator; and
 //!   constrained combination with [`LagrangeMultipliers`].

@@ -268,6 +268,56 @@ pub fn log_sigmoid_centred(reward: f64, reference: f64) -> f64 {
     }
 }
 
+/// MM-RLHF dynamic reward scaling (Zhang et al. 2025, MM-DPO; Kwai-YuanQi/MM-RLHF
+/// `dpo_trainer.py`): `β(δ) = β_ori·(1 + w·(1 − e^{−k·δ}))` for a reward margin `δ`, clamped below
+/// at 1e-3 as the authors' code does. `β(0) = β_ori` and `β → β_ori·(1 + w)` as `δ → ∞`. The
+/// authors' `k` is not published **[recon]**; it is a parameter here. NaN for a non-finite margin.
+pub fn dynamic_beta(margin: f64, beta: f64, w: f64, k: f64) -> f64 {
+    if !margin.is_finite() {
+        return f64::NAN;
+    }
+    // 1 − e^{−kδ} as −expm1(−kδ): exact for small margins.
+    (beta * (1.0 + w * -(-k * margin).exp_m1())).max(1e-3)
+}
+
+/// Self-Aligned Reward (Han et al. 2025; amazon-science `efficiency_reward.py`):
+/// `R_SA = clip((ppl(a) − ppl(a|q)) / ppl(a), −1, 1)` with `ppl = exp(−mean token log-prob)`, from
+/// the answer's token log-probabilities without and with the query. Positive when the query makes the answer more likely. Computed as
+/// `1 − ppl(a|q)/ppl(a) = −expm1(mean(a) − mean(a|q))` (means of log-probs), which needs no
+/// perplexity and keeps its precision for small differences. NaN when a list is empty or holds a
+/// non-finite log-prob.
+pub fn self_aligned_reward(logprobs_answer: &[f64], logprobs_answer_given_query: &[f64]) -> f64 {
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() || xs.iter().any(|x| !x.is_finite()) {
+            None
+        } else {
+            Some(xs.iter().sum::<f64>() / xs.len() as f64)
+        }
+    };
+    match (mean(logprobs_answer), mean(logprobs_answer_given_query)) {
+        // ppl(a|q)/ppl(a) = exp(−m_q + m_a); 1 − that = −expm1(m_a − m_q).
+        (Some(alone), Some(given)) => (-(alone - given).exp_m1()).clamp(-1.0, 1.0),
+        _ => f64::NAN,
+    }
+}
+
+/// ONI's count-decayed intrinsic reward (Zheng et al. 2024; facebookresearch/oni `learner.py`):
+/// `r = α_ext·r_ext + α_int·r_int / N^β`, with `N ≥ 1` the number of times the message was seen
+/// (README: `α_int = 0.4`, `β = 3`). NaN for non-finite rewards or `N = 0`.
+pub fn count_decayed(
+    r_ext: f64,
+    r_int: f64,
+    count: u64,
+    alpha_ext: f64,
+    alpha_int: f64,
+    beta: f64,
+) -> f64 {
+    if !(r_ext.is_finite() && r_int.is_finite()) || count == 0 {
+        return f64::NAN;
+    }
+    alpha_ext * r_ext + alpha_int * r_int / (count as f64).powf(beta)
+}
+
 /// Coefficients of Wichura's AS241 (PPND16) rational approximations, highest degree first.
 #[allow(clippy::excessive_precision)]
 mod as241 {
@@ -551,6 +601,29 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!((r - (2.0 + 1.0364333894937894)).abs() < 1e-15, "{r}");
+    }
+
+    #[test]
+    fn literature_transforms() {
+        // MM-RLHF: β(0) = β, → β(1 + w), monotone, clamped at 1e-3.
+        assert_eq!(dynamic_beta(0.0, 0.1, 0.1, 1.0), 0.1);
+        assert!((dynamic_beta(1e3, 0.1, 0.1, 1.0) - 0.11).abs() < 1e-15);
+        assert!(dynamic_beta(1.0, 0.1, 0.1, 1.0) > dynamic_beta(0.5, 0.1, 0.1, 1.0));
+        assert_eq!(dynamic_beta(0.0, 0.0, 0.1, 1.0), 1e-3);
+        assert!(dynamic_beta(NAN, 0.1, 0.1, 1.0).is_nan());
+        // SAR: the query halves the perplexity -> 0.5; raises it without bound -> clipped at -1.
+        let half = 2f64.ln();
+        assert!(
+            (self_aligned_reward(&[-1.0, -1.0], &[-1.0 + half, -1.0 + half]) - 0.5).abs() < 1e-15
+        );
+        assert_eq!(self_aligned_reward(&[-1.0], &[-50.0]), -1.0);
+        assert_eq!(self_aligned_reward(&[-2.0, -4.0], &[-3.0]), 0.0);
+        assert!(self_aligned_reward(&[], &[-1.0]).is_nan());
+        assert!(self_aligned_reward(&[-1.0], &[NAN]).is_nan());
+        // ONI: count decay with β = 3.
+        assert_eq!(count_decayed(1.0, 1.0, 2, 10.0, 0.4, 3.0), 10.0 + 0.4 / 8.0);
+        assert_eq!(count_decayed(0.0, 1.0, 1, 0.1, 0.4, 3.0), 0.4);
+        assert!(count_decayed(0.0, 1.0, 0, 0.1, 0.4, 3.0).is_nan());
     }
 
     #[test]
