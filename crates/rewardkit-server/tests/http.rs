@@ -695,12 +695,29 @@ async fn reload_swaps_the_spec_and_keeps_the_old_one_on_error() {
     assert_eq!(reply.status, StatusCode::CONFLICT);
 }
 
-const SLOW_SPEC: &str = "[[term]]\nname = \"slow\"\nkind = \"sleep\"\n[term.options]\nms = 150\n";
+const SLOW_SPEC: &str = "[[term]]\nname = \"slow\"\nkind = \"sleep\"\n[term.options]\nms = 250\n";
+
+/// Polls /metrics until it contains `needle` (the test's way to wait for the batcher).
+async fn wait_for_metric(app: &Router, needle: &str) {
+    let start = Instant::now();
+    loop {
+        let metrics = send(app, "GET", "/metrics", Body::empty(), &[]).await.text;
+        if metrics.contains(needle) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never saw {needle}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_429_with_retry_after() {
+    let spec = "[[term]]\nname = \"slow\"\nkind = \"sleep\"\n[term.options]\nms = 500\n";
     let app = app(state_with(
-        SLOW_SPEC,
+        spec,
         ServerConfig {
             workers: 1,
             max_batch_samples: 1,
@@ -715,13 +732,15 @@ async fn a_full_queue_answers_429_with_retry_after() {
         let one = one.clone();
         async move { send(&app, "POST", "/v1/score", one, &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await; // a is being scored
+    // a's batch has started (it left the queue) …
+    wait_for_metric(&app, "rewardkit_queue_seconds_count 1\n").await;
     let b = tokio::spawn({
         let app = app.clone();
         let one = one.clone();
         async move { send(&app, "POST", "/v1/score", one, &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await; // b waits in the queue
+    // … and b fills the queue while a is scored.
+    wait_for_metric(&app, "rewardkit_queue_depth 1\n").await;
     let c = send(&app, "POST", "/v1/score", one.clone(), &[]).await;
     assert_eq!(c.status, StatusCode::TOO_MANY_REQUESTS, "{}", c.text);
     assert_eq!(c.header("retry-after"), "1");
@@ -760,7 +779,8 @@ async fn a_deadline_returns_done_samples_and_typed_timeouts() {
     )
     .await;
     let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_millis(700), "took {elapsed:?}");
+    // All six would take 1.5 s; the answer comes at the 400 ms deadline.
+    assert!(elapsed < Duration::from_millis(1200), "took {elapsed:?}");
     assert_eq!(reply.status, StatusCode::OK);
     let timed_out: usize = reply.header("x-timed-out").parse().unwrap();
     let out = reply.json();
