@@ -81,7 +81,7 @@ pub fn normalize(
 
 /// Running mean/std normalisation (PAR's "Meanstd" with running statistics): the batch's finite
 /// values are first added to `stats`, then each value becomes `(x − μ_run)/(σ_run + ε)`. Adding
-/// before normalising is a choice **[recon]** (PAR's `reward_shaper.py` order is not confirmed);
+/// before normalising is a choice **\[recon\]** (PAR's `reward_shaper.py` order is not confirmed);
 /// it makes the first batch well defined. While fewer than two values have been seen, or σ_run is
 /// 0, finite values map to 0.
 pub fn normalize_running(
@@ -271,7 +271,7 @@ pub fn log_sigmoid_centred(reward: f64, reference: f64) -> f64 {
 /// MM-RLHF dynamic reward scaling (Zhang et al. 2025, MM-DPO; Kwai-YuanQi/MM-RLHF
 /// `dpo_trainer.py`): `β(δ) = β_ori·(1 + w·(1 − e^{−k·δ}))` for a reward margin `δ`, clamped below
 /// at 1e-3 as the authors' code does. `β(0) = β_ori` and `β → β_ori·(1 + w)` as `δ → ∞`. The
-/// authors' `k` is not published **[recon]**; it is a parameter here. NaN for a non-finite margin.
+/// authors' `k` is not published **\[recon\]**; it is a parameter here. NaN for a non-finite margin.
 pub fn dynamic_beta(margin: f64, beta: f64, w: f64, k: f64) -> f64 {
     if !margin.is_finite() {
         return f64::NAN;
@@ -422,7 +422,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 pub enum ReferenceQuantile {
     /// The empirical `q`-quantile (linear interpolation, NumPy's default). Wang et al. 2024 use "a
     /// high quantile of base-policy rewards"; q = 0.85 is the PAR reimplementation's choice
-    /// **[recon]** for the original paper.
+    /// **\[recon\]** for the original paper.
     Empirical {
         /// The quantile, in [0, 1].
         q: f64,
