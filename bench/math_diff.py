@@ -16,7 +16,9 @@ Every pair goes to both verifiers. Each disagreement is listed with both verdict
 
 Math-Verify is called the documented way, `verify(parse(gold), parse(pred))`, one pair per call,
 timed with perf_counter_ns around parse+parse+verify, single-threaded, on the main thread. The
-Rust side times one `verify` call per pair the same way (its last of 3 passes).
+Rust side times one `verify` call per pair the same way and keeps the fastest of 3 passes
+(Math-Verify, at milliseconds per call, gets one pass; noise only ever adds time, so this
+favours neither side's median much but removes preemption spikes from the Rust maximum).
 """
 
 import json

@@ -2,7 +2,7 @@
 //!
 //! Reads JSON lines `{"gold": …, "pred": …}` from the file given as the first argument, verifies
 //! each pair `passes` times (second argument, default 3) on one thread, and writes one JSON line
-//! per pair: the verdict, the normal forms, the reason and the nanoseconds of the last pass.
+//! per pair: the verdict, the normal forms, the reason and the fastest pass's nanoseconds.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::time::Instant;
@@ -31,12 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let options = MathOptions::default();
     let budget = Budget::default();
-    let mut nanos = vec![0u64; pairs.len()];
+    // The fastest of the passes per pair: a shared machine's preemptions only ever add time.
+    let mut nanos = vec![u64::MAX; pairs.len()];
     for _ in 0..passes.max(1) {
         for (k, (gold, pred)) in pairs.iter().enumerate() {
             let start = Instant::now();
             let verdict = verify(gold, pred, &options, &mut budget.meter());
-            nanos[k] = start.elapsed().as_nanos() as u64;
+            nanos[k] = nanos[k].min(start.elapsed().as_nanos() as u64);
             std::hint::black_box(verdict);
         }
     }

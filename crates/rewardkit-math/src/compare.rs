@@ -414,9 +414,12 @@ impl Comparer<'_> {
                     .filter(|(_, on)| *on)
                     .map(|(n, _)| n),
             ) {
-                // A random rational in (1/2, 9/2) with a 20-bit denominator: away from 0 and
-                // small integers where special cases hide.
-                let den = 1 + (rng.next() % (1 << 20)) as i64;
+                // A random rational in (1/2, 9/2) with a denominator up to 64: away from 0 and
+                // small integers where special cases hide, and small in bits so that high
+                // powers stay cheap. About 8,000 distinct values: a non-zero rational function
+                // of degree d vanishes at one with probability at most d/8000, at all `points`
+                // independent ones with that to the power `points` (Schwartz–Zippel).
+                let den = 1 + (rng.next() % 64) as i64;
                 let num = den / 2 + 1 + (rng.next() % (4 * den as u64)) as i64;
                 point
                     .exact

@@ -513,6 +513,8 @@ impl<'a> Lexer<'a> {
         }
         // Thousands separators: `,`, `{,}` or `\,` followed by exactly three digits, only after a
         // first group of one to three digits.
+        // Inside a comma list (`36,36,108`) a bare comma separates items, not thousands.
+        let in_list = self.out.last() == Some(&Tok::Comma);
         if (1..=3).contains(&int_digits) {
             loop {
                 let sep_len = if s[i..end].starts_with(b"{,}") || s[i..end].starts_with(b"\\,") {
@@ -521,7 +523,7 @@ impl<'a> Lexer<'a> {
                     } else {
                         2
                     }
-                } else if i < end && s[i] == b',' {
+                } else if i < end && s[i] == b',' && !in_list {
                     1
                 } else {
                     0

@@ -4,8 +4,9 @@
 //! # Pipeline
 //!
 //! 1. **Extraction** ([`extract`]): the final answer of a completion is the last `\boxed{…}`, else
-//!    the text after "the final answer is", else the last LaTeX span (`$…$`, `\(…\)`, `\[…\]`),
-//!    else the last number; the order is configurable ([`MathOptions::extract`]) and the first
+//!    the text after "the final answer is", else the last LaTeX span (`$…$`, `\(…\)`, `\[…\]`;
+//!    `$` pairs that hold prose are currency, not maths), else the whole completion when it is a
+//!    bare expression, else the last number; the order is configurable ([`MathOptions::extract`]) and the first
 //!    candidate that parses wins. The gold answer is read whole (surrounding `$` and a `\boxed{}`
 //!    are removed).
 //! 2. **Parsing** ([`parse`]): LaTeX and plain text into one small tree ([`Expr`]): numbers with
