@@ -3,12 +3,47 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 /// One chat message, as in the Hugging Face / TRL chat format.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// It deserialises only from an object with `role` and `content` (other keys are ignored): serde's
+/// derived struct deserialiser would also take a two-element list, which would silently read a
+/// list of two completions `["a", "b"]` as one message from role "a".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Message {
     /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
     /// The message text.
     pub content: String,
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Message, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            role: String,
+            content: String,
+        }
+
+        struct MessageVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for MessageVisitor {
+            type Value = Message;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a message object with string `role` and `content`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
+                let fields =
+                    Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Message {
+                    role: fields.role,
+                    content: fields.content,
+                })
+            }
+        }
+
+        deserializer.deserialize_map(MessageVisitor)
+    }
 }
 
 impl Message {
@@ -206,6 +241,18 @@ mod tests {
         .unwrap();
         assert_eq!(sample.completion.text(), "a\nb");
         assert_eq!(sample.prompt.text(), "");
+    }
+
+    #[test]
+    fn a_list_of_strings_is_not_a_message() {
+        // Regression: the derived deserialiser read `["a", "b"]` as role "a", content "b".
+        assert!(serde_json::from_str::<Message>(r#"["a", "b"]"#).is_err());
+        assert!(serde_json::from_str::<Completion>(r#"["a", "b"]"#).is_err());
+        assert!(serde_json::from_str::<Prompt>(r#"["user", "hi"]"#).is_err());
+        let message: Message =
+            serde_json::from_str(r#"{"role": "user", "content": "hi", "name": "x"}"#).unwrap();
+        assert_eq!(message, Message::new("user", "hi"));
+        assert!(serde_json::from_str::<Message>(r#"{"role": "user"}"#).is_err());
     }
 
     #[test]
