@@ -52,13 +52,18 @@ unit = "chars"
 [[term]]
 name = "repetition"
 kind = "repetition"
+
+[[term]]
+name = "math"
+kind = "math"
+weight = 0.0
 "#;
 
 #[test]
 fn every_kind_builds_and_scores() {
     let spec = Spec::from_toml_str(ALL_KINDS, "all.toml").unwrap();
     let pipeline = Pipeline::build(&spec).unwrap();
-    assert_eq!(pipeline.terms().len(), 9);
+    assert_eq!(pipeline.terms().len(), 10);
     assert_eq!(
         pipeline.terms()[5].component_names,
         vec!["format".to_owned(), "correctness".to_owned()]
@@ -85,6 +90,7 @@ fn every_kind_builds_and_scores() {
             Some(-0.6), // soft_overlong: 8 words, (10 − 5 − 8) / 5
             Some(0.0),  // length_cap
             Some(0.0),  // repetition: no repeated 3-gram
+            Some(1.0),  // math: the final answer B is the letter B (weight 0)
         ]
     );
     let reward = out.reward.value().unwrap();
@@ -97,6 +103,14 @@ fn every_kind_builds_and_scores() {
         Some("reference has no number"),
         "{:?}",
         out.terms[0]
+    );
+
+    // The math term on a LaTeX answer.
+    let maths = Sample::new("Simplify.", "So the result is $\\boxed{\\dfrac{\\pi}{2}}$.")
+        .with_reference("\\pi/2");
+    assert_eq!(
+        pipeline.score_one(&maths).terms[9].outcome,
+        Outcome::scored(1.0)
     );
 
     // A tool call matching its reference exactly: format 1 + correctness 3.
