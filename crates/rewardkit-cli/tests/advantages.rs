@@ -1,60 +1,15 @@
 //! End-to-end tests of `rewardkit advantages`: scored file in, one row out per row in, in order,
 //! with an `advantage` column; counts in the summary; clear errors for bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rewardkit");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("REWARDKIT_THREADS")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "args {args:?}\nstderr: {err}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs and expects exit code 1 with every `needle` in stderr, and no panic.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}\nstderr: {err}");
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    for needle in needles {
-        assert!(
-            err.contains(needle),
-            "`{needle}` not in stderr for {args:?}: {err}"
-        );
-    }
-}
+mod common;
+use common::{fails_with, ok, repo, write};
 
 fn rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+    common::json_lines(path)
 }
 
 #[test]

@@ -2,52 +2,10 @@
 //! kind of bad input (each gets a clear error or a typed outcome; nothing panics, no row is lost).
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rewardkit");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("REWARDKIT_THREADS")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Runs and expects exit code 1 with every `needle` in stderr, and no panic.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = run(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}\nstderr: {err}");
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    for needle in needles {
-        assert!(
-            err.contains(needle),
-            "`{needle}` not in stderr for {args:?}: {err}"
-        );
-    }
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
-}
+mod common;
+use common::{fails_with, json_lines, repo, run, stderr, stdout, write};
 
 const SPEC: &str = r#"
 [[term]]
@@ -61,14 +19,6 @@ weight = 0.5
 
 fn spec(dir: &Path) -> String {
     write(dir, "spec.toml", SPEC.as_bytes())
-}
-
-fn json_lines(path: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -323,7 +273,7 @@ fn bad_specs_name_the_key() {
         &["spec", "check", d.join("absent.toml").to_str().unwrap()],
         &["absent.toml"],
     );
-    let spec = write(d, "spec.toml", &[0xff, 0xfe, 0x00]);
+    let spec = write(d, "spec.toml", [0xff, 0xfe, 0x00]);
     fails_with(&["spec", "check", &spec], &["UTF-8"]);
 }
 

@@ -1,15 +1,7 @@
 //! `rewardkit verify` and the `math` kind through `rewardkit score`.
 
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rewardkit");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::run;
 
 /// Runs `rewardkit verify --gold G --pred P` and checks the verdict line and that every `needle`
 /// is printed.
