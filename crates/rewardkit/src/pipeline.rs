@@ -135,15 +135,23 @@ impl Pipeline {
     }
 
     fn score_chunk(&self, samples: &[Sample]) -> Vec<ScoredSample> {
-        let per_term: Vec<Vec<RewardOutput>> = self
+        // One output list per term, each exactly `samples.len()` long (`run_term` ensures it);
+        // transposed into one list per sample by moving, not cloning, the outputs.
+        let mut per_term: Vec<std::vec::IntoIter<RewardOutput>> = self
             .terms
             .iter()
-            .map(|term| run_term(term, samples, &self.budget))
+            .map(|term| run_term(term, samples, &self.budget).into_iter())
             .collect();
         (0..samples.len())
-            .map(|i| {
-                let terms: Vec<RewardOutput> =
-                    per_term.iter().map(|outputs| outputs[i].clone()).collect();
+            .map(|_| {
+                let terms: Vec<RewardOutput> = per_term
+                    .iter_mut()
+                    .map(|outputs| {
+                        outputs
+                            .next()
+                            .expect("one output per sample and term; this is a bug")
+                    })
+                    .collect();
                 ScoredSample {
                     reward: self.combine(&terms),
                     terms,
