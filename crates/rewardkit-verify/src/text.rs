@@ -34,6 +34,8 @@
 //!
 //! Both verifiers refuse inputs over `max_input_bytes` and spend a step per byte they read.
 
+use std::sync::Mutex;
+
 use regex::{Regex, RegexBuilder};
 use rewardkit_core::{Exhausted, Meter, Outcome, Reference, Reward, RewardOutput, Sample};
 use serde::{Deserialize, Serialize};
@@ -333,12 +335,30 @@ impl Default for RegexMatchOptions {
     }
 }
 
+/// How many compiled reference patterns [`RegexMatch`] keeps. GRPO-style data repeats one
+/// reference across a group of completions, so a few recent patterns cover nearly every hit.
+const PATTERN_CACHE: usize = 32;
+
 /// Regular-expression verifier (kind `regex_match`); see the module documentation.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RegexMatch {
     options: RegexMatchOptions,
     /// The compiled `pattern`, unless patterns come from references.
     regex: Option<Regex>,
+    /// Recently compiled reference patterns, most recent last (`pattern_from_reference` only).
+    /// A hit saves the compile but not its budget charge, so a score never depends on what
+    /// other samples were scored before it.
+    cache: Mutex<Vec<(String, Regex)>>,
+}
+
+impl Clone for RegexMatch {
+    fn clone(&self) -> RegexMatch {
+        RegexMatch {
+            options: self.options.clone(),
+            regex: self.regex.clone(),
+            cache: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl RegexMatch {
@@ -371,7 +391,34 @@ impl RegexMatch {
             })?),
             (None, true) => None,
         };
-        Ok(RegexMatch { options, regex })
+        Ok(RegexMatch {
+            options,
+            regex,
+            cache: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Compiles a reference pattern, or returns the cached compile of the same pattern.
+    fn compile_cached(&self, pattern: &str) -> Result<Regex, regex::Error> {
+        // A poisoned lock only means another thread panicked mid-update of a plain Vec; the
+        // entries are still whole, so keep using them.
+        let lookup = |cache: &mut Vec<(String, Regex)>| {
+            let at = cache.iter().position(|(p, _)| p == pattern)?;
+            let entry = cache.remove(at);
+            let regex = entry.1.clone();
+            cache.push(entry);
+            Some(regex)
+        };
+        if let Some(regex) = lookup(&mut self.cache.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(regex);
+        }
+        let regex = compile(pattern, &self.options)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() == PATTERN_CACHE {
+            cache.remove(0);
+        }
+        cache.push((pattern.to_owned(), regex.clone()));
+        Ok(regex)
     }
 
     /// The options this verifier was built with.
@@ -397,7 +444,7 @@ impl RegexMatch {
                 {
                     return e.into_outcome();
                 }
-                match compile(&pattern, &self.options) {
+                match self.compile_cached(&pattern) {
                     Ok(regex) => {
                         per_sample = regex;
                         &per_sample
@@ -686,6 +733,39 @@ mod tests {
             "unscorable (reference is not a valid pattern)",
         );
         check_regex(from_reference, "x", None, "unscorable (missing reference)");
+    }
+
+    #[test]
+    fn reference_pattern_cache_never_changes_a_verdict() {
+        // One verifier scores many samples whose patterns repeat, interleave and overflow the
+        // cache; every verdict and every budget charge must match a fresh verifier's.
+        let options = RegexMatchOptions {
+            pattern_from_reference: true,
+            full_match: true,
+            ..RegexMatchOptions::default()
+        };
+        let shared = RegexMatch::new(options.clone()).unwrap();
+        for round in 0..3 {
+            for i in 0..(PATTERN_CACHE + 5) {
+                let pattern = format!("n{i}|m{i}");
+                for completion in [format!("n{i}"), format!("m{}", i + round), "x".to_string()] {
+                    let sample =
+                        Sample::new("", completion.as_str()).with_reference(pattern.as_str());
+                    let mut cached_meter = Budget::default().meter();
+                    let cached = shared.score(&sample, &mut cached_meter).outcome;
+                    let mut fresh_meter = Budget::default().meter();
+                    let fresh = RegexMatch::new(options.clone())
+                        .unwrap()
+                        .score(&sample, &mut fresh_meter)
+                        .outcome;
+                    assert_eq!(cached, fresh, "{pattern:?} on {completion:?}");
+                    assert_eq!(cached_meter.steps(), fresh_meter.steps());
+                    let expected = completion == format!("n{i}") || completion == format!("m{i}");
+                    assert_eq!(cached, Outcome::scored(if expected { 1.0 } else { 0.0 }));
+                }
+            }
+        }
+        assert_eq!(shared.cache.lock().unwrap().len(), PATTERN_CACHE);
     }
 
     #[test]
