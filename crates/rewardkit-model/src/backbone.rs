@@ -1,0 +1,30 @@
+//! Backbones: what turns a prompt and a response into a fixed-width vector.
+//!
+//! The seam is TEI's `Backend` idea (STYLE.md): a few methods over a batch, so that the trainer,
+//! the checkpoints and the `model` reward term never know which backbone they drive.
+
+use candle_core::{Tensor, Var};
+
+use crate::{ModelError, RewardInput};
+
+/// A network that maps each (prompt, response) of a batch to a vector of [`Backbone::width`]
+/// numbers. A head on top turns that vector into rewards.
+///
+/// Implementations must be deterministic, and a row's vector must not depend on the other rows of
+/// its batch beyond floating-point rounding (Architecture Invariant 2: batched == single).
+pub trait Backbone: Send + Sync {
+    /// The width of the vector each input becomes.
+    fn width(&self) -> usize;
+
+    /// The forward pass: a `[inputs.len(), width]` tensor, recording the operations on the
+    /// trainable parameters so that `backward` reaches them.
+    fn forward(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError>;
+
+    /// The trainable parameters with their checkpoint names (`backbone.…`).
+    fn parameters(&self) -> Vec<(String, Var)>;
+
+    /// A size measure of one input (tokens, words), used to sort and bucket batches by length.
+    fn length(&self, input: &RewardInput) -> usize {
+        input.prompt.len() + input.response.len()
+    }
+}

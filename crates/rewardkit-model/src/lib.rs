@@ -1,0 +1,62 @@
+//! Learned reward models for rewardkit: train a reward model from preference pairs or ratings,
+//! save it as a Hugging Face–style directory, and score with it as a reward term.
+//!
+//! # The pieces
+//!
+//! * [`Backbone`] — the narrow seam (TEI's `Backend` idea): a batch of (prompt, response) in, a
+//!   `[batch, width]` tensor out, plus the named trainable parameters. The built-in
+//!   [`hashed::HashedBackbone`] needs no download: hashed word and character n-grams projected to
+//!   a fixed width. Transformer encoders and decoders are further implementations of the same
+//!   trait.
+//! * [`RewardModel`] — a backbone plus a linear or two-layer MLP head with one output (a reward)
+//!   or several (rating attributes), saved as `config.json` + `model.safetensors` +
+//!   `rewardkit.json` (see [`TrainingRecord`]).
+//! * [`Objective`] — Bradley–Terry and its variants (margin, scaled, label smoothing, log-exp,
+//!   the centring regulariser) and regression. Each computes the loss *and its gradient with
+//!   respect to the rewards* in `f64`, outside the autograd graph; the trainer back-propagates
+//!   `Σ r·∂L/∂r` through the network. That keeps every objective a small pure function tested
+//!   against hand-computed values and finite differences.
+//! * [`train()`] — seeded data order, gradient accumulation, clipping, AdamW with warm-up and
+//!   linear/cosine decay, validation every N steps, early stopping on validation loss, and
+//!   checkpoints (weights, both AdamW moments, the best weights, the early-stopping state) in one
+//!   safetensors file written atomically. Resuming is bit-exact; the module docs say why.
+//! * [`ModelTerm`] — the `model` kind of a reward spec: loads a directory once, scores batches
+//!   (batched == single), and optionally normalises by the saved validation mean/std.
+//! * [`data`] — TRL preference rows (strings or chat lists, implicit prompts, a margin column),
+//!   HH-RLHF dialogues and rating files, read through `rewardkit-data` so a bad row is named by
+//!   file, line and field.
+//!
+//! # Why candle, and where the arithmetic lives
+//!
+//! candle provides tensors, CPU kernels and reverse-mode autodiff without a Python runtime, and
+//! the same code runs on CUDA behind this crate's `cuda` feature. The optimizer, though, works
+//! on plain `f32` buffers: AdamW is one fused loop per parameter (a tensor-level AdamW costs a
+//! dozen full passes with an allocation each), and buffers are what a checkpoint stores bit for
+//! bit.
+
+#![deny(missing_docs)]
+
+mod backbone;
+pub mod data;
+mod error;
+pub mod hashed;
+mod model;
+pub mod objective;
+pub mod optim;
+mod record;
+mod rng;
+mod term;
+pub mod train;
+
+pub use backbone::Backbone;
+pub use candle_core::Device;
+pub use data::{PreferencePair, Rating, RewardInput};
+pub use error::ModelError;
+pub use model::{
+    write_atomically, BackboneConfig, HeadConfig, ModelConfig, RewardModel, CONFIG_FILE,
+    RECORD_FILE, WEIGHTS_FILE,
+};
+pub use objective::Objective;
+pub use record::TrainingRecord;
+pub use term::{ModelTerm, ModelTermOptions};
+pub use train::{train, CheckpointOptions, EvalMetrics, Event, Examples, TrainConfig, TrainReport};
