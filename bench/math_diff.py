@@ -10,7 +10,8 @@ Pairs (gold, prediction):
   (b) math-gold: every gold answer of ../shared/data/math-gold/*.jsonl against rewrites that are
       equivalent by construction (\\frac{a}{b} <-> \\dfrac ab <-> a/b <-> decimal, integers with
       separators or `.0`, reordered lists, the answer inside "The final answer is $...$", a
-      scaled form 2(G)/2) and against perturbed answers that are wrong by construction (an
+      scaled form 2(G)/2 in two spellings, `2(G)` and `2\\cdot(G)`) and against perturbed
+      answers that are wrong by construction (an
       integer plus one, a numerator plus one, an element dropped, `+ 1` appended).
 Every pair goes to both verifiers. Each disagreement is listed with both verdicts.
 
@@ -112,30 +113,41 @@ def is_maths(gold):
     return "$" not in g and not words and "infty" not in g and len(g) < 200
 
 
+# Relations and sets: `2 (x \\neq 5) / 2` or `2 \\{x \\mid x > 0\\} / 2` is not an equivalent
+# rewrite of anything, so the scaled forms leave them out.
+NOT_SCALABLE = ("\\neq", "\\ne ", "\\approx", "\\mid", "\\{", "\\leq", "\\geq", "\\le ",
+                "\\ge ", "\\cup", "\\in ", "\\emptyset", "\\lt", "\\gt")
+
+
 def rewrites(gold):
-    """Equivalent forms of `gold` (each a prediction that must be judged equal)."""
+    """Equivalent forms of `gold` as (form, prediction) pairs; each must be judged equal."""
     g = strip_dollars(gold)
     if not is_maths(gold):
         return []
-    out = [f"The final answer is ${g}$."]
+    out = [("phrase", f"The final answer is ${g}$.")]
     m = FRAC.match(g)
     if m:
         s, a, b = m.group(1), int(m.group(2)), int(m.group(3))
-        out.append(f"{s}{a}/{b}")
+        out.append(("slash", f"{s}{a}/{b}"))
         if a < 10 and b < 10:
-            out.append(f"{s}\\dfrac{a}{b}")
+            out.append(("dfrac", f"{s}\\dfrac{a}{b}"))
         if b != 0 and terminating(a, b):
-            out.append(("-" if s else "") + repr(a / b))
+            out.append(("decimal", ("-" if s else "") + repr(a / b)))
     elif INT.match(g):
         n = int(g)
-        out.append(f"{n}.0")
+        out.append(("point-zero", f"{n}.0"))
         if abs(n) >= 1000:
-            out.append(f"{n:,}")
+            out.append(("separators", f"{n:,}"))
     elif "," in g and not any(c in g for c in "()[]{}=\\"):
         parts = [p.strip() for p in g.split(",")]
-        out.append(", ".join(reversed(parts)))
-    if not any(c in g for c in ",=<>") and "\\\\" not in g and "\\text" not in g and len(g) < 80:
-        out.append(f"\\frac{{2({g})}}{{2}}")
+        out.append(("reordered", ", ".join(reversed(parts))))
+    if (not any(c in g for c in ",=<>") and "\\\\" not in g and "\\text" not in g
+            and len(g) < 80 and not any(t in g + " " for t in NOT_SCALABLE)):
+        # Two spellings of 2·G/2: Math-Verify reads `2(204)` (an integer before a parenthesised
+        # number or fraction) as the mixed number 2 + 204, so `scaled` alone measures that
+        # parse rule; `scaled-cdot` spells the product out and measures simplification.
+        out.append(("scaled", f"\\frac{{2({g})}}{{2}}"))
+        out.append(("scaled-cdot", f"\\frac{{2\\cdot({g})}}{{2}}"))
     return out
 
 
@@ -195,15 +207,15 @@ def main():
     if limit:
         golds = golds[:limit]
     for source, g in golds:
-        for r in rewrites(g):
+        for form, r in rewrites(g):
             # A model writes maths inside delimiters; Math-Verify reads LaTeX only there.
             r = r if "$" in r else f"${r}$"
             pairs.append({"set": f"rewrite:{source}", "gold": g, "pred": r, "label": True,
-                          "kind": "rewrite"})
+                          "kind": "rewrite", "form": form})
         for w in perturbations(g):
             w = w if "$" in w else f"${w}$"
             pairs.append({"set": f"perturbed:{source}", "gold": g, "pred": w, "label": False,
-                          "kind": "perturbed"})
+                          "kind": "perturbed", "form": "perturbed"})
     print(f"== {len(pairs)} pairs", file=sys.stderr)
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for p in pairs:
@@ -216,8 +228,16 @@ def main():
     mv, mv_ns = run_math_verify(pairs)
 
     rows = {}
+    forms = {}
     disagreements = []
     for p, r, m in zip(pairs, rk, mv):
+        if p["kind"] == "rewrite":
+            f = forms.setdefault(p["form"], {"pairs": 0, "agree": 0, "rk_right": 0,
+                                             "mv_right": 0})
+            f["pairs"] += 1
+            f["agree"] += r["equal"] == m
+            f["rk_right"] += r["equal"]
+            f["mv_right"] += m
         s = rows.setdefault(p["set"].split(":")[0], {"pairs": 0, "agree": 0,
                                                      "rk_right": 0, "mv_right": 0})
         s["pairs"] += 1
@@ -227,6 +247,7 @@ def main():
         if r["equal"] != m:
             disagreements.append({"set": p["set"], "gold": p["gold"],
                                   "pred": p["pred"][-160:], "expected": p["label"],
+                                  "form": p.get("form", "gsm8k"),
                                   "rewardkit": r["verdict"], "math_verify": m,
                                   "why": r["why"]})
     rk_ns = [r["ns"] for r in rk]
@@ -238,7 +259,7 @@ def main():
     timing["ratio_mean"] = timing["math_verify"]["mean_us"] / timing["rewardkit"]["mean_us"]
     timing["rewardkit_calls_over_1ms"] = sum(1 for n in rk_ns if n > 1_000_000)
     os.makedirs(out_dir, exist_ok=True)
-    result = {"sets": rows, "timing": timing, "slowest_rewardkit": slow,
+    result = {"sets": rows, "rewrite_forms": forms, "timing": timing, "slowest_rewardkit": slow,
               "disagreements": disagreements,
               "git": os.environ.get("BENCH_GIT", "unknown")}
     with open(os.path.join(out_dir, "math_diff.json"), "w") as f:

@@ -59,8 +59,9 @@ impl RelOp {
 /// One token.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
-    /// A number literal; `decimal` when written with a fractional part or an exponent (such a
-    /// number may be a rounded approximation, which comparison takes into account).
+    /// A number literal; `decimal` when written with a fractional part (`0.5`, `4.5e33`: such a
+    /// number may be a rounded approximation, which comparison takes into account). An integer
+    /// mantissa with an exponent (`3e8`) is exact, as `3 \times 10^8` is.
     Num {
         /// Its exact value.
         value: BigRational,
@@ -488,6 +489,11 @@ impl<'a> Lexer<'a> {
             '≠' => Some(Tok::Rel(RelOp::Ne)),
             '∪' => Some(Tok::Union),
             '°' => Some(Tok::Degree),
+            '⌊' => Some(Tok::Cmd("lfloor".into())),
+            '⌋' => Some(Tok::Cmd("rfloor".into())),
+            '⌈' => Some(Tok::Cmd("lceil".into())),
+            '⌉' => Some(Tok::Cmd("rceil".into())),
+            '∅' => Some(Tok::Cmd("emptyset".into())),
             'π' => Some(Tok::Cmd("pi".into())),
             '∞' => Some(Tok::Cmd("infty".into())),
             '√' => Some(Tok::Cmd("sqrt".into())),
@@ -594,7 +600,8 @@ impl<'a> Lexer<'a> {
                     ));
                 }
                 exponent = if negative { -e } else { e };
-                decimal = true;
+                // `3e8` is exact like `3 \times 10^8`; `4.5e33` is decimal (a rounded value)
+                // because of its fractional digits, not its exponent.
                 i = j;
             }
         }
@@ -735,6 +742,14 @@ impl<'a> Lexer<'a> {
                 } else {
                     Ok(j)
                 }
+            }
+            "lfloor" | "rfloor" | "lceil" | "rceil" => {
+                self.push(Tok::Cmd(name.into()))?;
+                Ok(i)
+            }
+            "emptyset" | "varnothing" => {
+                self.push(Tok::Cmd("emptyset".into()))?;
+                Ok(i)
             }
             "circ" | "degree" => {
                 self.push(Tok::Degree)?;

@@ -11,12 +11,16 @@
 //!    are removed).
 //! 2. **Parsing** ([`parse`]): LaTeX and plain text into one small tree ([`Expr`]): numbers with
 //!    thousands separators and scientific notation, `\frac`/`\dfrac12`, `\sqrt[n]{}`, powers,
-//!    implicit multiplication, π/e/i/∞, percentages, degrees, `\text{}` units dropped, sets,
-//!    intervals and unions, tuples, matrices, relations, `±`, lists of answers.
-//! 3. **Equivalence** ([`compare`]): exact evaluation over the Gaussian rationals at seeded
-//!    random points first (so identities of polynomials and rational functions in free
-//!    variables, π and e are decided exactly), numeric evaluation with a tolerance only when a
-//!    side is irrational or written as a decimal, and structural rules for everything that is
+//!    implicit multiplication, mixed numbers (`2\frac12`), π/e/i/∞, percentages, degrees,
+//!    `\text{}` units dropped, subscripted symbols (`C_{1}`), floor and ceiling, sets (also
+//!    set-builder `\{x \mid x \ge 0\}` and `\emptyset`), intervals and unions, tuples,
+//!    matrices, relations, `±`, lists of answers.
+//! 3. **Equivalence** ([`compare`]): identities of polynomials and rational functions in free
+//!    variables, π and e are decided by evaluation at seeded random points modulo two large
+//!    primes ([`modular`]: any degree in microseconds), other answers by exact evaluation over
+//!    the Gaussian rationals (constants, and roots of perfect powers at rational points),
+//!    numeric evaluation with a tolerance only when a side is irrational or written as a
+//!    decimal, and structural rules for everything that is
 //!    not a scalar — including Math-Verify's anti-hacking asymmetry (several candidates, or a set
 //!    or interval containing the gold, do not pass).
 //!
@@ -44,6 +48,7 @@ pub mod compare;
 pub mod eval;
 pub mod extract;
 pub mod lex;
+pub mod modular;
 pub mod parse;
 mod verifier;
 

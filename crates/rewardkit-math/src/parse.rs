@@ -8,7 +8,9 @@
 
 use std::fmt;
 
+use num_bigint::BigInt;
 use num_rational::BigRational;
+use num_traits::{Signed, Zero};
 use rewardkit_core::Meter;
 
 use crate::lex::{RelOp, Tok};
@@ -49,8 +51,12 @@ pub enum Func {
     Exp,
     /// Absolute value.
     Abs,
-    /// Factorial.
+    /// Factorial (the gamma function `Γ(x + 1)` at non-integers).
     Factorial,
+    /// Floor `⌊x⌋`.
+    Floor,
+    /// Ceiling `⌈x⌉`.
+    Ceil,
 }
 
 impl Func {
@@ -73,6 +79,8 @@ impl Func {
             Func::Exp => "exp",
             Func::Abs => "abs",
             Func::Factorial => "factorial",
+            Func::Floor => "floor",
+            Func::Ceil => "ceil",
         }
     }
 
@@ -376,6 +384,10 @@ pub fn parse(toks: &[Tok], limits: &Limits, meter: &mut Meter) -> Result<Expr, M
         limits,
         meter,
     };
+    // `\approx 17.1`, `= 5`: a leading equals or approximately sign introduces the value.
+    if toks.len() > 1 && toks[0] == Tok::Rel(RelOp::Eq) {
+        p.pos = 1;
+    }
     let e = p.list()?;
     if p.pos < toks.len() {
         return Err(MathError::Parse(format!(
@@ -506,8 +518,62 @@ impl Parser<'_> {
             | Some(Tok::LParen)
             | Some(Tok::LBrace)
             | Some(Tok::LSet) => true,
-            Some(Tok::Cmd(c)) => !c.starts_with("end:"),
+            Some(Tok::Cmd(c)) => !c.starts_with("end:") && c != "rfloor" && c != "rceil",
             _ => false,
+        }
+    }
+
+    /// After an integer literal: a `\frac` of two integer literals makes a mixed number
+    /// (`2\frac{1}{2}` is 5/2, as Math-Verify and every textbook read it). Returns the fraction.
+    fn mixed_fraction(&mut self) -> Option<BigRational> {
+        if self.peek() != Some(&Tok::Cmd("frac".into())) {
+            return None;
+        }
+        let start = self.pos;
+        self.pos += 1;
+        let literal = |p: &mut Self| -> Option<BigInt> {
+            let braced = p.eat(&Tok::LBrace);
+            let value = match p.peek() {
+                Some(Tok::Num {
+                    value,
+                    decimal: false,
+                }) if value.is_integer() => value.to_integer(),
+                _ => return None,
+            };
+            p.pos += 1;
+            if braced && !p.eat(&Tok::RBrace) {
+                return None;
+            }
+            Some(value)
+        };
+        let parts = literal(self).zip(literal(self));
+        match parts {
+            Some((n, d)) if !d.is_zero() && n < d => Some(BigRational::new(n, d)),
+            _ => {
+                self.pos = start;
+                None
+            }
+        }
+    }
+
+    /// Set-builder notation after `\{`: `x \mid x \geq 0` (or `|`) is the condition, which
+    /// compares as the set it describes (an inequality in one variable is an interval).
+    fn set_builder(&mut self) -> Result<Option<Expr>, MathError> {
+        let is_builder = matches!(self.toks.get(self.pos), Some(Tok::Ident(_)))
+            && self.toks.get(self.pos + 1) == Some(&Tok::Bar);
+        if !is_builder {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.pos += 2;
+        match self.union() {
+            Ok(condition @ Expr::Rel(..)) if self.eat(&Tok::RSet) => Ok(Some(condition)),
+            Err(MathError::Budget(e)) => Err(e.into()),
+            Err(e @ MathError::TooComplex(_)) => Err(e),
+            _ => {
+                self.pos = start;
+                Ok(None)
+            }
         }
     }
 
@@ -654,7 +720,26 @@ impl Parser<'_> {
             .ok_or_else(|| MathError::Parse("unexpected end".into()))?;
         self.pos += 1;
         let e = match tok {
-            Tok::Num { value, decimal } => Expr::Num { value, decimal },
+            Tok::Num { value, decimal } => {
+                let mixed = if !decimal && value.is_integer() && !value.is_negative() {
+                    self.mixed_fraction()
+                } else {
+                    None
+                };
+                match mixed {
+                    Some(fraction) => Expr::Num {
+                        value: value + fraction,
+                        decimal: false,
+                    },
+                    None => Expr::Num { value, decimal },
+                }
+            }
+            // A subscripted symbol (`P_1`, `C_{2}`, `\theta_w`) is one variable.
+            Tok::Ident(name) if self.peek() == Some(&Tok::Underscore) => {
+                self.pos += 1;
+                let sub = self.argument_atom()?;
+                Expr::Var(format!("{name}_{sub}"))
+            }
             Tok::Ident(name) => match name.as_str() {
                 "e" => Expr::E,
                 "i" => Expr::I,
@@ -680,10 +765,13 @@ impl Parser<'_> {
                     _ => Expr::Bracket { open, close, items },
                 }
             }
-            Tok::LSet => {
-                let (items, _) = self.items_until(&[Tok::RSet])?;
-                Expr::Set(items)
-            }
+            Tok::LSet => match self.set_builder()? {
+                Some(condition) => condition,
+                None => {
+                    let (items, _) = self.items_until(&[Tok::RSet])?;
+                    Expr::Set(items)
+                }
+            },
             Tok::Bar => {
                 let inner = self.sum()?;
                 self.expect(&Tok::Bar)?;
@@ -700,6 +788,17 @@ impl Parser<'_> {
         Ok(match name {
             "pi" => Expr::Pi,
             "infty" => Expr::Inf,
+            "emptyset" => Expr::Set(Vec::new()),
+            "lfloor" | "lceil" => {
+                let inner = self.sum()?;
+                let (close, func) = if name == "lfloor" {
+                    ("rfloor", Func::Floor)
+                } else {
+                    ("rceil", Func::Ceil)
+                };
+                self.expect(&Tok::Cmd(close.into()))?;
+                Expr::Func(func, inner.boxed())
+            }
             "frac" => {
                 let a = self.argument()?;
                 let b = self.argument()?;
