@@ -516,6 +516,10 @@ impl Comparer<'_> {
         let mut exact_equal = true;
         let mut shown = String::new();
         let mut tries = 0;
+        // A side without variables has one value: evaluated once, not at every point.
+        let free = |e: &Expr| e.any(&|n| matches!(n, Expr::Var(_) | Expr::Pi | Expr::E));
+        let mut gold_cache = (!free(gold)).then_some(None);
+        let mut pred_cache = (!free(pred)).then_some(None);
         while !skip_exact && defined_points < points && tries < points * 3 {
             tries += 1;
             let mut point = Point::default();
@@ -536,11 +540,11 @@ impl Comparer<'_> {
                     .exact
                     .insert(name.to_string(), BigRational::new(num.into(), den.into()));
             }
-            let a = eval::exact(gold, &point, self.limits, self.meter);
+            let a = exact_cached(gold, &mut gold_cache, &point, self.limits, self.meter);
             // The prediction only when the gold has a value or is undefined at this point.
             let b = match &a {
                 Ok(_) | Err(EvalError::Undefined) => {
-                    eval::exact(pred, &point, self.limits, self.meter)
+                    exact_cached(pred, &mut pred_cache, &point, self.limits, self.meter)
                 }
                 Err(e) => Err(e.clone()),
             };
@@ -644,6 +648,25 @@ impl Comparer<'_> {
             "numerically equal within {tolerance:e} relative{}",
             if constant { "" } else { " at seeded points" }
         ))
+    }
+}
+
+/// Exact evaluation, memoised in `cache` when it is `Some` (a side without variables).
+fn exact_cached(
+    e: &Expr,
+    cache: &mut Option<Option<Result<eval::Exact, EvalError>>>,
+    point: &Point,
+    limits: &Limits,
+    meter: &mut Meter,
+) -> Result<eval::Exact, EvalError> {
+    match cache {
+        Some(Some(v)) => v.clone(),
+        Some(slot) => {
+            let v = eval::exact(e, point, limits, meter);
+            *slot = Some(v.clone());
+            v
+        }
+        None => eval::exact(e, point, limits, meter),
     }
 }
 

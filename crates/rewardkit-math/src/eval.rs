@@ -69,25 +69,25 @@ impl Exact {
 
     fn add(&self, o: &Exact) -> Exact {
         Exact {
-            re: &self.re + &o.re,
-            im: &self.im + &o.im,
+            re: radd(&self.re, &o.re),
+            im: radd(&self.im, &o.im),
         }
     }
 
     fn sub(&self, o: &Exact) -> Exact {
         Exact {
-            re: &self.re - &o.re,
-            im: &self.im - &o.im,
+            re: radd(&self.re, &-&o.re),
+            im: radd(&self.im, &-&o.im),
         }
     }
 
     fn mul(&self, o: &Exact) -> Exact {
         if self.is_real() && o.is_real() {
-            return Exact::real(&self.re * &o.re);
+            return Exact::real(rmul(&self.re, &o.re));
         }
         Exact {
-            re: &self.re * &o.re - &self.im * &o.im,
-            im: &self.re * &o.im + &self.im * &o.re,
+            re: radd(&rmul(&self.re, &o.re), &-rmul(&self.im, &o.im)),
+            im: radd(&rmul(&self.re, &o.im), &rmul(&self.im, &o.re)),
         }
     }
 
@@ -122,6 +122,25 @@ impl Exact {
 pub const PI_KEY: &str = "\\pi";
 /// The key of Euler's number in [`Point::exact`] (distinct from a variable named `E`).
 pub const E_KEY: &str = "\\e";
+
+/// `a + b`, without the normalising gcd when both are integers (a gcd with 1 still walks a
+/// big number bit by bit).
+fn radd(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_integer() && b.is_integer() {
+        BigRational::from_integer(a.numer() + b.numer())
+    } else {
+        a + b
+    }
+}
+
+/// `a · b`, without the normalising gcd when both are integers (powers of integers).
+fn rmul(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_integer() && b.is_integer() {
+        BigRational::from_integer(a.numer() * b.numer())
+    } else {
+        a * b
+    }
+}
 
 /// Values substituted for free variables and for π and e at one evaluation point.
 #[derive(Clone, Debug, Default)]
