@@ -139,8 +139,53 @@ fn as_collection(e: &Expr) -> Option<Vec<Expr>> {
                 Expr::Sub(Box::new(a), b.clone()),
             ])
         }
+        // `\frac{2(\pm 2\sqrt6)}{2}`: one `±` inside arithmetic is the two values as well.
+        _ if e.any(&|n| matches!(n, Expr::PlusMinus(..))) => {
+            split_plus_minus(e).map(|(p, m)| vec![p, m])
+        }
         _ => None,
     }
+}
+
+/// The two values of an arithmetic tree holding a `±` (the first one found), or `None` when the
+/// `±` is not inside arithmetic.
+fn split_plus_minus(e: &Expr) -> Option<(Expr, Expr)> {
+    let b = |e: Expr| Box::new(e);
+    Some(match e {
+        Expr::PlusMinus(a, x) => {
+            let a = a.as_deref().cloned().unwrap_or_else(|| Expr::int(0));
+            (
+                Expr::Add(b(a.clone()), x.clone()),
+                Expr::Sub(b(a), x.clone()),
+            )
+        }
+        Expr::Neg(a) => {
+            let (p, m) = split_plus_minus(a)?;
+            (Expr::Neg(b(p)), Expr::Neg(b(m)))
+        }
+        Expr::Func(f, a) => {
+            let (p, m) = split_plus_minus(a)?;
+            (Expr::Func(*f, b(p)), Expr::Func(*f, b(m)))
+        }
+        Expr::Add(x, y) | Expr::Sub(x, y) | Expr::Mul(x, y) | Expr::Div(x, y) | Expr::Pow(x, y) => {
+            let rebuild = |x: Expr, y: Expr| match e {
+                Expr::Add(..) => Expr::Add(b(x), b(y)),
+                Expr::Sub(..) => Expr::Sub(b(x), b(y)),
+                Expr::Mul(..) => Expr::Mul(b(x), b(y)),
+                Expr::Div(..) => Expr::Div(b(x), b(y)),
+                _ => Expr::Pow(b(x), b(y)),
+            };
+            let has = |e: &Expr| e.any(&|n| matches!(n, Expr::PlusMinus(..)));
+            if has(x) {
+                let (p, m) = split_plus_minus(x)?;
+                (rebuild(p, (**y).clone()), rebuild(m, (**y).clone()))
+            } else {
+                let (p, m) = split_plus_minus(y)?;
+                (rebuild((**x).clone(), p), rebuild((**x).clone(), m))
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// A single-variable inequality as an interval `(lo, hi, lo_closed, hi_closed)`.
@@ -678,6 +723,11 @@ fn show_exact(v: &eval::Exact) -> String {
             s
         }
     };
+    // Decimal conversion is quadratic: a big value is shown by its size only.
+    let bits = v.re.numer().bits() + v.re.denom().bits() + v.im.numer().bits();
+    if bits > 1024 {
+        return format!("a {bits}-bit rational");
+    }
     match v.as_real() {
         Some(r) => cut(r.to_string()),
         None => cut(format!("{} + {}i", v.re, v.im)),

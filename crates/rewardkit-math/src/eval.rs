@@ -96,12 +96,12 @@ impl Exact {
             return Err(EvalError::Undefined);
         }
         if self.is_real() && o.is_real() {
-            return Ok(Exact::real(&self.re / &o.re));
+            return Ok(Exact::real(rdiv(&self.re, &o.re)));
         }
-        let d = &o.re * &o.re + &o.im * &o.im;
+        let d = radd(&rmul(&o.re, &o.re), &rmul(&o.im, &o.im));
         Ok(Exact {
-            re: (&self.re * &o.re + &self.im * &o.im) / &d,
-            im: (&self.im * &o.re - &self.re * &o.im) / &d,
+            re: rdiv(&radd(&rmul(&self.re, &o.re), &rmul(&self.im, &o.im)), &d),
+            im: rdiv(&radd(&rmul(&self.im, &o.re), &-rmul(&self.re, &o.im)), &d),
         })
     }
 
@@ -123,23 +123,74 @@ pub const PI_KEY: &str = "\\pi";
 /// The key of Euler's number in [`Point::exact`] (distinct from a variable named `E`).
 pub const E_KEY: &str = "\\e";
 
-/// `a + b`, without the normalising gcd when both are integers (a gcd with 1 still walks a
-/// big number bit by bit).
-fn radd(a: &BigRational, b: &BigRational) -> BigRational {
-    if a.is_integer() && b.is_integer() {
-        BigRational::from_integer(a.numer() + b.numer())
-    } else {
-        a + b
+/// The gcd of two integers. `num-integer`'s binary gcd shifts the whole of the larger number
+/// once per bit, so `gcd(2004!, 1)` costs milliseconds; a Euclidean step first brings the larger
+/// operand down to the size of the smaller (one division), which makes the usual case — a big
+/// number against a small one — linear.
+fn gcd(a: &BigInt, b: &BigInt) -> BigInt {
+    let (mut x, mut y) = (a.abs(), b.abs());
+    if x.bits() < y.bits() {
+        std::mem::swap(&mut x, &mut y);
+    }
+    loop {
+        if y.is_zero() {
+            return x;
+        }
+        if y.is_one() {
+            return y;
+        }
+        if x.bits() > y.bits() + 64 || y.bits() <= 64 {
+            let r = &x % &y;
+            x = y;
+            y = r;
+        } else {
+            return num_integer::Integer::gcd(&x, &y);
+        }
     }
 }
 
-/// `a · b`, without the normalising gcd when both are integers (powers of integers).
+/// `n / d` in lowest terms with a positive denominator (`d ≠ 0`).
+fn ratio(n: BigInt, d: BigInt) -> BigRational {
+    let g = gcd(&n, &d);
+    let (n, d) = if g.is_one() { (n, d) } else { (n / &g, d / &g) };
+    if d.is_negative() {
+        BigRational::new_raw(-n, -d)
+    } else {
+        BigRational::new_raw(n, d)
+    }
+}
+
+/// `a + b` (integers without any gcd).
+fn radd(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_integer() && b.is_integer() {
+        return BigRational::from_integer(a.numer() + b.numer());
+    }
+    ratio(
+        a.numer() * b.denom() + b.numer() * a.denom(),
+        a.denom() * b.denom(),
+    )
+}
+
+/// `a · b`, cross-reducing first (integers without any gcd).
 fn rmul(a: &BigRational, b: &BigRational) -> BigRational {
     if a.is_integer() && b.is_integer() {
-        BigRational::from_integer(a.numer() * b.numer())
-    } else {
-        a * b
+        return BigRational::from_integer(a.numer() * b.numer());
     }
+    let g1 = gcd(a.numer(), b.denom());
+    let g2 = gcd(b.numer(), a.denom());
+    let (an, bd) = (a.numer() / &g1, b.denom() / &g1);
+    let (bn, ad) = (b.numer() / &g2, a.denom() / &g2);
+    BigRational::new_raw(an * bn, ad * bd)
+}
+
+/// `a / b` for `b ≠ 0`.
+fn rdiv(a: &BigRational, b: &BigRational) -> BigRational {
+    let recip = if b.numer().is_negative() {
+        BigRational::new_raw(-b.denom(), -b.numer())
+    } else {
+        BigRational::new_raw(b.denom().clone(), b.numer().clone())
+    };
+    rmul(a, &recip)
 }
 
 /// Values substituted for free variables and for π and e at one evaluation point.
@@ -180,9 +231,11 @@ pub fn exact(
         Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) => {
             let x = exact(a, point, limits, meter)?;
             let y = exact(b, point, limits, meter)?;
-            // Big-rational arithmetic is quadratic in the operands' sizes (products and the
-            // gcd that normalises every result): charge words × words.
-            meter.step(1 + (1 + x.bits() / 64).saturating_mul(1 + y.bits() / 64))?;
+            // Big-rational arithmetic is quadratic in the operands' sizes (products, and the
+            // gcd that normalises a result, which for two large operands is a binary gcd:
+            // bits × words): charge 16 × words² of the larger operand.
+            let words = 1 + x.bits().max(y.bits()) / 64;
+            meter.step(1 + 16 * words.saturating_mul(words))?;
             let r = match e {
                 Expr::Add(..) => x.add(&y),
                 Expr::Sub(..) => x.sub(&y),
@@ -243,12 +296,11 @@ pub fn exact(
                 .to_u64()
                 .filter(|n| *n <= limits.max_factorial)
                 .ok_or(EvalError::TooLarge("factorial argument too large"))?;
-            let mut acc = BigInt::one();
-            for k in 2..=n {
-                acc *= k;
-                meter.step(1 + acc.bits() / 64)?;
-            }
-            Exact::real(BigRational::from_integer(acc))
+            // About n·log2(n) bits of result; a product tree keeps the multiplications balanced
+            // (Karatsuba-sized) instead of n growing-by-one-word steps.
+            let words = 1 + n * (64 - n.leading_zeros() as u64) / 64;
+            meter.step(1 + n + words.saturating_mul(words) / 4)?;
+            Exact::real(BigRational::from_integer(product(2, n)))
         }
         Expr::Binom(n, k) => {
             let n = exact(n, point, limits, meter)?;
@@ -286,6 +338,18 @@ pub fn exact(
         _ => return Err(EvalError::NotScalar),
     };
     Ok(v)
+}
+
+/// `lo · (lo+1) · … · hi` (1 when empty) by binary splitting.
+fn product(lo: u64, hi: u64) -> BigInt {
+    if hi < lo {
+        return BigInt::one();
+    }
+    if hi - lo < 16 {
+        return (lo..=hi).fold(BigInt::one(), |acc, k| acc * k);
+    }
+    let mid = lo + (hi - lo) / 2;
+    product(lo, mid) * product(mid + 1, hi)
 }
 
 /// The largest root degree taken exactly.
@@ -342,7 +406,7 @@ fn pow_exact(
     }
     // Repeated squaring up to a result of `words` machine words: quadratic like a product.
     let words = 1 + root.bits().saturating_mul(p.unsigned_abs()) / 64;
-    meter.step(1 + words.saturating_mul(words))?;
+    meter.step(1 + words.saturating_mul(words).saturating_mul(16))?;
     let mut result = Exact::real(BigRational::one());
     let mut b = root;
     let mut n = p.unsigned_abs();
@@ -593,6 +657,31 @@ fn gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rational_helpers_match_num_rational() {
+        let big = product(2, 300);
+        let values = [
+            BigRational::new(BigInt::from(3), BigInt::from(-4)),
+            BigRational::from_integer(BigInt::from(7)),
+            BigRational::new(big.clone(), BigInt::from(6)),
+            BigRational::new(BigInt::from(-5), big.clone() + 1),
+            BigRational::new(big.clone() * 3 + 1, big.clone() * 2),
+            BigRational::from_integer(BigInt::zero()),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(radd(a, b), a + b, "{a} + {b}");
+                assert_eq!(rmul(a, b), a * b, "{a} * {b}");
+                if !b.is_zero() {
+                    assert_eq!(rdiv(a, b), a / b, "{a} / {b}");
+                }
+            }
+        }
+        assert_eq!(gcd(&big, &BigInt::from(1)), BigInt::one());
+        assert_eq!(gcd(&(big.clone() * 6), &(big.clone() * 4)), big * 2);
+        assert_eq!(product(1, 10), BigInt::from(3_628_800));
+    }
 
     #[test]
     fn gamma_matches_known_values() {

@@ -119,6 +119,9 @@ pub enum Tok {
     Union,
     /// `&` (matrix column separator)
     Amp,
+    /// A unit word (`\mathrm{km}`, `\text{ dollars}`); removed, with the operators joining
+    /// units, before parsing.
+    Unit,
     /// `\\` (matrix row separator)
     RowSep,
 }
@@ -254,7 +257,67 @@ pub fn lex(text: &str, limits: &Limits, meter: &mut Meter) -> Result<Vec<Tok>, M
         limits,
     };
     lexer.run(0, text.len(), 0)?;
-    Ok(lexer.out)
+    Ok(strip_units(lexer.out))
+}
+
+/// Removes [`Tok::Unit`] markers together with what only connects units: a unit's exponent
+/// (`\mathrm{m}^{2}`), `/`, `·` or `-` between two units, and a `/` before a unit after a value
+/// (`6.608 \mathrm{mi} / \mathrm{hr} + 1` is `6.608 + 1`, not `6.608 / (+1)`).
+fn strip_units(toks: Vec<Tok>) -> Vec<Tok> {
+    if !toks.contains(&Tok::Unit) {
+        return toks;
+    }
+    let mut out = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        let per_unit =
+            toks[i] == Tok::Slash && toks.get(i + 1) == Some(&Tok::Unit) && !out.is_empty();
+        if toks[i] != Tok::Unit && !per_unit {
+            out.push(toks[i].clone());
+            i += 1;
+            continue;
+        }
+        i += if per_unit { 2 } else { 1 };
+        loop {
+            match toks.get(i) {
+                Some(Tok::Caret) => i = skip_exponent(&toks, i + 1),
+                Some(Tok::Slash | Tok::Star | Tok::Minus)
+                    if toks.get(i + 1) == Some(&Tok::Unit) =>
+                {
+                    i += 2
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+/// The index after a unit's exponent starting at `i`: `2`, `-1`, or a `{…}` group.
+fn skip_exponent(toks: &[Tok], mut i: usize) -> usize {
+    if toks.get(i) == Some(&Tok::Minus) {
+        i += 1;
+    }
+    match toks.get(i) {
+        Some(Tok::Num { .. }) => i + 1,
+        Some(Tok::LBrace) => {
+            let mut depth = 0usize;
+            for (k, t) in toks.iter().enumerate().skip(i) {
+                match t {
+                    Tok::LBrace => depth += 1,
+                    Tok::RBrace => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return k + 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            toks.len()
+        }
+        _ => i,
+    }
 }
 
 fn is_digit(b: u8) -> bool {
@@ -521,7 +584,8 @@ impl<'a> Lexer<'a> {
         // first group of one to three digits.
         // Inside a comma list (`36,36,108`) a bare comma separates items, not thousands.
         let in_list = self.out.last() == Some(&Tok::Comma);
-        if (1..=3).contains(&int_digits) {
+        // A first group `0` is not a number with separators (`0,245` is two answers).
+        if (1..=3).contains(&int_digits) && s[start] != b'0' {
             loop {
                 let sep_len = if s[i..end].starts_with(b"{,}") || s[i..end].starts_with(b"\\,") {
                     if s[i] == b'{' {
@@ -715,13 +779,29 @@ impl<'a> Lexer<'a> {
                 {
                     self.run(j + 1, close, depth + 1)?;
                 } else if inner.len() == 1 && inner.as_bytes()[0].is_ascii_alphabetic() {
-                    self.push(Tok::Ident(inner.to_string()))?;
+                    // `\mathrm{x}` is a symbol, but a unit right after a number or joined to
+                    // another unit (`5 \mathrm{m}`, `\mathrm{cm} / \mathrm{s}`); `e` and `i`
+                    // stay constants.
+                    let n = self.out.len();
+                    let unit_context = !matches!(inner, "e" | "i")
+                        && (matches!(self.out.last(), Some(Tok::Num { .. }) | Some(Tok::Unit))
+                            || (n >= 2
+                                && self.out[n - 2] == Tok::Unit
+                                && matches!(self.out[n - 1], Tok::Slash | Tok::Star | Tok::Minus)));
+                    self.push(if unit_context {
+                        Tok::Unit
+                    } else {
+                        Tok::Ident(inner.to_string())
+                    })?;
                 } else if SEPARATOR_WORDS.contains(&lower.as_str()) {
                     self.push(Tok::Comma)?;
                 } else if FUNCTIONS.contains(&lower.as_str()) {
                     self.push(Tok::Cmd(normalise_function(&lower).into()))?;
+                } else if inner.chars().any(|c| c.is_ascii_alphabetic()) {
+                    // Other words are units: dropped before parsing, with the operators that
+                    // join them (`\mathrm{km} / \mathrm{hr}`, `\mathrm{yd}^{3}`).
+                    self.push(Tok::Unit)?;
                 }
-                // Other words (units) are dropped.
                 Ok(close + 1)
             }
             "begin" | "end" => {
