@@ -123,6 +123,34 @@ pub const PI_KEY: &str = "\\pi";
 /// The key of Euler's number in [`Point::exact`] (distinct from a variable named `E`).
 pub const E_KEY: &str = "\\e";
 
+/// Spends `n` steps in chunks, so that a large charge for work not yet done stops at most one
+/// chunk past the budget (the work is then not done at all).
+pub(crate) fn charge(meter: &mut Meter, mut n: u64) -> Result<(), Exhausted> {
+    const CHUNK: u64 = 1 << 16;
+    while n > CHUNK {
+        meter.step(CHUNK)?;
+        n -= CHUNK;
+    }
+    meter.step(n)
+}
+
+/// The cost in steps (about one per machine-word operation) of one exact `+ − × ÷` on `x` and
+/// `y`: sums of integers are linear; products cross-reduce with a gcd of a big and a small part
+/// (one Euclidean step, then a binary gcd on the smaller: 64 × words²); sums of fractions end
+/// with a gcd of two results as large as the larger operand.
+fn arithmetic_cost(e: &Expr, x: &Exact, y: &Exact) -> u64 {
+    let (wx, wy) = (1 + x.bits() / 64, 1 + y.bits() / 64);
+    let (small, large) = (wx.min(wy), wx.max(wy));
+    let integers = x.re.is_integer() && x.im.is_integer() && y.re.is_integer() && y.im.is_integer();
+    let cost = match e {
+        Expr::Add(..) | Expr::Sub(..) if integers => large,
+        Expr::Add(..) | Expr::Sub(..) => 64 * large.saturating_mul(large),
+        Expr::Mul(..) if integers => small.saturating_mul(large),
+        _ => 4 * small.saturating_mul(large) + 64 * small.saturating_mul(small),
+    };
+    1 + cost
+}
+
 /// The gcd of two integers. `num-integer`'s binary gcd shifts the whole of the larger number
 /// once per bit, so `gcd(2004!, 1)` costs milliseconds; a Euclidean step first brings the larger
 /// operand down to the size of the smaller (one division), which makes the usual case — a big
@@ -231,11 +259,7 @@ pub fn exact(
         Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) => {
             let x = exact(a, point, limits, meter)?;
             let y = exact(b, point, limits, meter)?;
-            // Big-rational arithmetic is quadratic in the operands' sizes (products, and the
-            // gcd that normalises a result, which for two large operands is a binary gcd:
-            // bits × words): charge 16 × words² of the larger operand.
-            let words = 1 + x.bits().max(y.bits()) / 64;
-            meter.step(1 + 16 * words.saturating_mul(words))?;
+            charge(meter, arithmetic_cost(e, &x, &y))?;
             let r = match e {
                 Expr::Add(..) => x.add(&y),
                 Expr::Sub(..) => x.sub(&y),
@@ -299,7 +323,7 @@ pub fn exact(
             // About n·log2(n) bits of result; a product tree keeps the multiplications balanced
             // (Karatsuba-sized) instead of n growing-by-one-word steps.
             let words = 1 + n * (64 - n.leading_zeros() as u64) / 64;
-            meter.step(1 + n + words.saturating_mul(words) / 4)?;
+            charge(meter, 1 + n + words.saturating_mul(words) / 4)?;
             Exact::real(BigRational::from_integer(product(2, n)))
         }
         Expr::Binom(n, k) => {
@@ -404,9 +428,16 @@ fn pow_exact(
     if root.bits().saturating_mul(p.unsigned_abs()) > limits.max_bits {
         return Err(EvalError::TooLarge("power too large"));
     }
-    // Repeated squaring up to a result of `words` machine words: quadratic like a product.
+    // Repeated squaring up to a result of `words` machine words: quadratic like a product, and
+    // a binary gcd per product (bits × words) unless the base is an integer.
     let words = 1 + root.bits().saturating_mul(p.unsigned_abs()) / 64;
-    meter.step(1 + words.saturating_mul(words).saturating_mul(16))?;
+    let integer = root.re.is_integer() && root.im.is_integer();
+    charge(
+        meter,
+        1 + words
+            .saturating_mul(words)
+            .saturating_mul(if integer { 1 } else { 64 }),
+    )?;
     let mut result = Exact::real(BigRational::one());
     let mut b = root;
     let mut n = p.unsigned_abs();
