@@ -4,6 +4,14 @@
 //! Reading and scoring overlap: a reader thread parses chunks of rows and hands them over a
 //! bounded channel (two chunks in flight, so memory stays flat); the main thread scores each chunk
 //! on the rayon pool and writes the results in order.
+//!
+//! A spec whose reward pools over groups or the batch (normalisation, min-max, sum-then-normalise,
+//! normalise-then-sum) or that asks for advantages needs whole groups, and a group's rows may lie
+//! anywhere in the file, in any chunk. So such a spec switches to *batch mode*: the whole file is
+//! the batch. Every chunk is scored as it arrives, but only the scores (not the samples) are kept;
+//! after the last row the batch pass (`Pipeline::shape`) runs over all of them and the rows are
+//! written. Memory is then linear in the rows (the term outcomes, group id and reference rewards
+//! of each sample, not its text).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -13,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rewardkit::{Outcome, Pipeline, ScoredSample, Spec};
+use rewardkit::{Outcome, Pipeline, ScoredSample, ShapeInput, Shaped, Spec};
 use rewardkit_core::Sample;
 use rewardkit_data::{
     Cell, Column, DataError, FieldMap, Format, Progress, RecordReader, RowEvent, SampleReader,
@@ -69,6 +77,11 @@ pub struct ScoreArgs {
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// For a spec with `[combine] method = "constrained"`: write the multipliers' state after
+    /// one update from this file's constraint means (JSON; point the spec's `state_file` at it
+    /// to continue from there).
+    #[arg(long)]
+    multipliers_out: Option<PathBuf>,
 }
 
 /// What the reader thread sends: a chunk of rows (or skips), or the error that ended reading.
@@ -92,6 +105,12 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
     let spec = Spec::from_path(&args.spec)?;
     let pipeline = Pipeline::build(&spec)?;
+    let constrained = matches!(spec.combine, rewardkit::Combine::Constrained { .. });
+    if args.multipliers_out.is_some() && !constrained {
+        bail!("--multipliers-out needs a spec with [combine] method = \"constrained\"");
+    }
+    let shapes_terms = pipeline.terms().iter().any(|t| !t.transforms.is_empty());
+    let batch_mode = pipeline.needs_batch_pass() || constrained;
     let fields = field_map(&args)?;
     let records = RecordReader::open(&args.input, args.input_format)?;
     let reader = SampleReader::new(records, fields);
@@ -122,6 +141,9 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let reader_thread = std::thread::spawn(move || read_chunks(rows, chunk_rows, sender));
 
     let mut fatal = None;
+    // Batch mode: everything the batch pass and the writer need, per sample in input order.
+    let mut kept = Kept::default();
+    let mut last_shaped: Option<Shaped> = None;
     for chunk in receiver {
         let events = match chunk {
             Chunk::Rows(events, position) => {
@@ -150,20 +172,57 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
             }
         }
         let scored = pipeline.score_batch(&samples);
-        let mut results = samples.iter().zip(&scored);
+        let inputs: Vec<ShapeInput> = if batch_mode || shapes_terms {
+            samples.iter().map(|s| pipeline.shape_input(s)).collect()
+        } else {
+            Vec::new()
+        };
+        if batch_mode {
+            for (line, count) in layout {
+                let Some(count) = count else { continue };
+                summary.add_row();
+                kept.positions
+                    .extend((0..count).map(|index| (line, index as u32)));
+            }
+            kept.scored.extend(scored);
+            kept.inputs.extend(inputs);
+            continue;
+        }
+        // Per-sample shaping: the transformed term values for the `.shaped` columns.
+        let shaped = if shapes_terms {
+            Some(pipeline.shape(&scored, &inputs)?)
+        } else {
+            None
+        };
+        let mut results = samples.iter().zip(&scored).enumerate();
         for (line, count) in layout {
             let Some(count) = count else { continue };
             summary.add_row();
             for index in 0..count {
-                let (sample, result) = results
+                let (s, (sample, result)) = results
                     .next()
                     .expect("one scored sample per sample; this is a bug");
                 summary.add(result);
                 if let Some(writer) = writer.as_mut() {
-                    write_row(writer, line, index, sample, result)?;
+                    let extra = Extra::of(shaped.as_ref(), s);
+                    write_row(writer, line, index, sample.group.as_deref(), result, &extra)?;
                 }
             }
         }
+    }
+    if batch_mode && fatal.is_none() {
+        let mut shaped = pipeline.shape(&kept.scored, &kept.inputs)?;
+        for (s, result) in kept.scored.iter_mut().enumerate() {
+            result.reward = std::mem::replace(&mut shaped.rewards[s], Outcome::TimedOut);
+            summary.add(result);
+            if let Some(writer) = writer.as_mut() {
+                let (line, index) = kept.positions[s];
+                let extra = Extra::of(Some(&shaped), s);
+                let group = kept.inputs[s].group.as_deref();
+                write_row(writer, line, index as usize, group, result, &extra)?;
+            }
+        }
+        last_shaped = Some(shaped);
     }
     reader_thread
         .join()
@@ -187,14 +246,108 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
             .map(|p| p.display().to_string())
             .as_deref(),
     );
+    let multipliers = last_shaped.as_ref().and_then(|s| s.multipliers.as_ref());
+    if let (Some(path), Some(report)) = (&args.multipliers_out, multipliers) {
+        let Some(next) = &report.next else {
+            bail!(
+                "--multipliers-out: no update (a constraint term has no finite value in this file); {} not written",
+                path.display()
+            );
+        };
+        std::fs::write(path, serde_json::to_string_pretty(next)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let batch_text = batch_report_text(&pipeline, last_shaped.as_ref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(shaped) = &last_shaped {
+            if let Some(summary) = &shaped.advantage_summary {
+                json["advantages"] = serde_json::to_value(summary)?;
+            }
+            if let Some(m) = &shaped.multipliers {
+                json["multipliers"] = serde_json::json!({
+                    "constraints": m.constraints,
+                    "used": m.used,
+                    "constraint_means": m.means,
+                    "next_mu": m.next.as_ref().map(|n| n.mu.clone()),
+                });
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else if args.output.as_deref() == Some("-".as_ref()) {
-        eprint!("{}", report.to_text());
+        eprint!("{}{batch_text}", report.to_text());
     } else {
-        print!("{}", report.to_text());
+        print!("{}{batch_text}", report.to_text());
     }
     Ok(())
+}
+
+/// What batch mode keeps of each sample until the batch pass.
+#[derive(Default)]
+struct Kept {
+    scored: Vec<ScoredSample>,
+    inputs: Vec<ShapeInput>,
+    positions: Vec<(u64, u32)>,
+}
+
+/// The shaping columns of one output row.
+struct Extra {
+    /// Per term: its value after its transforms, for terms that have transforms.
+    shaped: Vec<Option<f64>>,
+    advantage: Option<f64>,
+}
+
+impl Extra {
+    fn of(shaped: Option<&Shaped>, s: usize) -> Extra {
+        match shaped {
+            None => Extra {
+                shaped: Vec::new(),
+                advantage: None,
+            },
+            Some(shaped) => Extra {
+                shaped: shaped
+                    .shaped_terms
+                    .iter()
+                    .map(|column| column.get(s).copied())
+                    .collect(),
+                advantage: shaped.advantages.as_ref().map(|a| a[s]),
+            },
+        }
+    }
+}
+
+/// The batch pass's counts for the text summary.
+fn batch_report_text(pipeline: &Pipeline, shaped: Option<&Shaped>) -> String {
+    let Some(shaped) = shaped else {
+        return String::new();
+    };
+    let mut text = String::new();
+    if let (Some(a), Some(spec)) = (&shaped.advantage_summary, pipeline.advantages()) {
+        text += &format!(
+            "advantages (column `{}`): {} samples in {} groups; masked {}, one-element groups {}, \
+             zero-variance groups {}, filtered {}\n",
+            spec.column,
+            a.samples,
+            a.groups,
+            a.masked,
+            a.singleton_groups,
+            a.zero_variance_groups,
+            a.filtered
+        );
+    }
+    if let Some(m) = &shaped.multipliers {
+        text += &format!(
+            "multipliers: {}\n",
+            m.constraints
+                .iter()
+                .zip(&m.used)
+                .zip(&m.means)
+                .map(|((c, l), mean)| format!("{c}: λ {l:.6}, batch mean {mean:.6}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    text
 }
 
 fn field_map(args: &ScoreArgs) -> anyhow::Result<FieldMap> {
@@ -280,8 +433,23 @@ fn output_columns(pipeline: &Pipeline) -> Vec<Column> {
         for component in &term.component_names {
             columns.push(Column::f64(format!("{}.{component}", term.name)));
         }
+        if !term.transforms.is_empty() {
+            columns.push(Column::f64(format!("{}.shaped", term.name)));
+        }
+    }
+    if let Some(advantages) = pipeline.advantages() {
+        columns.push(Column::f64(advantages.column.clone()));
     }
     columns
+}
+
+/// A finite value, or null (masked samples are NaN in the shaping columns).
+fn finite_cell<'a>(value: f64) -> Cell<'a> {
+    if value.is_finite() {
+        Cell::F64(value)
+    } else {
+        Cell::Null
+    }
 }
 
 fn outcome_cells<'a>(cells: &mut Vec<Cell<'a>>, outcome: &'a Outcome) {
@@ -294,19 +462,27 @@ fn write_row(
     writer: &mut TableWriter,
     line: u64,
     index: usize,
-    sample: &Sample,
+    group: Option<&str>,
     result: &ScoredSample,
+    extra: &Extra,
 ) -> anyhow::Result<()> {
     let mut cells = Vec::with_capacity(writer.columns().len());
     cells.push(Cell::U64(line));
     cells.push(Cell::U64(index as u64));
-    cells.push(sample.group.as_deref().map_or(Cell::Null, Cell::Str));
+    cells.push(group.map_or(Cell::Null, Cell::Str));
     outcome_cells(&mut cells, &result.reward);
-    for output in &result.terms {
+    for (t, output) in result.terms.iter().enumerate() {
         outcome_cells(&mut cells, &output.outcome);
         for component in &output.components {
             cells.push(component.value().map_or(Cell::Null, Cell::F64));
         }
+        // Terms with transforms have a `.shaped` column (`shaped_terms` is empty for the others).
+        if let Some(Some(value)) = extra.shaped.get(t) {
+            cells.push(finite_cell(*value));
+        }
+    }
+    if let Some(advantage) = extra.advantage {
+        cells.push(finite_cell(advantage));
     }
     writer.write_row(&cells)?;
     Ok(())

@@ -146,6 +146,17 @@ pub struct Advantages {
     pub summary: AdvantageSummary,
 }
 
+/// How the members of one group are written.
+#[derive(Clone, Copy)]
+enum Write {
+    /// `((x − mean)·multiply)/divide` (the centred value, scaled).
+    Centred { multiply: f64, divide: f64 },
+    /// The reward itself.
+    Raw,
+    /// A fixed value for every finite member.
+    Fixed(f64),
+}
+
 /// What happened to one group.
 #[derive(Clone, Copy, PartialEq)]
 enum GroupFate {
@@ -170,45 +181,65 @@ pub fn advantages(
 ) -> Result<Advantages, ShapeError> {
     groups.check("rewards", rewards.len())?;
     estimator.validate()?;
-    // One instantiation per layout: consecutive groups iterate index ranges (no index loads, so
-    // the loops vectorise); scattered groups go through their member lists.
+    // One instantiation per layout: consecutive groups index `offsets[g] + j` (contiguous
+    // loads, no index list); scattered groups go through their member lists. Both visit a
+    // group's members in the same order, so both give bit-identical results.
     let count = groups.count();
     match groups.ranges() {
         Some(offsets) => compute(
             rewards,
             count,
-            |g| offsets[g]..offsets[g + 1],
+            |g| offsets[g + 1] - offsets[g],
+            |g, j| offsets[g] + j,
             estimator,
             filter_zero_variance,
         ),
         None => compute(
             rewards,
             count,
-            |g| groups.members(g).iter().copied(),
+            |g| groups.members(g).len(),
+            |g, j| groups.members(g)[j],
             estimator,
             filter_zero_variance,
         ),
     }
 }
 
-fn compute<I: Iterator<Item = usize> + Clone>(
+/// The advantages, in one pass over each group (statistics, then writes while the group is
+/// still in cache) plus, for REINFORCE++, one batch normalisation. Every output is written
+/// exactly once, so the output starts as zeroed memory rather than being filled first.
+#[inline]
+fn compute(
     rewards: &[f64],
     count: usize,
-    members: impl Fn(usize) -> I,
+    len: impl Fn(usize) -> usize,
+    index: impl Fn(usize, usize) -> usize,
     estimator: &Estimator,
     filter_zero_variance: bool,
 ) -> Result<Advantages, ShapeError> {
-    let mut values = vec![f64::NAN; rewards.len()];
+    let n = rewards.len();
+    let mut values = vec![0.0f64; n];
     let mut summary = AdvantageSummary {
-        samples: rewards.len(),
+        samples: n,
         groups: count,
-        masked: rewards.iter().filter(|r| !r.is_finite()).count(),
         ..AdvantageSummary::default()
     };
-    // `fates[g]` and the group centres, computed once.
-    let mut centres = Vec::with_capacity(count);
+    let mut finite_total = 0usize;
+    // Samples alone in their group under REINFORCE++-baseline: advantage 0, set at the end.
+    let mut singletons = Vec::new();
+    // REINFORCE++: the batch statistics of GRPO's batch scope, needed before any group is written.
+    let batch_std = match *estimator {
+        Estimator::Grpo {
+            scale: StdScope::Batch,
+            std,
+            ..
+        } => Centre::of_slice(rewards).std(std),
+        _ => None,
+    };
     for g in 0..count {
-        let centre = Centre::of_indices(rewards, members(g));
+        let size = len(g);
+        let centre = Centre::of_fn(size, |j| rewards[index(g, j)]);
+        finite_total += centre.count;
         let fate = match centre.count {
             0 => GroupFate::Empty,
             1 => GroupFate::Singleton,
@@ -226,86 +257,116 @@ fn compute<I: Iterator<Item = usize> + Clone>(
             }
             GroupFate::Signal => {}
         }
-        centres.push((centre, fate));
-    }
-    let kept = |fate: GroupFate| !(filter_zero_variance && fate == GroupFate::ZeroVariance);
-
-    match *estimator {
-        Estimator::Grpo {
-            scale,
-            std,
-            epsilon,
-        } => {
-            let batch_std = match scale {
-                StdScope::Batch => Centre::of(rewards.iter().copied()).std(std),
-                _ => None,
-            };
-            for (g, &(centre, fate)) in centres.iter().enumerate() {
-                if !kept(fate) {
-                    continue;
-                }
-                let divisor = match (fate, scale) {
-                    (GroupFate::Signal, StdScope::Group) => centre.std(std).map(|s| s + epsilon),
-                    (GroupFate::Signal, StdScope::Batch) => batch_std.map(|s| s + epsilon),
-                    _ => Some(1.0),
-                };
-                for i in members(g).filter(|&i| rewards[i].is_finite()) {
-                    values[i] = match (fate, divisor) {
+        let masked = filter_zero_variance && fate == GroupFate::ZeroVariance;
+        let write = if masked {
+            Write::Fixed(f64::NAN)
+        } else {
+            match *estimator {
+                Estimator::Grpo {
+                    scale,
+                    std,
+                    epsilon,
+                    ..
+                } => {
+                    let divisor = match scale {
+                        StdScope::Group => centre.std(std).map(|s| s + epsilon),
+                        StdScope::Batch => batch_std.map(|s| s + epsilon),
+                        StdScope::None => Some(1.0),
+                    };
+                    match divisor {
                         // d = 0 only if ε = 0 and the squares underflowed: no usable spread.
-                        (GroupFate::Signal, Some(d)) if d > 0.0 => centre.centred(rewards[i]) / d,
-                        _ => 0.0,
-                    };
+                        Some(d) if fate == GroupFate::Signal && d > 0.0 => Write::Centred {
+                            multiply: 1.0,
+                            divide: d,
+                        },
+                        _ => Write::Fixed(0.0),
+                    }
                 }
+                Estimator::DrGrpo | Estimator::Rloo if fate == GroupFate::Signal => {
+                    let k = centre.count as f64;
+                    Write::Centred {
+                        multiply: if *estimator == Estimator::Rloo {
+                            k / (k - 1.0)
+                        } else {
+                            1.0
+                        },
+                        divide: 1.0,
+                    }
+                }
+                Estimator::DrGrpo | Estimator::Rloo => Write::Fixed(0.0),
+                // Scores a_i for the batch normalisation below: R_i − mean_g, or R_i. A
+                // singleton with a baseline has no score: its advantage is 0 and it stays out of
+                // the batch statistics (NaN until then).
+                Estimator::ReinforcePlusPlus {
+                    baseline: false, ..
+                } => Write::Raw,
+                Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Singleton => {
+                    Write::Fixed(f64::NAN)
+                }
+                Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Signal => {
+                    Write::Centred {
+                        multiply: 1.0,
+                        divide: 1.0,
+                    }
+                }
+                Estimator::ReinforcePlusPlus { .. } => Write::Fixed(0.0),
             }
-        }
-        Estimator::DrGrpo | Estimator::Rloo => {
-            let loo = matches!(estimator, Estimator::Rloo);
-            for (g, &(centre, fate)) in centres.iter().enumerate() {
-                if !kept(fate) {
-                    continue;
-                }
-                let k = centre.count as f64;
-                for i in members(g).filter(|&i| rewards[i].is_finite()) {
-                    values[i] = match fate {
-                        GroupFate::Signal if loo => centre.centred(rewards[i]) * (k / (k - 1.0)),
-                        GroupFate::Signal => centre.centred(rewards[i]),
-                        _ => 0.0,
-                    };
-                }
-            }
-        }
-        Estimator::ReinforcePlusPlus {
-            baseline,
-            std,
-            epsilon,
-        } => {
-            // First the per-sample scores a_i, then one batch normalisation over the samples that
-            // take part (finite, not filtered, and — with a baseline — not alone in their group).
-            let mut scores = vec![f64::NAN; rewards.len()];
-            for (g, &(centre, fate)) in centres.iter().enumerate() {
-                if !kept(fate) {
-                    continue;
-                }
-                for i in members(g).filter(|&i| rewards[i].is_finite()) {
-                    if !baseline {
-                        scores[i] = rewards[i];
-                    } else if fate == GroupFate::Singleton {
-                        values[i] = 0.0;
+        };
+        match write {
+            Write::Centred { multiply, divide } => {
+                let (pivot, mean) = (centre.pivot, centre.shifted_mean);
+                for j in 0..size {
+                    let i = index(g, j);
+                    let x = rewards[i];
+                    values[i] = if x.is_finite() {
+                        ((x - pivot) - mean) * multiply / divide
                     } else {
-                        scores[i] = centre.centred(rewards[i]);
+                        f64::NAN
+                    };
+                }
+            }
+            Write::Raw => {
+                for j in 0..size {
+                    let i = index(g, j);
+                    let x = rewards[i];
+                    values[i] = if x.is_finite() { x } else { f64::NAN };
+                }
+            }
+            Write::Fixed(value) => {
+                for j in 0..size {
+                    let i = index(g, j);
+                    values[i] = if rewards[i].is_finite() {
+                        value
+                    } else {
+                        f64::NAN
+                    };
+                    if value.is_nan() && !masked && rewards[i].is_finite() {
+                        singletons.push(i);
                     }
                 }
             }
-            let batch = Centre::of(scores.iter().copied());
-            let divisor = batch.std(std).map(|s| s + epsilon);
-            for (value, &score) in values.iter_mut().zip(&scores) {
-                if score.is_finite() {
-                    *value = match divisor {
-                        Some(d) if !batch.constant && d > 0.0 => batch.centred(score) / d,
-                        _ => 0.0,
-                    };
-                }
+        }
+    }
+    summary.masked = n - finite_total;
+
+    if let Estimator::ReinforcePlusPlus { std, epsilon, .. } = *estimator {
+        // One batch normalisation over the samples that take part (finite, not filtered, and —
+        // with a baseline — not alone in their group).
+        let batch = Centre::of_slice(&values);
+        let divisor = batch.std(std).map(|s| s + epsilon);
+        let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
+        let (pivot, mean, d) = (batch.pivot, batch.shifted_mean, divisor.unwrap_or(1.0));
+        for value in values.iter_mut() {
+            if value.is_finite() {
+                *value = if usable {
+                    ((*value - pivot) - mean) / d
+                } else {
+                    0.0
+                };
             }
+        }
+        for i in singletons {
+            values[i] = 0.0;
         }
     }
     Ok(Advantages { values, summary })

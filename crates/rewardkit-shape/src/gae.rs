@@ -51,37 +51,98 @@ pub fn gae(
     }
     check_discount("gamma", gamma)?;
     check_discount("lambda", lambda)?;
-    let mut advantages = vec![f64::NAN; rewards.len()];
-    let mut returns = vec![f64::NAN; rewards.len()];
+    let mut out = GaeOut {
+        advantages: vec![0.0; rewards.len()],
+        returns: vec![0.0; rewards.len()],
+        rewards,
+        values,
+        gamma,
+        gamma_lambda: gamma * lambda,
+    };
+    // Episodes with a non-finite input are masked whole; the others are scanned four at a time.
+    let mut live: Vec<Lane> = Vec::with_capacity(lengths.len());
     let mut masked_episodes = 0;
     let mut start = 0;
     for (e, &length) in lengths.iter().enumerate() {
         let end = start + length;
         let last = bootstrap.map_or(0.0, |b| b[e]);
-        let finite = last.is_finite()
-            && rewards[start..end].iter().all(|x| x.is_finite())
-            && values[start..end].iter().all(|x| x.is_finite());
-        if !finite {
+        let all_finite = |xs: &[f64]| xs.iter().fold(true, |ok, x| ok & x.is_finite());
+        if last.is_finite() && all_finite(&rewards[start..end]) && all_finite(&values[start..end]) {
+            live.push(Lane {
+                start,
+                next: end,
+                next_value: last,
+                running: 0.0,
+            });
+        } else {
             masked_episodes += 1;
-            start = end;
-            continue;
-        }
-        let mut next_value = last;
-        let mut running = 0.0;
-        for t in (start..end).rev() {
-            let delta = rewards[t] + gamma * next_value - values[t];
-            running = delta + gamma * lambda * running;
-            advantages[t] = running;
-            returns[t] = running + values[t];
-            next_value = values[t];
+            out.advantages[start..end].fill(f64::NAN);
+            out.returns[start..end].fill(f64::NAN);
         }
         start = end;
     }
+    for lanes in live.chunks_mut(4) {
+        if let [a, b, c, d] = lanes {
+            // Four independent recursions interleaved: each step of one waits on its previous
+            // step (a multiply and an add), so the other three fill the wait.
+            let common = [&*a, &*b, &*c, &*d]
+                .iter()
+                .map(|l| l.next - l.start)
+                .min()
+                .unwrap_or(0);
+            for _ in 0..common {
+                out.step(a);
+                out.step(b);
+                out.step(c);
+                out.step(d);
+            }
+        }
+        for lane in lanes.iter_mut() {
+            while lane.next > lane.start {
+                out.step(lane);
+            }
+        }
+    }
     Ok(Gae {
-        advantages,
-        returns,
+        advantages: out.advantages,
+        returns: out.returns,
         masked_episodes,
     })
+}
+
+/// One episode's backward recursion in progress.
+struct Lane {
+    start: usize,
+    /// One past the next step to compute (steps are computed from the end backwards).
+    next: usize,
+    next_value: f64,
+    running: f64,
+}
+
+/// The inputs and outputs of [`gae`], for the step function.
+struct GaeOut<'a> {
+    advantages: Vec<f64>,
+    returns: Vec<f64>,
+    rewards: &'a [f64],
+    values: &'a [f64],
+    gamma: f64,
+    gamma_lambda: f64,
+}
+
+impl GaeOut<'_> {
+    /// `δ_t = r_t + γ·V_{t+1} − V_t`, `A_t = δ_t + γλ·A_{t+1}`, `R_t = A_t + V_t` for the lane's
+    /// next step.
+    #[inline(always)]
+    fn step(&mut self, lane: &mut Lane) {
+        let t = lane.next - 1;
+        let value = self.values[t];
+        let delta = self.rewards[t] + self.gamma * lane.next_value - value;
+        lane.running = delta + self.gamma_lambda * lane.running;
+        self.advantages[t] = lane.running;
+        self.returns[t] = lane.running + value;
+        lane.next_value = value;
+        lane.next = t;
+    }
 }
 
 /// Potential-based reward shaping (Ng, Harada & Russell 1999, Theorem 1):

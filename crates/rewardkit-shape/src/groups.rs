@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::OnceLock;
 
 use crate::ShapeError;
 
@@ -7,15 +8,27 @@ use crate::ShapeError;
 ///
 /// Stored as member lists (compressed rows): for each group, the indices of its samples in input
 /// order. Groups need not be contiguous in the input; a group's number is the order of its first
-/// appearance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// appearance. When every group is a run of consecutive samples (`from_sizes`, `uniform`), the
+/// member list would be `0..len`: it is then built only if someone asks for it, so a table of a
+/// million samples in groups of 16 costs its offsets alone.
+#[derive(Clone, Debug)]
 pub struct Groups {
     len: usize,
     offsets: Vec<usize>,
-    members: Vec<usize>,
-    /// Whether `members` is `0..len` (every group a run of consecutive samples).
+    members: OnceLock<Vec<usize>>,
+    /// Whether the members are `0..len` (every group a run of consecutive samples).
     consecutive: bool,
 }
+
+impl PartialEq for Groups {
+    fn eq(&self, other: &Groups) -> bool {
+        self.len == other.len
+            && self.offsets == other.offsets
+            && (0..self.count()).all(|g| self.members(g) == other.members(g))
+    }
+}
+
+impl Eq for Groups {}
 
 impl Groups {
     /// Groups from one label per sample; equal labels form a group.
@@ -59,7 +72,7 @@ impl Groups {
         Groups {
             len: ids.len(),
             offsets,
-            members,
+            members: OnceLock::from(members),
             consecutive,
         }
     }
@@ -74,7 +87,7 @@ impl Groups {
         Groups {
             len,
             offsets,
-            members: (0..len).collect(),
+            members: OnceLock::new(),
             consecutive: true,
         }
     }
@@ -85,11 +98,16 @@ impl Groups {
         if size == 0 {
             return Err(ShapeError::invalid("group_size", size, "at least 1"));
         }
-        let mut sizes = vec![size; len / size];
+        let mut offsets: Vec<usize> = (0..=len / size).map(|g| g * size).collect();
         if len % size != 0 {
-            sizes.push(len % size);
+            offsets.push(len);
         }
-        Ok(Groups::from_sizes(&sizes))
+        Ok(Groups {
+            len,
+            offsets,
+            members: OnceLock::new(),
+            consecutive: true,
+        })
     }
 
     /// One group holding all `len` samples.
@@ -114,7 +132,8 @@ impl Groups {
 
     /// The sample indices of group `g`, in input order.
     pub fn members(&self, g: usize) -> &[usize] {
-        &self.members[self.offsets[g]..self.offsets[g + 1]]
+        let members = self.members.get_or_init(|| (0..self.len).collect());
+        &members[self.offsets[g]..self.offsets[g + 1]]
     }
 
     /// Iterates over the groups' member lists.

@@ -65,7 +65,7 @@ pub fn normalize(
     let single = Groups::single(values.len());
     let mut out = vec![f64::NAN; values.len()];
     for members in pools(values.len(), scope, &single) {
-        let centre = Centre::of_indices(values, members.iter().copied());
+        let centre = Centre::of_indices(values, members);
         let divisor = centre.std(std).map(|s| s + epsilon);
         for &i in members.iter().filter(|&&i| values[i].is_finite()) {
             out[i] = match divisor {

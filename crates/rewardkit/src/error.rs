@@ -59,4 +59,12 @@ pub enum SpecError {
         /// What was wrong.
         message: String,
     },
+    /// The batch pass was given inputs that do not fit the spec or each other.
+    #[error("{file}: batch pass: {message}")]
+    Batch {
+        /// The spec file.
+        file: String,
+        /// What did not fit.
+        message: String,
+    },
 }

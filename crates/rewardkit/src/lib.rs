@@ -24,13 +24,19 @@
 mod error;
 mod pipeline;
 mod registry;
+mod shaping;
 mod spec;
 
 pub use error::SpecError;
 pub use pipeline::{Pipeline, ScoredSample, Term};
 pub use registry::{BuiltTerm, Registry, TermBuilder};
-pub use spec::{BudgetSpec, Combine, NonScorePolicy, Spec, TermSpec};
+pub use shaping::{
+    AdvantagesSpec, Combine, EstimatorName, MultiplierReport, PoolScope, ShapeInput, Shaped,
+    TransformSpec,
+};
+pub use spec::{BudgetSpec, NonScorePolicy, Spec, TermSpec};
 
 pub use rewardkit_core as core;
 pub use rewardkit_core::{Budget, Outcome, OutcomeKind, Reward, RewardOutput, Sample};
+pub use rewardkit_shape as shape;
 pub use rewardkit_verify as verify;

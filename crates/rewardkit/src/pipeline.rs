@@ -5,7 +5,11 @@ use rayon::prelude::*;
 use rewardkit_core::{Budget, Outcome, Reward, RewardOutput, Sample};
 
 use crate::registry::BuiltTerm;
-use crate::spec::{Combine, NonScorePolicy, Spec};
+use crate::shaping::{
+    describe_combine, AdvantagesSpec, Combine, ResolvedCombine, ShapeInput, ShapeTerm, Shaped,
+    Shaping, TransformSpec,
+};
+use crate::spec::{NonScorePolicy, Spec};
 use crate::{Registry, SpecError};
 
 /// One built reward term of a pipeline.
@@ -22,6 +26,8 @@ pub struct Term {
     pub component_names: Vec<String>,
     /// Its options with defaults filled in, for display.
     pub resolved_options: String,
+    /// Its transforms, in order.
+    pub transforms: Vec<TransformSpec>,
     reward: Box<dyn Reward>,
 }
 
@@ -38,7 +44,9 @@ pub struct ScoredSample {
 pub struct Pipeline {
     terms: Vec<Term>,
     budget: Budget,
-    combine: Combine,
+    shaping: Shaping,
+    /// Why the reward needs the batch pass (the pooled stages); empty when it does not.
+    pooled: Vec<String>,
     spec: Spec,
 }
 
@@ -89,15 +97,84 @@ impl Pipeline {
                     .map(|c| c.to_string())
                     .collect(),
                 resolved_options,
+                transforms: term.transform.clone(),
                 reward,
             });
         }
+        let shaping = Shaping::new(
+            terms
+                .iter()
+                .map(|t| ShapeTerm {
+                    name: t.name.clone(),
+                    weight: t.weight,
+                    policy: t.policy.clone(),
+                    transforms: t.transforms.clone(),
+                })
+                .collect(),
+            resolve_combine(spec)?,
+            match &spec.advantages {
+                None => None,
+                Some(a) => Some((
+                    a.estimator()
+                        .map_err(|(key, expected)| SpecError::Invalid {
+                            file: spec.source.clone(),
+                            key,
+                            expected,
+                        })?,
+                    a.clone(),
+                )),
+            },
+        );
         Ok(Pipeline {
             terms,
             budget: spec.budget.to_budget(),
-            combine: spec.combine.clone(),
+            pooled: shaping.pooled_stages(),
+            shaping,
             spec: spec.clone(),
         })
+    }
+
+    /// The stages that pool statistics over a group or the batch, described; when there are
+    /// any, [`Pipeline::score_batch`] leaves the reward pending and [`Pipeline::shape`] over the
+    /// whole batch computes it.
+    pub fn pooled_stages(&self) -> &[String] {
+        &self.pooled
+    }
+
+    /// Whether results need [`Pipeline::shape`] over the whole batch: the reward pools over
+    /// groups or the batch, or the spec asks for advantages.
+    pub fn needs_batch_pass(&self) -> bool {
+        !self.pooled.is_empty() || self.spec.advantages.is_some()
+    }
+
+    /// The `[advantages]` table, if any.
+    pub fn advantages(&self) -> Option<&AdvantagesSpec> {
+        self.spec.advantages.as_ref()
+    }
+
+    /// What [`Pipeline::shape`] needs from a sample besides its scores (its group id and the
+    /// reference rewards the spec's transforms read from its fields).
+    pub fn shape_input(&self, sample: &Sample) -> ShapeInput {
+        self.shaping.input(sample, true)
+    }
+
+    /// The batch pass: transforms, combination and advantages over a whole batch of scored
+    /// samples (`inputs[i]` from [`Pipeline::shape_input`] of the sample of `scored[i]`). Group
+    /// and batch statistics are taken over exactly these samples, so give it whole groups.
+    ///
+    /// Errors when the inputs do not fit the spec or the batch (a group-scope stage with no
+    /// group id anywhere); values never cause an error (non-finite ones are masked).
+    pub fn shape(
+        &self,
+        scored: &[ScoredSample],
+        inputs: &[ShapeInput],
+    ) -> Result<Shaped, SpecError> {
+        self.shaping
+            .run(scored, inputs, true)
+            .map_err(|message| SpecError::Batch {
+                file: self.spec.source.clone(),
+                message,
+            })
     }
 
     /// The terms, in spec order.
@@ -142,7 +219,7 @@ impl Pipeline {
             .iter()
             .map(|term| run_term(term, samples, &self.budget).into_iter())
             .collect();
-        (0..samples.len())
+        let mut scored: Vec<ScoredSample> = (0..samples.len())
             .map(|_| {
                 let terms: Vec<RewardOutput> = per_term
                     .iter_mut()
@@ -153,40 +230,36 @@ impl Pipeline {
                     })
                     .collect();
                 ScoredSample {
-                    reward: self.combine(&terms),
+                    reward: Outcome::unscorable(""),
                     terms,
                 }
             })
-            .collect()
-    }
-
-    /// Combines term outputs into one reward under each term's non-score policy.
-    fn combine(&self, outputs: &[RewardOutput]) -> Outcome {
-        match self.combine {
-            Combine::WeightedSum => {
-                let mut total = 0.0;
-                for (term, output) in self.terms.iter().zip(outputs) {
-                    let value = match output.outcome.value() {
-                        Some(value) => value,
-                        None => match &term.policy {
-                            NonScorePolicy::Value { value } => *value,
-                            NonScorePolicy::Exclude => {
-                                return Outcome::unscorable(format!(
-                                    "excluded: {}: {}",
-                                    term.name,
-                                    output.outcome.reason().unwrap_or("no score")
-                                ))
-                            }
-                            NonScorePolicy::Propagate => {
-                                return propagate(&term.name, &output.outcome)
-                            }
-                        },
-                    };
-                    total += term.weight * value;
+            .collect();
+        if !self.pooled.is_empty() {
+            let pending = Outcome::unscorable(format!(
+                "pending: the reward pools over a group or the batch ({}); run Pipeline::shape over the whole batch",
+                self.pooled.join("; ")
+            ));
+            scored.iter_mut().for_each(|s| s.reward = pending.clone());
+            return scored;
+        }
+        // Every stage is per sample: the chunk's result for a sample is its result alone.
+        let inputs: Vec<ShapeInput> = samples
+            .iter()
+            .map(|s| self.shaping.input(s, false))
+            .collect();
+        match self.shaping.run(&scored, &inputs, false) {
+            Ok(shaped) => {
+                for (sample, reward) in scored.iter_mut().zip(shaped.rewards) {
+                    sample.reward = reward;
                 }
-                Outcome::scored(total)
+            }
+            Err(error) => {
+                let failed = Outcome::failed(format!("shaping: {error} (a bug)"));
+                scored.iter_mut().for_each(|s| s.reward = failed.clone());
             }
         }
+        scored
     }
 
     /// A human-readable account of what this pipeline computes (`rewardkit spec check`).
@@ -194,15 +267,42 @@ impl Pipeline {
         let mut out = String::new();
         let b = &self.budget;
         let _ = writeln!(out, "spec: {}", self.spec.source);
-        let _ = writeln!(
-            out,
-            "reward = {}",
-            self.terms
-                .iter()
-                .map(|t| format!("{} × {}", t.weight, t.name))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        );
+        let names: Vec<(String, f64)> = self
+            .terms
+            .iter()
+            .map(|t| {
+                let name = if t.transforms.is_empty() {
+                    t.name.clone()
+                } else {
+                    format!("{}′", t.name)
+                };
+                (name, t.weight)
+            })
+            .collect();
+        let mut combine = self.spec.combine.clone();
+        rename_shaped(&mut combine, &self.terms);
+        let _ = writeln!(out, "reward = {}", describe_combine(&combine, &names));
+        if self.pooled.is_empty() {
+            let _ = writeln!(out, "  computed per sample");
+        } else {
+            let _ = writeln!(
+                out,
+                "  pooled stages (computed over whole groups/batches after scoring): {}",
+                self.pooled.join("; ")
+            );
+        }
+        if let Some((estimator, spec)) = &self.shaping.advantages {
+            let _ = writeln!(
+                out,
+                "advantages → column `{}`: {estimator:?}{}",
+                spec.column,
+                if spec.filter_zero_variance {
+                    ", zero-variance groups masked"
+                } else {
+                    ""
+                }
+            );
+        }
         let _ = writeln!(
             out,
             "budget per sample and term: {} input bytes, {} steps, {}",
@@ -227,9 +327,150 @@ impl Pipeline {
                 let _ = writeln!(out, "    components: {}", term.component_names.join(", "));
             }
             let _ = writeln!(out, "    options: {}", term.resolved_options);
+            for (k, transform) in term.transforms.iter().enumerate() {
+                let _ = writeln!(out, "    transform {}: {}", k + 1, transform.describe());
+            }
+            if !term.transforms.is_empty() {
+                let _ = writeln!(out, "    → {}′", term.name);
+            }
         }
         out
     }
+}
+
+/// Term names in a combination as they appear after their transforms (`name′`).
+fn rename_shaped(combine: &mut Combine, terms: &[Term]) {
+    let shaped = |name: &mut String| {
+        if terms
+            .iter()
+            .any(|t| t.name == *name && !t.transforms.is_empty())
+        {
+            name.push('′');
+        }
+    };
+    match combine {
+        Combine::Gate { gate, .. } => shaped(gate),
+        Combine::Hybrid { rule, model } => {
+            shaped(rule);
+            shaped(model);
+        }
+        Combine::Constrained {
+            base, thresholds, ..
+        } => {
+            shaped(base);
+            *thresholds = std::mem::take(thresholds)
+                .into_iter()
+                .map(|(mut k, v)| {
+                    shaped(&mut k);
+                    (k, v)
+                })
+                .collect();
+        }
+        _ => {}
+    }
+}
+
+/// The combination with term names turned into indices and the multipliers built.
+fn resolve_combine(spec: &Spec) -> Result<ResolvedCombine, SpecError> {
+    let index = |name: &str| {
+        spec.terms
+            .iter()
+            .position(|t| t.name == name)
+            .expect("combine names are validated with the spec; this is a bug")
+    };
+    let invalid = |key: &str, expected: String| SpecError::Invalid {
+        file: spec.source.clone(),
+        key: key.to_owned(),
+        expected,
+    };
+    Ok(match &spec.combine {
+        Combine::WeightedSum => ResolvedCombine::WeightedSum,
+        Combine::Min => ResolvedCombine::Min,
+        Combine::Product => ResolvedCombine::Product,
+        Combine::Gate {
+            gate,
+            threshold,
+            otherwise,
+        } => ResolvedCombine::Gate {
+            gate: index(gate),
+            threshold: *threshold,
+            otherwise: *otherwise,
+        },
+        Combine::Hybrid { rule, model } => ResolvedCombine::Hybrid {
+            rule: index(rule),
+            model: index(model),
+        },
+        Combine::SumThenNormalize {
+            scope,
+            std,
+            epsilon,
+        } => ResolvedCombine::SumThenNormalize {
+            scope: *scope,
+            std: *std,
+            epsilon: *epsilon,
+        },
+        Combine::NormalizeThenSum {
+            scope,
+            std,
+            epsilon,
+        } => ResolvedCombine::NormalizeThenSum {
+            scope: *scope,
+            std: *std,
+            epsilon: *epsilon,
+        },
+        Combine::Constrained {
+            base,
+            thresholds,
+            squash,
+            learning_rate,
+            momentum,
+            initial_mu,
+            state_file,
+        } => {
+            let constraints: Vec<usize> = thresholds.keys().map(|name| index(name)).collect();
+            let multipliers = match state_file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| {
+                        invalid(
+                            "combine.state_file",
+                            format!("a readable state file ({file}: {e})"),
+                        )
+                    })?;
+                    let state: rewardkit_shape::LagrangeState = serde_json::from_str(&text)
+                        .map_err(|e| {
+                            invalid(
+                                "combine.state_file",
+                                format!("a multiplier state in JSON ({file}: {e})"),
+                            )
+                        })?;
+                    if state.thresholds != thresholds.values().copied().collect::<Vec<_>>() {
+                        return Err(invalid(
+                            "combine.state_file",
+                            format!(
+                                "a state for these thresholds ({file} has {:?}, the spec {:?})",
+                                state.thresholds,
+                                thresholds.values().collect::<Vec<_>>()
+                            ),
+                        ));
+                    }
+                    rewardkit_shape::LagrangeMultipliers::from_state(state)
+                }
+                None => rewardkit_shape::LagrangeMultipliers::new(
+                    thresholds.values().copied().collect(),
+                    *squash,
+                    *learning_rate,
+                    *momentum,
+                    *initial_mu,
+                ),
+            }
+            .map_err(|e| invalid("combine", e.to_string()))?;
+            ResolvedCombine::Constrained {
+                base: index(base),
+                constraints,
+                multipliers,
+            }
+        }
+    })
 }
 
 fn describe_policy(policy: &NonScorePolicy) -> String {
@@ -240,7 +481,7 @@ fn describe_policy(policy: &NonScorePolicy) -> String {
     }
 }
 
-fn propagate(term: &str, outcome: &Outcome) -> Outcome {
+pub(crate) fn propagate(term: &str, outcome: &Outcome) -> Outcome {
     match outcome {
         Outcome::Unscorable { reason } => Outcome::unscorable(format!("{term}: {reason}")),
         Outcome::Failed { error } => Outcome::failed(format!("{term}: {error}")),

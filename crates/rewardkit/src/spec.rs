@@ -5,6 +5,7 @@ use std::time::Duration;
 use rewardkit_core::Budget;
 use serde::{Deserialize, Serialize};
 
+use crate::shaping::{AdvantagesSpec, Combine, TransformSpec};
 use crate::SpecError;
 
 /// A reward spec, as read from TOML and validated.
@@ -18,14 +19,19 @@ use crate::SpecError;
 /// [non_score]             # optional; default policy for terms that do not score
 /// policy = "propagate"    # "propagate" | "exclude" | "value"
 ///
-/// [combine]               # optional
-/// method = "weighted_sum"
+/// [combine]               # optional; see `Combine` for every method and its keys
+/// method = "weighted_sum" # | min | product | gate | hybrid | sum_then_normalize
+///                         # | normalize_then_sum | constrained
+///
+/// [advantages]            # optional; an advantage column computed per group by the batch pass
+/// estimator = "grpo"      # | dr_grpo | rloo | reinforce_pp | reinforce_pp_baseline
 ///
 /// [[term]]
 /// name = "correct"        # unique; names output columns
 /// kind = "gsm8k"          # a verifier kind
 /// weight = 1.0            # default 1.0
 /// non_score = { policy = "value", value = 0.0 }   # optional per-term override
+/// transform = [{ kind = "clip", low = 0.0, high = 1.0 }]  # optional; see `TransformSpec`
 /// [term.options]          # the kind's options; unknown keys are errors
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +49,9 @@ pub struct Spec {
     /// How term values become one reward.
     #[serde(default)]
     pub combine: Combine,
+    /// Advantages per group, computed by the batch pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advantages: Option<AdvantagesSpec>,
     /// The reward terms, in output order.
     #[serde(default, rename = "term")]
     pub terms: Vec<TermSpec>,
@@ -100,15 +109,6 @@ pub enum NonScorePolicy {
     },
 }
 
-/// The `[combine]` table: how weighted term values become one reward.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Combine {
-    /// `Σ weight_i · value_i`.
-    #[default]
-    WeightedSum,
-}
-
 /// One `[[term]]` entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +123,9 @@ pub struct TermSpec {
     /// Overrides the spec's default non-score policy for this term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub non_score: Option<NonScorePolicy>,
+    /// Transforms of the term's value, applied in order before the combination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<TransformSpec>,
     /// The kind's options.
     #[serde(default = "empty_table")]
     pub options: toml::Table,
@@ -162,6 +165,15 @@ impl Spec {
     /// spec works from any working directory. Path options are those named `tokenizer` or
     /// ending in `_path` or `_file`; absolute paths are left alone.
     pub fn resolve_paths(&mut self, dir: &Path) {
+        if let Combine::Constrained {
+            state_file: Some(file),
+            ..
+        } = &mut self.combine
+        {
+            if Path::new(file.as_str()).is_relative() && !file.is_empty() {
+                *file = dir.join(file.as_str()).display().to_string();
+            }
+        }
         for term in &mut self.terms {
             for (key, value) in term.options.iter_mut() {
                 let is_path =
@@ -236,8 +248,137 @@ impl Spec {
                     self.invalid(format!("term[{index}].non_score.value"), expected)
                 })?;
             }
+            for (k, transform) in term.transform.iter().enumerate() {
+                transform.validate().map_err(|expected| {
+                    self.invalid(format!("term[{index}].transform[{k}]"), expected)
+                })?;
+            }
+        }
+        self.validate_combine()?;
+        if let Some(advantages) = &self.advantages {
+            advantages
+                .estimator()
+                .map_err(|(key, expected)| self.invalid(key, expected))?;
+            if !valid_name(&advantages.column) {
+                return Err(self.invalid(
+                    "advantages.column",
+                    format!(
+                        "a non-empty name of letters, digits, `_` or `-` (got {:?})",
+                        advantages.column
+                    ),
+                ));
+            }
+            let taken = ["line", "index", "group", "reward", "outcome", "reason"];
+            if taken.contains(&advantages.column.as_str())
+                || self.terms.iter().any(|t| t.name == advantages.column)
+            {
+                return Err(self.invalid(
+                    "advantages.column",
+                    format!(
+                        "a column name not already used by the output (`{}` is)",
+                        advantages.column
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+
+    fn validate_combine(&self) -> Result<(), SpecError> {
+        let known = |key: &str, name: &str| {
+            if self.terms.iter().any(|t| t.name == name) {
+                Ok(())
+            } else {
+                Err(self.invalid(
+                    format!("combine.{key}"),
+                    format!(
+                        "the name of a term (got {name:?}; terms: {})",
+                        self.terms
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        };
+        let epsilon = |e: f64| {
+            if e.is_finite() && e >= 0.0 {
+                Ok(())
+            } else {
+                Err(self.invalid("combine.epsilon", format!("a finite number ≥ 0 (got {e})")))
+            }
+        };
+        match &self.combine {
+            Combine::WeightedSum | Combine::Min | Combine::Product => Ok(()),
+            Combine::Gate {
+                gate,
+                threshold,
+                otherwise,
+            } => {
+                known("gate", gate)?;
+                if threshold.is_nan() {
+                    return Err(self.invalid("combine.threshold", "a number"));
+                }
+                if !otherwise.is_finite() {
+                    return Err(self.invalid(
+                        "combine.otherwise",
+                        format!("a finite number (got {otherwise})"),
+                    ));
+                }
+                if self.terms.len() < 2 {
+                    return Err(self.invalid("combine.gate", "a gate and at least one other term"));
+                }
+                Ok(())
+            }
+            Combine::Hybrid { rule, model } => {
+                known("rule", rule)?;
+                known("model", model)?;
+                if rule == model {
+                    return Err(self.invalid("combine.model", "a term other than the rule term"));
+                }
+                Ok(())
+            }
+            Combine::SumThenNormalize { epsilon: e, .. }
+            | Combine::NormalizeThenSum { epsilon: e, .. } => epsilon(*e),
+            Combine::Constrained {
+                base, thresholds, ..
+            } => {
+                known("base", base)?;
+                if thresholds.is_empty() {
+                    return Err(self.invalid("combine.thresholds", "at least one constraint term"));
+                }
+                for (name, threshold) in thresholds {
+                    known(&format!("thresholds.{name}"), name)?;
+                    if name == base {
+                        return Err(self.invalid(
+                            format!("combine.thresholds.{name}"),
+                            "a constraint term other than the base term",
+                        ));
+                    }
+                    if !threshold.is_finite() {
+                        return Err(self.invalid(
+                            format!("combine.thresholds.{name}"),
+                            format!("a finite threshold (got {threshold})"),
+                        ));
+                    }
+                }
+                if let Some(term) = self
+                    .terms
+                    .iter()
+                    .find(|t| t.name != *base && !thresholds.contains_key(&t.name))
+                {
+                    return Err(self.invalid(
+                        "combine.thresholds",
+                        format!(
+                            "a threshold for every term but the base (term `{}` has none)",
+                            term.name
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The policy that applies to term `index`.

@@ -1,0 +1,234 @@
+//! End-to-end tests of shaping in a spec through `rewardkit score` and `rewardkit spec check`:
+//! transforms, combinations and advantages, batch mode over whole groups, clear errors.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+use common::{fails_with, ok, repo, write};
+
+fn score(spec: impl AsRef<Path>, input: impl AsRef<Path>, output: &Path, extra: &[&str]) -> String {
+    let (spec, input) = (spec.as_ref(), input.as_ref());
+    let mut args = vec![
+        "score",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+#[test]
+fn worked_example_matches_its_expected_output() {
+    // examples/shaping-gate-grpo.toml; its header says how to regenerate the expected output.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scored.jsonl");
+    let text = score(
+        repo("examples/shaping-gate-grpo.toml"),
+        repo("examples/rollouts.jsonl"),
+        &out,
+        &[],
+    );
+    assert!(
+        text.contains("advantages (column `advantage`): 20 samples in 7 groups; masked 1"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(repo("examples/shaping-gate-grpo.expected.jsonl")).unwrap()
+    );
+    // Spot checks by hand. q1 rewards [1, 1, 0, −1] (the 4th has no <think>: gate fails → −1):
+    // mean 0.25, sample std √(2.75/3); q3's 4th answer is right but overlong: 1 + 0.5·max(−0.925,
+    // −0.5) = 0.75.
+    let rows = common::json_lines(&out);
+    let std = (2.75f64 / 3.0).sqrt() + 1e-6;
+    let close = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-12;
+    assert!(close(&rows[0]["advantage"], 0.75 / std), "{}", rows[0]);
+    assert!(close(&rows[3]["reward"], -1.0) && close(&rows[3]["advantage"], -1.25 / std));
+    assert!(close(&rows[11]["reward"], 0.75) && close(&rows[11]["overlong.shaped"], -0.5));
+    // The sample without a reference: reward and advantage null.
+    assert_eq!(rows[19]["reward"], Value::Null);
+    assert_eq!(rows[19]["advantage"], Value::Null);
+}
+
+/// A spec with a pooled transform (normalise per group) on think_format.
+const POOLED: &str = r#"
+[[term]]
+name = "format"
+kind = "think_format"
+transform = [{ kind = "normalize", scope = "group", std = "population", epsilon = 0 }]
+[[term]]
+name = "correct"
+kind = "string_match"
+weight = 0.5
+[advantages]
+estimator = "rloo"
+column = "adv"
+"#;
+
+#[test]
+fn groups_split_across_chunks_and_rows_are_pooled_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "s.toml", POOLED);
+    // string_match compares the whole completion with the reference.
+    // Group g's rows are interleaved with h's and spread over chunks of one row.
+    let rows = [
+        r#"{"prompt": "p", "completion": "<think>a</think> x", "reference": "<think>a</think> x", "group": "g"}"#,
+        r#"{"prompt": "p", "completion": "no tags", "reference": "x", "group": "h"}"#,
+        r#"{"prompt": "p", "completion": "no tags x", "reference": "y", "group": "g"}"#,
+        r#"{"prompt": "p", "completion": "<think>b</think> y", "reference": "<think>b</think> y", "group": "h"}"#,
+        r#"{"prompt": "p", "completion": "<think>c</think> z", "reference": "<think>c</think> z", "group": "g"}"#,
+    ];
+    let input = write(dir.path(), "in.jsonl", &(rows.join("\n") + "\n"));
+    let whole = dir.path().join("whole.jsonl");
+    let split = dir.path().join("split.jsonl");
+    score(&spec, &input, &whole, &["--no-progress"]);
+    score(
+        &spec,
+        &input,
+        &split,
+        &["--chunk-rows", "1", "--threads", "1"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&whole).unwrap(),
+        std::fs::read_to_string(&split).unwrap()
+    );
+    let out = common::json_lines(&whole);
+    // g: format [1, 0, 1] → population-normalised [1/√2, −√2, 1/√2]; correct [1, 0, 1].
+    // h: format [0, 1] → [−1, 1]; correct [0, 1].
+    let s = 2f64.sqrt();
+    let expected_rewards = [1.0 / s + 0.5, -1.0, -s, 1.5, 1.0 / s + 0.5];
+    for (row, want) in out.iter().zip(expected_rewards) {
+        let got = row["reward"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "{row}: expected {want}");
+    }
+    // RLOO per group: g rewards r = [a, b, a] with a = 1/√2 + 0.5, b = −√2:
+    // A_0 = a − (a + b)/2 = (a − b)/2.
+    let (a, b) = (1.0 / s + 0.5, -s);
+    let adv = out[0]["adv"].as_f64().unwrap();
+    assert!((adv - (a - b) / 2.0).abs() < 1e-12, "{adv}");
+    let adv = out[1]["adv"].as_f64().unwrap();
+    assert!((adv - (-1.0 - 1.5)).abs() < 1e-12, "{adv}");
+    assert!((out[2]["format.shaped"].as_f64().unwrap() + s).abs() < 1e-12);
+}
+
+#[test]
+fn spec_check_prints_the_resolved_shaping() {
+    let text = ok(&[
+        "spec",
+        "check",
+        repo("examples/shaping-gate-grpo.toml").to_str().unwrap(),
+    ]);
+    for needle in [
+        "reward = if format ≥ 1: 1 × correct + 0.5 × overlong′ else -1",
+        "transform 1: clip to [-0.5, 0]",
+        "advantages → column `advantage`: Grpo",
+    ] {
+        assert!(text.contains(needle), "`{needle}` not in:\n{text}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "s.toml", POOLED);
+    let text = ok(&["spec", "check", &spec]);
+    assert!(text.contains("pooled stages"), "{text}");
+    assert!(
+        text.contains("transform 1: (x − mean)/(population std + 0) per group [pooled]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn constrained_multipliers_are_written_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_text = r#"
+[[term]]
+name = "task"
+kind = "string_match"
+[[term]]
+name = "format"
+kind = "think_format"
+[combine]
+method = "constrained"
+base = "task"
+thresholds = { format = 0.9 }
+"#;
+    let spec = write(dir.path(), "s.toml", spec_text);
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"prompt\": \"p\", \"completion\": \"x\", \"reference\": \"x\"}\n{\"prompt\": \"p\", \"completion\": \"<think>t</think> y\", \"reference\": \"x\"}\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let state = dir.path().join("state.json");
+    let text = score(
+        &spec,
+        &input,
+        &out,
+        &["--multipliers-out", state.to_str().unwrap()],
+    );
+    // λ = σ(0) = 0.5: reward = 0.5·task + 0.5·format; format mean 0.5 < 0.9, so μ rises:
+    // μ = 0.1·(0.9 − 0.5)·σ'(0) = 0.01.
+    assert!(
+        text.contains("format: λ 0.500000, batch mean 0.500000"),
+        "{text}"
+    );
+    let rows = common::json_lines(&out);
+    assert_eq!(rows[0]["reward"], 0.5);
+    assert_eq!(rows[1]["reward"], 0.5);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(
+        (saved["mu"][0].as_f64().unwrap() - 0.01).abs() < 1e-15,
+        "{saved}"
+    );
+    // The next run starts from the saved state.
+    let spec = write(
+        dir.path(),
+        "s2.toml",
+        format!("{spec_text}state_file = \"state.json\"\n"),
+    );
+    let text = score(&spec, &input, &out, &[]);
+    let lambda = 1.0 / (1.0 + (-0.01f64).exp());
+    assert!(text.contains(&format!("format: λ {lambda:.6}")), "{text}");
+}
+
+#[test]
+fn shaping_errors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"prompt\": \"p\", \"completion\": \"x\"}\n",
+    );
+    // A group-based stage with no group ids anywhere.
+    let spec = write(dir.path(), "s.toml", POOLED);
+    fails_with(
+        &["score", "--spec", &spec, "--input", &input],
+        &["s.toml", "no sample has a group id"],
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[term]]\nname = \"a\"\nkind = \"think_format\"\ntransform = [{ kind = \"clip\", low = 1, high = 0 }]\n",
+    );
+    fails_with(
+        &["spec", "check", &bad],
+        &["bad.toml", "term[0].transform[0]"],
+    );
+    let ok_spec = repo("examples/math-rl.toml");
+    fails_with(
+        &[
+            "score",
+            "--spec",
+            ok_spec.to_str().unwrap(),
+            "--input",
+            &input,
+            "--multipliers-out",
+            "/tmp/x.json",
+        ],
+        &["--multipliers-out needs", "constrained"],
+    );
+}

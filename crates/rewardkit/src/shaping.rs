@@ -1,0 +1,1151 @@
+//! Shaping in a spec: per-term transforms, the combination methods of `rewardkit-shape`, and
+//! advantages, evaluated column by column over a batch.
+//!
+//! A spec's reward is computed in three stages, each over *columns* (one value per sample):
+//!
+//! 1. **term values**: a term's score, or its non-score policy's substitute; a sample whose term
+//!    excludes or propagates gets NaN in every column (masked: left out of every statistic) and
+//!    that outcome as its reward;
+//! 2. **transforms**, per term, in the order the spec lists them (`transform = [...]`);
+//! 3. **the combination** (`[combine] method = ...`) into one reward per sample; then, if the spec
+//!    has an `[advantages]` table, an advantage per sample over the reward column and the groups.
+//!
+//! Some stages look only at the sample itself (clip, ceiling, PAR, log-sigmoid centring, weighted
+//! sum, min, product, gate, hybrid, constrained with fixed multipliers); others pool statistics
+//! over a group or the batch (normalisation, min-max, sum-then-normalise, normalise-then-sum,
+//! advantages). A spec with only per-sample stages is computed inside `Pipeline::score_one`, and
+//! "batched == single" holds. A spec with a pooled stage cannot be: its reward is defined only
+//! for a whole batch, so `score_one`/`score_batch` leave the reward *pending* (an unscorable
+//! outcome that says so) and the caller runs [`crate::Pipeline::shape`] over the whole batch —
+//! never silently per sample.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use rewardkit_core::{Outcome, Sample};
+use rewardkit_shape::combine;
+use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
+use rewardkit_shape::{
+    advantages, AdvantageSummary, Estimator, Groups, LagrangeMultipliers, LagrangeState, Squash,
+    StdKind, StdScope,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ScoredSample;
+
+/// Which samples a pooled stage takes its statistics over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolScope {
+    /// Each group (the samples with the same group id; a sample without one is its own group).
+    #[default]
+    Group,
+    /// The whole batch (for `rewardkit score`: the whole input file).
+    Batch,
+}
+
+fn sample_std() -> StdKind {
+    StdKind::Sample
+}
+
+fn default_epsilon() -> f64 {
+    1e-6
+}
+
+fn default_k() -> f64 {
+    1.0
+}
+
+/// One entry of a term's `transform = [...]` list, applied to the term's value.
+///
+/// ```toml
+/// transform = [
+///   { kind = "clip", low = -5.0, high = 5.0 },
+///   { kind = "log_sigmoid", reference_field = "ref_rewards", reference_quantile = { method = "normal", q = 0.85 } },
+///   { kind = "normalize", scope = "group" },
+/// ]
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransformSpec {
+    /// `clamp(x, low, high)`.
+    Clip {
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// `min(x, max)` (PAR's "Ceil" baseline).
+    Ceiling {
+        /// The ceiling.
+        max: f64,
+    },
+    /// `(x − mean)/(std + ε)` over the group or the batch (pooled).
+    Normalize {
+        /// Group or batch.
+        #[serde(default)]
+        scope: PoolScope,
+        /// Population or sample std.
+        #[serde(default = "sample_std")]
+        std: StdKind,
+        /// Added to the std.
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    /// `(x − min)/(max − min)` over the group or the batch (pooled).
+    MinMax {
+        /// Group or batch.
+        #[serde(default)]
+        scope: PoolScope,
+    },
+    /// Preference As Reward (Fu et al. 2025, eq. 4): `(1/M) Σ_m σ(k·(x − r_ref,m))`, the
+    /// references a fixed list or read from a sample field (a number or a list of numbers).
+    Par {
+        /// The slope `k`.
+        #[serde(default = "default_k")]
+        k: f64,
+        /// Fixed reference rewards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        references: Option<Vec<f64>>,
+        /// The sample field (dotted path into the row's other fields) holding the references.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_field: Option<String>,
+    },
+    /// Log-sigmoid centring (Wang et al. 2024, eq. 5): `log σ(x − r_ref)`, with `r_ref` fixed or
+    /// read from a sample field: a number is the reference itself, a list of reference-sample
+    /// rewards is reduced by `reference_quantile`.
+    LogSigmoid {
+        /// A fixed reference reward.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<f64>,
+        /// The sample field holding the reference reward or the reference samples' rewards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_field: Option<String>,
+        /// How a list of reference rewards becomes one (`{ method = "empirical" | "normal", q }`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_quantile: Option<ReferenceQuantile>,
+    },
+}
+
+impl TransformSpec {
+    /// Whether the transform pools statistics over a group or the batch.
+    pub fn pooled(&self) -> Option<PoolScope> {
+        match self {
+            TransformSpec::Normalize { scope, .. } | TransformSpec::MinMax { scope } => {
+                Some(*scope)
+            }
+            _ => None,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            TransformSpec::Par {
+                reference_field, ..
+            }
+            | TransformSpec::LogSigmoid {
+                reference_field, ..
+            } => reference_field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Checks the options; the error says what was expected.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let finite = |name: &str, x: f64| {
+            if x.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("`{name}`: expected a finite number (got {x})"))
+            }
+        };
+        match self {
+            TransformSpec::Clip { low, high } => {
+                finite("low", *low)?;
+                finite("high", *high)?;
+                if low > high {
+                    return Err(format!("`low` {low} is above `high` {high}"));
+                }
+            }
+            TransformSpec::Ceiling { max } => finite("max", *max)?,
+            TransformSpec::Normalize { epsilon, .. } => {
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return Err(format!(
+                        "`epsilon`: expected a finite number ≥ 0 (got {epsilon})"
+                    ));
+                }
+            }
+            TransformSpec::MinMax { .. } => {}
+            TransformSpec::Par {
+                k,
+                references,
+                reference_field,
+            } => {
+                if !(k.is_finite() && *k > 0.0) {
+                    return Err(format!("`k`: expected a finite slope > 0 (got {k})"));
+                }
+                match (references, reference_field) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err("give exactly one of `references` and `reference_field`".into())
+                    }
+                    (Some(refs), None) => {
+                        if refs.is_empty() || refs.iter().any(|r| !r.is_finite()) {
+                            return Err(
+                                "`references`: expected a non-empty list of finite numbers".into(),
+                            );
+                        }
+                    }
+                    (None, Some(field)) => check_field(field)?,
+                }
+            }
+            TransformSpec::LogSigmoid {
+                reference,
+                reference_field,
+                reference_quantile,
+            } => {
+                match (reference, reference_field) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err("give exactly one of `reference` and `reference_field`".into())
+                    }
+                    (Some(r), None) => finite("reference", *r)?,
+                    (None, Some(field)) => check_field(field)?,
+                }
+                if let Some(q) = reference_quantile {
+                    if reference.is_some() {
+                        return Err(
+                            "`reference_quantile` applies to a `reference_field` only".into()
+                        );
+                    }
+                    // Validates q by asking for the reference of one value.
+                    q.reference(&[0.0])
+                        .map_err(|e| format!("`reference_quantile`: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The formula, for `rewardkit spec check`.
+    pub fn describe(&self) -> String {
+        let scope = |s: &PoolScope| match s {
+            PoolScope::Group => "per group",
+            PoolScope::Batch => "over the batch",
+        };
+        let std = |s: &StdKind| match s {
+            StdKind::Population => "population",
+            StdKind::Sample => "sample",
+        };
+        match self {
+            TransformSpec::Clip { low, high } => format!("clip to [{low}, {high}]"),
+            TransformSpec::Ceiling { max } => format!("min(x, {max})"),
+            TransformSpec::Normalize {
+                scope: s,
+                std: k,
+                epsilon,
+            } => format!(
+                "(x − mean)/({} std + {epsilon}) {} [pooled]",
+                std(k),
+                scope(s)
+            ),
+            TransformSpec::MinMax { scope: s } => {
+                format!("(x − min)/(max − min) {} [pooled]", scope(s))
+            }
+            TransformSpec::Par {
+                k,
+                references,
+                reference_field,
+            } => match (references, reference_field) {
+                (Some(refs), _) => format!("PAR: mean σ({k}·(x − r_ref)) over r_ref in {refs:?}"),
+                (_, field) => format!(
+                    "PAR: mean σ({k}·(x − r_ref)) over r_ref in field `{}`",
+                    field.as_deref().unwrap_or("?")
+                ),
+            },
+            TransformSpec::LogSigmoid {
+                reference,
+                reference_field,
+                reference_quantile,
+            } => match (reference, reference_field) {
+                (Some(r), _) => format!("log σ(x − {r})"),
+                (_, field) => format!(
+                    "log σ(x − r_ref), r_ref from field `{}`{}",
+                    field.as_deref().unwrap_or("?"),
+                    match reference_quantile {
+                        Some(ReferenceQuantile::Empirical { q }) =>
+                            format!(" (a list: empirical {q}-quantile)"),
+                        Some(ReferenceQuantile::Normal { q }) =>
+                            format!(" (a list: {q}-quantile of a normal fit)"),
+                        None => " (a number)".to_owned(),
+                    }
+                ),
+            },
+        }
+    }
+}
+
+fn check_field(field: &str) -> Result<(), String> {
+    if field.is_empty() || field.split('.').any(str::is_empty) {
+        Err(format!(
+            "`reference_field`: expected a dotted field path (got {field:?})"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The `[combine]` table: how the (transformed) term values become one reward.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Combine {
+    /// `Σ_i w_i·u_i`.
+    #[default]
+    WeightedSum,
+    /// `min_i w_i·u_i` (the weakest property decides).
+    Min,
+    /// `Π_i w_i·u_i` (for terms in [0, 1]: the probability that all hold).
+    Product,
+    /// A gate: `Σ_{i≠gate} w_i·u_i` where the gate term's value is at least `threshold`, else
+    /// `otherwise` (e.g. correctness counts only with a valid format).
+    Gate {
+        /// The gating term's name.
+        gate: String,
+        /// The gate passes at values ≥ this.
+        threshold: f64,
+        /// The reward when the gate fails.
+        #[serde(default)]
+        otherwise: f64,
+    },
+    /// Hybrid rule-plus-model (HARMO's `R_hyb`, methods.md §19): the rule term's weighted value
+    /// where the rule is confident — it scored — and the model term's elsewhere, plus every
+    /// other term's weighted value. The rule term's non-scores fall back to the model instead
+    /// of following its non-score policy.
+    Hybrid {
+        /// The rule-based verifier term.
+        rule: String,
+        /// The model (or any fallback) term.
+        model: String,
+    },
+    /// Sum, then normalise: `normalize(Σ_i w_i·u_i)` over the group or batch (pooled).
+    SumThenNormalize {
+        /// Group or batch.
+        #[serde(default)]
+        scope: PoolScope,
+        /// Population or sample std.
+        #[serde(default = "sample_std")]
+        std: StdKind,
+        /// Added to the std.
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    /// Normalise, then sum: `Σ_i w_i·normalize(u_i)` over the group or batch (pooled).
+    NormalizeThenSum {
+        /// Group or batch.
+        #[serde(default)]
+        scope: PoolScope,
+        /// Population or sample std.
+        #[serde(default = "sample_std")]
+        std: StdKind,
+        /// Added to the std.
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    /// Constrained combination with Lagrange multipliers (Moskovitz et al. 2024, methods.md §8):
+    /// `Σ_i (1 − λ_i)·u_base + Σ_i λ_i·u_i` over the constraint terms `i`, with
+    /// `λ_i = squash(μ_i)`. The multipliers are fixed while a batch is scored; the batch pass
+    /// reports them updated from the batch's constraint means (one SGD step).
+    Constrained {
+        /// The task term.
+        base: String,
+        /// The constraint terms and their thresholds `θ_i`.
+        thresholds: BTreeMap<String, f64>,
+        /// `sigmoid` (inequality constraints) or `tanh` (equality).
+        #[serde(default = "default_squash")]
+        squash: Squash,
+        /// SGD learning rate (the authors: 0.1).
+        #[serde(default = "point_one")]
+        learning_rate: f64,
+        /// SGD momentum (the authors: 0.1).
+        #[serde(default = "point_one")]
+        momentum: f64,
+        /// The starting `μ` of every multiplier.
+        #[serde(default)]
+        initial_mu: f64,
+        /// A saved multiplier state (JSON, as `rewardkit score --multipliers-out` writes it) to
+        /// start from instead of `initial_mu`; relative to the spec's directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_file: Option<String>,
+    },
+}
+
+fn default_squash() -> Squash {
+    Squash::Sigmoid
+}
+
+fn point_one() -> f64 {
+    0.1
+}
+
+/// The advantage estimators a spec can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EstimatorName {
+    /// GRPO.
+    Grpo,
+    /// Dr.GRPO.
+    DrGrpo,
+    /// RLOO.
+    Rloo,
+    /// REINFORCE++ without a baseline.
+    ReinforcePp,
+    /// REINFORCE++ with the group-mean baseline.
+    ReinforcePpBaseline,
+}
+
+fn advantage_column() -> String {
+    "advantage".to_owned()
+}
+
+/// The `[advantages]` table: an advantage per sample, computed over the reward column and the
+/// groups by the batch pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvantagesSpec {
+    /// The estimator.
+    pub estimator: EstimatorName,
+    /// GRPO only: group, batch or no std scaling (default group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<StdScope>,
+    /// GRPO and REINFORCE++: population or sample std (default sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<StdKind>,
+    /// GRPO and REINFORCE++: added to the std (default 1e-6 for GRPO, 1e-8 for REINFORCE++).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// Mask the samples of zero-variance groups instead of giving them 0.
+    #[serde(default)]
+    pub filter_zero_variance: bool,
+    /// The output column.
+    #[serde(default = "advantage_column")]
+    pub column: String,
+}
+
+impl AdvantagesSpec {
+    /// The estimator with defaults filled in; the error names the key and what was expected.
+    pub fn estimator(&self) -> Result<Estimator, (String, String)> {
+        let normalises = matches!(
+            self.estimator,
+            EstimatorName::Grpo | EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline
+        );
+        if self.scale.is_some() && self.estimator != EstimatorName::Grpo {
+            return Err((
+                "advantages.scale".into(),
+                "no `scale` (it applies to estimator \"grpo\" only)".into(),
+            ));
+        }
+        if !normalises && (self.std.is_some() || self.epsilon.is_some()) {
+            return Err((
+                "advantages.std".into(),
+                "no `std` or `epsilon`: this estimator does not divide by a std".into(),
+            ));
+        }
+        if let Some(epsilon) = self.epsilon {
+            if !(epsilon.is_finite() && epsilon >= 0.0) {
+                return Err((
+                    "advantages.epsilon".into(),
+                    format!("a finite number ≥ 0 (got {epsilon})"),
+                ));
+            }
+        }
+        let std = self.std.unwrap_or(StdKind::Sample);
+        Ok(match self.estimator {
+            EstimatorName::Grpo => Estimator::Grpo {
+                scale: self.scale.unwrap_or(StdScope::Group),
+                std,
+                epsilon: self.epsilon.unwrap_or(1e-6),
+            },
+            EstimatorName::DrGrpo => Estimator::DrGrpo,
+            EstimatorName::Rloo => Estimator::Rloo,
+            EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline => {
+                Estimator::ReinforcePlusPlus {
+                    baseline: self.estimator == EstimatorName::ReinforcePpBaseline,
+                    std,
+                    epsilon: self.epsilon.unwrap_or(1e-8),
+                }
+            }
+        })
+    }
+}
+
+/// What the batch pass needs from one sample besides its scores: its group id and the reference
+/// rewards the spec reads from its fields. Small: the completion is not kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShapeInput {
+    /// The sample's group id.
+    pub group: Option<String>,
+    /// One entry per field-reading transform, in spec order: the numbers, or why there are none.
+    references: Vec<Result<Vec<f64>, String>>,
+}
+
+/// The result of the batch pass, one entry per sample (in input order) unless said otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shaped {
+    /// The combined reward.
+    pub rewards: Vec<Outcome>,
+    /// Per term (spec order), the value after its transforms (NaN where masked); empty for a
+    /// term without transforms.
+    pub shaped_terms: Vec<Vec<f64>>,
+    /// The advantages (NaN where masked), when the spec has an `[advantages]` table.
+    pub advantages: Option<Vec<f64>>,
+    /// What the estimator could not use.
+    pub advantage_summary: Option<AdvantageSummary>,
+    /// For a constrained combination: the multipliers used, and their state after one update
+    /// from this batch's constraint means (`None` when a constraint had no finite value).
+    pub multipliers: Option<MultiplierReport>,
+}
+
+/// The multipliers of a constrained combination around one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiplierReport {
+    /// The constraint terms, in the order of the lists below.
+    pub constraints: Vec<String>,
+    /// `λ_i` used for this batch.
+    pub used: Vec<f64>,
+    /// The batch means of the constraint terms' (transformed) values.
+    pub means: Vec<f64>,
+    /// The state after one update, to save for the next batch.
+    pub next: Option<LagrangeState>,
+}
+
+/// A term as the shaping stages see it.
+pub(crate) struct ShapeTerm {
+    pub name: String,
+    pub weight: f64,
+    pub policy: crate::NonScorePolicy,
+    pub transforms: Vec<TransformSpec>,
+}
+
+/// The shaping stages of a built pipeline.
+pub(crate) struct Shaping {
+    pub terms: Vec<ShapeTerm>,
+    pub combine: ResolvedCombine,
+    pub advantages: Option<(Estimator, AdvantagesSpec)>,
+    /// `(term, transform, field path)` for each transform that reads a sample field.
+    fields: Vec<(usize, usize, Vec<String>)>,
+}
+
+/// A combination with term names resolved to indices.
+pub(crate) enum ResolvedCombine {
+    WeightedSum,
+    Min,
+    Product,
+    Gate {
+        gate: usize,
+        threshold: f64,
+        otherwise: f64,
+    },
+    Hybrid {
+        rule: usize,
+        model: usize,
+    },
+    SumThenNormalize {
+        scope: PoolScope,
+        std: StdKind,
+        epsilon: f64,
+    },
+    NormalizeThenSum {
+        scope: PoolScope,
+        std: StdKind,
+        epsilon: f64,
+    },
+    Constrained {
+        base: usize,
+        constraints: Vec<usize>,
+        multipliers: LagrangeMultipliers,
+    },
+}
+
+impl Shaping {
+    pub fn new(
+        terms: Vec<ShapeTerm>,
+        combine: ResolvedCombine,
+        advantages: Option<(Estimator, AdvantagesSpec)>,
+    ) -> Shaping {
+        let fields = terms
+            .iter()
+            .enumerate()
+            .flat_map(|(t, term)| {
+                term.transforms
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(k, x)| {
+                        x.field()
+                            .map(|f| (t, k, f.split('.').map(str::to_owned).collect()))
+                    })
+            })
+            .collect();
+        Shaping {
+            terms,
+            combine,
+            advantages,
+            fields,
+        }
+    }
+
+    /// The pooled stages, described; empty when the reward is computable per sample.
+    pub fn pooled_stages(&self) -> Vec<String> {
+        let mut stages = Vec::new();
+        for term in &self.terms {
+            for t in &term.transforms {
+                if t.pooled().is_some() {
+                    stages.push(format!("term `{}`: {}", term.name, t.describe()));
+                }
+            }
+        }
+        match &self.combine {
+            ResolvedCombine::SumThenNormalize { .. } => {
+                stages.push("combine: sum_then_normalize".into())
+            }
+            ResolvedCombine::NormalizeThenSum { .. } => {
+                stages.push("combine: normalize_then_sum".into())
+            }
+            _ => {}
+        }
+        stages
+    }
+
+    fn uses_groups(&self, with_advantages: bool) -> bool {
+        let group = |s: &PoolScope| *s == PoolScope::Group;
+        self.terms
+            .iter()
+            .flat_map(|t| &t.transforms)
+            .any(|t| t.pooled().as_ref().is_some_and(group))
+            || matches!(
+                &self.combine,
+                ResolvedCombine::SumThenNormalize { scope, .. }
+                    | ResolvedCombine::NormalizeThenSum { scope, .. } if group(scope)
+            )
+            || (with_advantages
+                && self
+                    .advantages
+                    .as_ref()
+                    .is_some_and(|(e, _)| e.uses_groups()))
+    }
+
+    /// The sample's shape input; `with_group` false leaves the group out (for the per-sample
+    /// path, which never pools).
+    pub fn input(&self, sample: &Sample, with_group: bool) -> ShapeInput {
+        ShapeInput {
+            group: if with_group {
+                sample.group.clone()
+            } else {
+                None
+            },
+            references: self
+                .fields
+                .iter()
+                .map(|(_, _, path)| read_numbers(&sample.metadata, path))
+                .collect(),
+        }
+    }
+
+    /// The whole computation over a batch. `inputs[s]` belongs to `scored[s]`.
+    pub fn run(
+        &self,
+        scored: &[ScoredSample],
+        inputs: &[ShapeInput],
+        with_advantages: bool,
+    ) -> Result<Shaped, String> {
+        let n = scored.len();
+        if inputs.len() != n {
+            return Err(format!(
+                "{} shape inputs for {n} scored samples (one per sample)",
+                inputs.len()
+            ));
+        }
+        if let Some(s) = scored
+            .iter()
+            .position(|s| s.terms.len() != self.terms.len())
+        {
+            return Err(format!(
+                "sample {s} has {} term outputs, the spec has {} terms",
+                scored[s].terms.len(),
+                self.terms.len()
+            ));
+        }
+        if let Some(s) = inputs
+            .iter()
+            .position(|i| i.references.len() != self.fields.len())
+        {
+            return Err(format!(
+                "shape input {s} was made for another spec ({} reference fields, expected {})",
+                inputs[s].references.len(),
+                self.fields.len()
+            ));
+        }
+        if self.uses_groups(with_advantages) && n > 0 && inputs.iter().all(|i| i.group.is_none()) {
+            return Err(
+                "the spec pools per group (a group-scope stage or a group-based \
+                 estimator) but no sample has a group id; give the rows a group field or a \
+                 list of completions"
+                    .into(),
+            );
+        }
+        let groups = group_table(inputs);
+        let scope = |s: PoolScope| match s {
+            PoolScope::Group => Scope::Groups(&groups),
+            PoolScope::Batch => Scope::Batch,
+        };
+        // Stage 1: term values, and the outcome of samples whose reward is not a number.
+        let mut verdict: Vec<Option<Outcome>> = vec![None; n];
+        // Under a hybrid combination, the rule's non-scores fall back to the model, and the
+        // model's non-score policy applies only where the model is used (decided in stage 3).
+        let (hybrid_rule, hybrid_model) = match self.combine {
+            ResolvedCombine::Hybrid { rule, model } => (Some(rule), Some(model)),
+            _ => (None, None),
+        };
+        let mut columns: Vec<Vec<f64>> = Vec::with_capacity(self.terms.len());
+        for (t, term) in self.terms.iter().enumerate() {
+            let mut column = Vec::with_capacity(n);
+            for (s, sample) in scored.iter().enumerate() {
+                let outcome = &sample.terms[t].outcome;
+                column.push(match outcome.value() {
+                    Some(v) => v,
+                    None if hybrid_rule == Some(t) => f64::NAN,
+                    None => match &term.policy {
+                        crate::NonScorePolicy::Exclude | crate::NonScorePolicy::Propagate
+                            if hybrid_model == Some(t) =>
+                        {
+                            f64::NAN
+                        }
+                        crate::NonScorePolicy::Value { value } => *value,
+                        crate::NonScorePolicy::Exclude => {
+                            verdict[s].get_or_insert_with(|| {
+                                Outcome::unscorable(format!(
+                                    "excluded: {}: {}",
+                                    term.name,
+                                    outcome.reason().unwrap_or("no score")
+                                ))
+                            });
+                            f64::NAN
+                        }
+                        crate::NonScorePolicy::Propagate => {
+                            verdict[s].get_or_insert_with(|| {
+                                crate::pipeline::propagate(&term.name, outcome)
+                            });
+                            f64::NAN
+                        }
+                    },
+                });
+            }
+            columns.push(column);
+        }
+        // A sample with a verdict is masked in every column, so it is left out of every pooled
+        // statistic (its reward is not a number).
+        for column in &mut columns {
+            for (value, v) in column.iter_mut().zip(&verdict) {
+                if v.is_some() {
+                    *value = f64::NAN;
+                }
+            }
+        }
+        // Stage 2: transforms.
+        let mut slot = 0;
+        let mut shaped_terms = Vec::with_capacity(self.terms.len());
+        for (t, term) in self.terms.iter().enumerate() {
+            for transform in &term.transforms {
+                let column = &mut columns[t];
+                let next = match transform {
+                    TransformSpec::Clip { low, high } => transform::clip(column, *low, *high),
+                    TransformSpec::Ceiling { max } => transform::ceiling(column, *max),
+                    TransformSpec::Normalize {
+                        scope: s,
+                        std,
+                        epsilon,
+                    } => transform::normalize(column, scope(*s), *std, *epsilon),
+                    TransformSpec::MinMax { scope: s } => transform::min_max(column, scope(*s)),
+                    TransformSpec::Par { k, references, .. } => {
+                        let mut out = Vec::with_capacity(n);
+                        for s in 0..n {
+                            out.push(match references {
+                                Some(refs) => transform::par(column[s], refs, *k),
+                                None => match inputs[s].references.get(slot) {
+                                    Some(Ok(refs)) if !refs.is_empty() => {
+                                        transform::par(column[s], refs, *k)
+                                    }
+                                    found => {
+                                        let why = match found {
+                                            Some(Err(why)) => why.as_str(),
+                                            _ => "the reference list is empty",
+                                        };
+                                        note(&mut verdict[s], &term.name, "par", why, column[s]);
+                                        f64::NAN
+                                    }
+                                },
+                            });
+                        }
+                        if references.is_none() {
+                            slot += 1;
+                        }
+                        Ok(out)
+                    }
+                    TransformSpec::LogSigmoid {
+                        reference,
+                        reference_quantile,
+                        ..
+                    } => {
+                        let mut out = Vec::with_capacity(n);
+                        for s in 0..n {
+                            let r = match reference {
+                                Some(r) => Ok(*r),
+                                None => reference_of(
+                                    inputs[s].references.get(slot),
+                                    reference_quantile.as_ref(),
+                                ),
+                            };
+                            out.push(match r {
+                                Ok(r) => transform::log_sigmoid_centred(column[s], r),
+                                Err(why) => {
+                                    note(
+                                        &mut verdict[s],
+                                        &term.name,
+                                        "log_sigmoid",
+                                        &why,
+                                        column[s],
+                                    );
+                                    f64::NAN
+                                }
+                            });
+                        }
+                        if reference.is_none() {
+                            slot += 1;
+                        }
+                        Ok(out)
+                    }
+                };
+                *column = next.map_err(|e| format!("term `{}`: {e}", term.name))?;
+            }
+            shaped_terms.push(if term.transforms.is_empty() {
+                Vec::new()
+            } else {
+                columns[t].clone()
+            });
+        }
+        // Stage 3: the combination.
+        let weights: Vec<f64> = self.terms.iter().map(|t| t.weight).collect();
+        let views: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+        let weighted = |cols: &[&[f64]]| -> Vec<Vec<f64>> {
+            cols.iter()
+                .zip(&weights)
+                .map(|(c, w)| c.iter().map(|x| w * x).collect())
+                .collect()
+        };
+        let mut multipliers = None;
+        let combined = match &self.combine {
+            ResolvedCombine::WeightedSum => combine::weighted_sum(&views, &weights),
+            ResolvedCombine::Min => {
+                let w = weighted(&views);
+                combine::minimum(&w.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            }
+            ResolvedCombine::Product => {
+                let w = weighted(&views);
+                combine::product(&w.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            }
+            ResolvedCombine::Gate {
+                gate,
+                threshold,
+                otherwise,
+            } => {
+                let (others, w): (Vec<&[f64]>, Vec<f64>) = views
+                    .iter()
+                    .zip(&weights)
+                    .enumerate()
+                    .filter(|(i, _)| i != gate)
+                    .map(|(_, (c, w))| (*c, *w))
+                    .unzip();
+                combine::weighted_sum(&others, &w)
+                    .and_then(|value| combine::gate(views[*gate], *threshold, &value, *otherwise))
+            }
+            ResolvedCombine::Hybrid { rule, model } => {
+                let mut hybrid = Vec::with_capacity(n);
+                for s in 0..n {
+                    let r = columns[*rule][s];
+                    hybrid.push(if scored[s].terms[*rule].outcome.value().is_some() {
+                        weights[*rule] * r
+                    } else {
+                        weights[*model] * columns[*model][s]
+                    });
+                }
+                let mut cols: Vec<&[f64]> = vec![&hybrid];
+                let mut w = vec![1.0];
+                for (i, c) in views.iter().enumerate() {
+                    if i != *rule && i != *model {
+                        cols.push(c);
+                        w.push(weights[i]);
+                    }
+                }
+                // The model term's own non-score matters only where it is used.
+                let model_term = &self.terms[*model];
+                for s in 0..n {
+                    let model_outcome = &scored[s].terms[*model].outcome;
+                    if scored[s].terms[*rule].outcome.value().is_some()
+                        || model_outcome.value().is_some()
+                        || verdict[s].is_some()
+                    {
+                        continue;
+                    }
+                    verdict[s] = match &model_term.policy {
+                        crate::NonScorePolicy::Value { .. } => None,
+                        crate::NonScorePolicy::Exclude => Some(Outcome::unscorable(format!(
+                            "excluded: {}: {}",
+                            model_term.name,
+                            model_outcome.reason().unwrap_or("no score")
+                        ))),
+                        crate::NonScorePolicy::Propagate => {
+                            Some(crate::pipeline::propagate(&model_term.name, model_outcome))
+                        }
+                    };
+                }
+                combine::weighted_sum(&cols, &w)
+            }
+            ResolvedCombine::SumThenNormalize {
+                scope: s,
+                std,
+                epsilon,
+            } => combine::sum_then_normalize(&views, &weights, scope(*s), *std, *epsilon),
+            ResolvedCombine::NormalizeThenSum {
+                scope: s,
+                std,
+                epsilon,
+            } => combine::normalize_then_sum(&views, &weights, scope(*s), *std, *epsilon),
+            ResolvedCombine::Constrained {
+                base,
+                constraints,
+                multipliers: lagrange,
+            } => {
+                let terms: Vec<&[f64]> = constraints.iter().map(|&c| views[c]).collect();
+                let means: Vec<f64> = terms
+                    .iter()
+                    .map(|c| {
+                        let finite: Vec<f64> =
+                            c.iter().copied().filter(|x| x.is_finite()).collect();
+                        if finite.is_empty() {
+                            f64::NAN
+                        } else {
+                            finite.iter().sum::<f64>() / finite.len() as f64
+                        }
+                    })
+                    .collect();
+                let mut next = lagrange.clone();
+                let next = next.update(&means).ok().map(|()| next.state().clone());
+                multipliers = Some(MultiplierReport {
+                    constraints: constraints
+                        .iter()
+                        .map(|&c| self.terms[c].name.clone())
+                        .collect(),
+                    used: lagrange.multipliers(),
+                    means,
+                    next,
+                });
+                lagrange.combine(views[*base], &terms)
+            }
+        }
+        .map_err(|e| format!("combine: {e}"))?;
+        let rewards: Vec<Outcome> = combined
+            .iter()
+            .zip(verdict)
+            .map(|(&value, verdict)| match verdict {
+                Some(outcome) => outcome,
+                None if value.is_finite() => Outcome::scored(value),
+                None => Outcome::failed(format!(
+                    "the combination gave {value} (an infinite or overflowing term value)"
+                )),
+            })
+            .collect();
+        // Stage 4: advantages over the reward column.
+        let (advantages, advantage_summary) = match &self.advantages {
+            Some((estimator, spec)) if with_advantages => {
+                let column: Vec<f64> = rewards
+                    .iter()
+                    .map(|o| o.value().unwrap_or(f64::NAN))
+                    .collect();
+                let result = advantages(&column, &groups, estimator, spec.filter_zero_variance)
+                    .map_err(|e| format!("advantages: {e}"))?;
+                (Some(result.values), Some(result.summary))
+            }
+            _ => (None, None),
+        };
+        Ok(Shaped {
+            rewards,
+            shaped_terms,
+            advantages,
+            advantage_summary,
+            multipliers,
+        })
+    }
+}
+
+/// Records why a sample's term has no shaped value (the first reason wins).
+fn note(verdict: &mut Option<Outcome>, term: &str, transform: &str, why: &str, value: f64) {
+    if !value.is_finite() {
+        return; // already masked for its own reason
+    }
+    verdict.get_or_insert_with(|| Outcome::unscorable(format!("{term}: {transform}: {why}")));
+}
+
+fn reference_of(
+    found: Option<&Result<Vec<f64>, String>>,
+    quantile: Option<&ReferenceQuantile>,
+) -> Result<f64, String> {
+    match (found, quantile) {
+        (None, _) => Err("no reference".into()),
+        (Some(Err(why)), _) => Err(why.clone()),
+        (Some(Ok(values)), Some(q)) => q
+            .reference(values)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no finite reference reward".to_owned()),
+        (Some(Ok(values)), None) if values.len() == 1 => Ok(values[0]),
+        (Some(Ok(_)), None) => {
+            Err("the field holds a list; set `reference_quantile` to reduce it".into())
+        }
+    }
+}
+
+/// Reads a number or a list of numbers at a dotted path of the sample's other fields.
+fn read_numbers(
+    fields: &serde_json::Map<String, Value>,
+    path: &[String],
+) -> Result<Vec<f64>, String> {
+    let display = path.join(".");
+    let mut value = fields.get(&path[0]);
+    for key in &path[1..] {
+        value = value.and_then(|v| v.get(key));
+    }
+    let number = |v: &Value| v.as_f64();
+    match value {
+        None | Some(Value::Null) => Err(format!("field `{display}` is missing")),
+        Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(f64::NAN)]),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| {
+                number(v).ok_or_else(|| {
+                    format!("field `{display}`: expected a number or a list of numbers, found {v}")
+                })
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "field `{display}`: expected a number or a list of numbers, found {other}"
+        )),
+    }
+}
+
+/// Groups from the samples' ids; a sample without one is a group of its own.
+fn group_table(inputs: &[ShapeInput]) -> Groups {
+    let mut numbers: HashMap<&str, usize> = HashMap::new();
+    let mut ids = Vec::with_capacity(inputs.len());
+    let mut next = 0;
+    for input in inputs {
+        ids.push(match input.group.as_deref() {
+            Some(label) => *numbers.entry(label).or_insert_with(|| {
+                next += 1;
+                next - 1
+            }),
+            None => {
+                next += 1;
+                next - 1
+            }
+        });
+    }
+    Groups::from_ids(&ids)
+}
+
+/// Describes the combination for `rewardkit spec check`.
+pub(crate) fn describe_combine(combine: &Combine, terms: &[(String, f64)]) -> String {
+    let weighted = |skip: &[&str]| {
+        terms
+            .iter()
+            .filter(|(name, _)| !skip.contains(&name.as_str()))
+            .map(|(name, w)| format!("{w} × {name}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let std = |s: &StdKind| match s {
+        StdKind::Population => "population",
+        StdKind::Sample => "sample",
+    };
+    let scope = |s: &PoolScope| match s {
+        PoolScope::Group => "per group",
+        PoolScope::Batch => "over the batch",
+    };
+    let mut out = String::new();
+    let _ = match combine {
+        Combine::WeightedSum => write!(out, "{}", weighted(&[])),
+        Combine::Min => write!(out, "min({})", weighted(&[]).replace(" + ", ", ")),
+        Combine::Product => write!(out, "product({})", weighted(&[]).replace(" + ", ", ")),
+        Combine::Gate {
+            gate,
+            threshold,
+            otherwise,
+        } => write!(
+            out,
+            "if {gate} ≥ {threshold}: {} else {otherwise}",
+            weighted(&[gate])
+        ),
+        Combine::Hybrid { rule, model } => {
+            let rest = weighted(&[rule, model]);
+            let w = |n: &str| terms.iter().find(|(t, _)| t == n).map_or(1.0, |t| t.1);
+            write!(
+                out,
+                "({} × {rule} where {rule} scored, else {} × {model}){}",
+                w(rule),
+                w(model),
+                if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!(" + {rest}")
+                }
+            )
+        }
+        Combine::SumThenNormalize {
+            scope: s,
+            std: k,
+            epsilon,
+        } => write!(
+            out,
+            "normalize({}) {} ({} std, ε {epsilon}) [pooled]",
+            weighted(&[]),
+            scope(s),
+            std(k)
+        ),
+        Combine::NormalizeThenSum {
+            scope: s,
+            std: k,
+            epsilon,
+        } => write!(
+            out,
+            "Σ w × normalize(term) {} ({} std, ε {epsilon}) over {} [pooled]",
+            scope(s),
+            std(k),
+            weighted(&[])
+        ),
+        Combine::Constrained {
+            base,
+            thresholds,
+            squash,
+            ..
+        } => write!(
+            out,
+            "Σ(1 − λ_i) × {base} + Σ λ_i × term_i, λ = {} (μ); constraints: {}",
+            match squash {
+                Squash::Sigmoid => "sigmoid",
+                Squash::Tanh => "tanh",
+            },
+            thresholds
+                .iter()
+                .map(|(t, th)| format!("{t} ≥ {th}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    out
+}
