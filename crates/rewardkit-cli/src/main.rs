@@ -7,6 +7,7 @@ mod advantages;
 mod score;
 mod serve;
 mod summary;
+mod train;
 mod verify;
 
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ enum Command {
     Spec(SpecCommand),
     /// Check one maths answer against a gold answer and say why.
     Verify(verify::VerifyArgs),
+    /// Train a reward model from preference pairs or ratings and save it as a model directory.
+    Train(Box<train::TrainArgs>),
 }
 
 #[derive(Subcommand)]
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Advantages(args) => advantages::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
         Command::Spec(SpecCommand::Kinds) => {
             for (kind, description) in Registry::default().kinds() {

@@ -2,7 +2,9 @@
 //!
 //! The lexer does the LaTeX-specific work so that the parser sees one small token language:
 //! spacing commands, `\left`/`\right`, `$` and formatting wrappers (`\textbf{…}`, `\mathbf{…}`)
-//! disappear; `\text{…}`/`\mathrm{…}` words (units) are dropped while their digits are kept;
+//! disappear; `\text{…}`/`\mathrm{…}` words (units) are dropped while their digits are kept,
+//! together with the `/`, `·`, `-` and exponents that join units (`\mathrm{km}/\mathrm{hr}`,
+//! `\mathrm{yd}^{3}`);
 //! synonyms collapse (`\cdot`, `\times`, `*`, `×` are all [`Tok::Star`]; `\le`, `\leq`, `≤`, `<=` are
 //! all `Rel(Le)`); numbers are read whole with thousands separators (`1,000`, `1{,}000`, `1\,000`)
 //! and scientific notation (`1.5e-3`); and the one-character arguments of `\frac12` and `\sqrt2`
@@ -773,21 +775,24 @@ impl<'a> Lexer<'a> {
                 let close = self.group_end(j, end)?;
                 let inner = self.text[j + 1..close].trim();
                 let lower = inner.to_ascii_lowercase();
+                // A word joined to a unit by `/`, `·` or `-` is a unit too (`\mathrm{ft} /
+                // \mathrm{sec}` is not a secant).
+                let n = self.out.len();
+                let joined_to_unit = n >= 2
+                    && self.out[n - 2] == Tok::Unit
+                    && matches!(self.out[n - 1], Tok::Slash | Tok::Star | Tok::Minus);
                 if inner
                     .chars()
                     .any(|c| c.is_ascii_digit() || "+-=/^(),".contains(c))
                 {
                     self.run(j + 1, close, depth + 1)?;
+                } else if joined_to_unit && inner.chars().any(|c| c.is_ascii_alphabetic()) {
+                    self.push(Tok::Unit)?;
                 } else if inner.len() == 1 && inner.as_bytes()[0].is_ascii_alphabetic() {
-                    // `\mathrm{x}` is a symbol, but a unit right after a number or joined to
-                    // another unit (`5 \mathrm{m}`, `\mathrm{cm} / \mathrm{s}`); `e` and `i`
-                    // stay constants.
-                    let n = self.out.len();
+                    // `\mathrm{x}` is a symbol, but a unit right after a number or a unit
+                    // (`5 \mathrm{m}`); `e` and `i` stay constants.
                     let unit_context = !matches!(inner, "e" | "i")
-                        && (matches!(self.out.last(), Some(Tok::Num { .. }) | Some(Tok::Unit))
-                            || (n >= 2
-                                && self.out[n - 2] == Tok::Unit
-                                && matches!(self.out[n - 1], Tok::Slash | Tok::Star | Tok::Minus)));
+                        && matches!(self.out.last(), Some(Tok::Num { .. }) | Some(Tok::Unit));
                     self.push(if unit_context {
                         Tok::Unit
                     } else {

@@ -45,7 +45,7 @@ pub struct HashedConfig {
 impl Default for HashedConfig {
     fn default() -> Self {
         HashedConfig {
-            buckets: 1 << 18,
+            buckets: 1 << 16,
             width: 32,
             word_ngrams: 2,
             char_ngrams: [3, 5],

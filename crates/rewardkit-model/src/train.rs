@@ -266,6 +266,9 @@ struct CheckpointState {
     best_loss: Option<f64>,
     bad_evals: usize,
     history: Vec<EvalMetrics>,
+    /// Sum and count of training losses since the last validation (so that the next
+    /// validation's `train_loss` is the same after a resume).
+    window: (f64, usize),
 }
 
 const CHECKPOINT_KEY: &str = "rewardkit_checkpoint";
@@ -323,6 +326,7 @@ pub fn train(
         best_loss: None,
         bad_evals: 0,
         history: Vec::new(),
+        window: (0.0, 0),
     };
     let mut best: Option<Vec<Vec<f32>>> = None;
 
@@ -345,7 +349,6 @@ pub fn train(
     let started = Instant::now();
     let mut seen = 0usize;
     let mut order: Option<(usize, Vec<usize>)> = None;
-    let mut window = (0.0f64, 0usize);
     let mut stopped_early = false;
     let mut interrupted = false;
 
@@ -394,8 +397,8 @@ pub fn train(
         state.step += 1;
         state.adam_step = adam.step;
         seen += step_len;
-        window.0 += step_loss * step_len as f64;
-        window.1 += step_len;
+        state.window.0 += step_loss * step_len as f64;
+        state.window.1 += step_len;
         let pairwise = config.objective.is_pairwise();
         observer(&Event::Step {
             step: state.step,
@@ -414,8 +417,9 @@ pub fn train(
         if let (true, Some(validation)) = (eval_now, validation) {
             let mut metrics = evaluate(model, config, validation)?;
             metrics.step = state.step;
-            metrics.train_loss = (window.1 > 0).then(|| window.0 / window.1 as f64);
-            window = (0.0, 0);
+            metrics.train_loss =
+                (state.window.1 > 0).then(|| state.window.0 / state.window.1 as f64);
+            state.window = (0.0, 0);
             let improved = state.best_loss.map_or(true, |b| metrics.loss < b);
             if improved {
                 state.best_loss = Some(metrics.loss);

@@ -73,6 +73,12 @@ impl Default for Registry {
             "maths answer equivalence (LaTeX/plain text; exact, numeric and symbolic)",
             |t| verifier(t, rewardkit_math::Math::new),
         );
+        #[cfg(feature = "model")]
+        registry.register(
+            "model",
+            "learned reward model (a `rewardkit train` directory)",
+            |t| verifier(t, rewardkit_model::ModelTerm::new),
+        );
         registry
     }
 }
