@@ -106,6 +106,13 @@ def main():
         n = args.steps if name == "gae" else args.samples
         rows.append({"op": name, "n": n, "rewardkit_s": rust[name], "numpy_s": seconds,
                      "ratio": seconds / rust[name], "max_abs_diff": diff})
+    # rewardkit writing into buffers reused across calls (advantages_into, gae_into) vs the same
+    # NumPy code (which allocates its outputs): what a trainer holding its buffers gets.
+    for r in list(rows):
+        into = rust.get(r["op"] + "_into")
+        if into is not None:
+            rows.append({**r, "op": r["op"] + " (reused out)", "rewardkit_s": into,
+                         "ratio": r["numpy_s"] / into})
     print(f"numpy {np.__version__}; {args.samples:,} samples in groups of {k}; "
           f"GAE over {args.steps:,} steps in episodes of {args.episode_length}; median of {args.repeats}")
     print(f"{'op':<24}{'rewardkit':>12}{'numpy':>12}{'ratio':>9}{'max |diff|':>13}")

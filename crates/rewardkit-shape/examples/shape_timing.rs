@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use rewardkit_shape::{advantages, gae, Estimator, Groups};
+use rewardkit_shape::{advantages, advantages_into, gae, gae_into, Estimator, Groups};
 
 fn read(path: &str) -> Vec<f64> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -50,6 +50,9 @@ fn main() {
 
     let mut timings = Vec::new();
     // The group table is part of the work (a trainer builds it from group ids every step).
+    // Each estimator is timed twice: allocating its output (as the NumPy side does), and into a
+    // buffer reused across calls (`advantages_into`, as a trainer holding its buffers would).
+    let mut buffer = vec![0.0; rewards.len()];
     for (name, estimator) in [
         ("grpo", Estimator::GRPO),
         ("rloo", Estimator::Rloo),
@@ -64,6 +67,17 @@ fn main() {
         });
         write(&format!("{dir}/rust_{name}.f64"), &out.values);
         timings.push(format!("\"{name}\": {seconds}"));
+        let (seconds, _) = median_seconds(repeats, || {
+            let groups = Groups::uniform(rewards.len(), group_size).expect("group size ≥ 1");
+            advantages_into(&rewards, &groups, &estimator, false, &mut buffer)
+                .expect("valid request")
+        });
+        assert_eq!(
+            buffer.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            out.values.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "advantages_into differs from advantages"
+        );
+        timings.push(format!("\"{name}_into\": {seconds}"));
     }
     let lengths = vec![episode_length; step_rewards.len() / episode_length];
     let (seconds, out) = median_seconds(repeats, || {
@@ -71,5 +85,25 @@ fn main() {
     });
     write(&format!("{dir}/rust_gae.f64"), &out.advantages);
     timings.push(format!("\"gae\": {seconds}"));
+    let mut returns = vec![0.0; step_rewards.len()];
+    let mut advantages_buffer = vec![0.0; step_rewards.len()];
+    let (seconds, _) = median_seconds(repeats, || {
+        gae_into(
+            &step_rewards,
+            &step_values,
+            &lengths,
+            None,
+            0.99,
+            0.95,
+            &mut advantages_buffer,
+            &mut returns,
+        )
+        .expect("valid request")
+    });
+    assert_eq!(
+        advantages_buffer, out.advantages,
+        "gae_into differs from gae"
+    );
+    timings.push(format!("\"gae_into\": {seconds}"));
     println!("{{{}}}", timings.join(", "));
 }

@@ -149,8 +149,10 @@ pub struct Advantages {
 /// How the members of one group are written.
 #[derive(Clone, Copy)]
 enum Write {
-    /// `((x − mean)·multiply)/divide` (the centred value, scaled).
-    Centred { multiply: f64, divide: f64 },
+    /// `(x − mean)/d`.
+    Divided(f64),
+    /// `(x − mean)·m`.
+    Scaled(f64),
     /// The reward itself.
     Raw,
     /// A fixed value for every finite member.
@@ -179,46 +181,156 @@ pub fn advantages(
     estimator: &Estimator,
     filter_zero_variance: bool,
 ) -> Result<Advantages, ShapeError> {
+    let mut values = vec![0.0f64; rewards.len()];
+    let summary = advantages_into(
+        rewards,
+        groups,
+        estimator,
+        filter_zero_variance,
+        &mut values,
+    )?;
+    Ok(Advantages { values, summary })
+}
+
+/// [`advantages`] into a caller's buffer (one value per reward), for a trainer that reuses its
+/// buffers from step to step: no allocation besides a list of one-element groups.
+pub fn advantages_into(
+    rewards: &[f64],
+    groups: &Groups,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    out: &mut [f64],
+) -> Result<AdvantageSummary, ShapeError> {
     groups.check("rewards", rewards.len())?;
+    ShapeError::check_len("out", out.len(), rewards.len(), "reward")?;
     estimator.validate()?;
-    // One instantiation per layout: consecutive groups index `offsets[g] + j` (contiguous
-    // loads, no index list); scattered groups go through their member lists. Both visit a
-    // group's members in the same order, so both give bit-identical results.
-    let count = groups.count();
-    match groups.ranges() {
+    // One instantiation per layout: consecutive groups are sub-slices (contiguous loads and
+    // stores, no index list, no bounds check per element); scattered groups go through their
+    // member lists. Both visit a group's members in the same order, so both give bit-identical
+    // results.
+    let summary = match groups.ranges() {
         Some(offsets) => compute(
             rewards,
-            count,
-            |g| offsets[g + 1] - offsets[g],
-            |g, j| offsets[g] + j,
+            &Ranges(offsets),
             estimator,
             filter_zero_variance,
+            out,
         ),
         None => compute(
             rewards,
-            count,
-            |g| groups.members(g).len(),
-            |g, j| groups.members(g)[j],
+            &Lists(groups),
             estimator,
             filter_zero_variance,
+            out,
         ),
+    };
+    Ok(summary)
+}
+
+/// How [`compute`] visits the members of group `g`.
+trait Layout {
+    fn count(&self) -> usize;
+    fn len(&self, g: usize) -> usize;
+    fn centre(&self, rewards: &[f64], g: usize) -> Centre;
+    /// `out[i] = f(rewards[i])` for every member `i`.
+    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64);
+    /// Calls `f(i)` for every member `i`.
+    fn each(&self, g: usize, f: impl FnMut(usize));
+}
+
+/// Consecutive groups: group `g` is `offsets[g]..offsets[g + 1]`.
+struct Ranges<'a>(&'a [usize]);
+
+impl Layout for Ranges<'_> {
+    fn count(&self) -> usize {
+        self.0.len() - 1
+    }
+
+    #[inline(always)]
+    fn len(&self, g: usize) -> usize {
+        self.0[g + 1] - self.0[g]
+    }
+
+    #[inline(always)]
+    fn centre(&self, rewards: &[f64], g: usize) -> Centre {
+        Centre::of_slice(&rewards[self.0[g]..self.0[g + 1]])
+    }
+
+    #[inline(always)]
+    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64) {
+        let range = self.0[g]..self.0[g + 1];
+        for (value, &x) in out[range.clone()].iter_mut().zip(&rewards[range]) {
+            *value = f(x);
+        }
+    }
+
+    fn each(&self, g: usize, f: impl FnMut(usize)) {
+        (self.0[g]..self.0[g + 1]).for_each(f);
     }
 }
 
-/// The advantages, in one pass over each group (statistics, then writes while the group is
-/// still in cache) plus, for REINFORCE++, one batch normalisation. Every output is written
-/// exactly once, so the output starts as zeroed memory rather than being filled first.
-#[inline]
+/// Scattered groups, through their member lists.
+struct Lists<'a>(&'a Groups);
+
+impl Layout for Lists<'_> {
+    fn count(&self) -> usize {
+        self.0.count()
+    }
+
+    fn len(&self, g: usize) -> usize {
+        self.0.members(g).len()
+    }
+
+    fn centre(&self, rewards: &[f64], g: usize) -> Centre {
+        Centre::of_indices(rewards, self.0.members(g))
+    }
+
+    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64) {
+        for &i in self.0.members(g) {
+            out[i] = f(rewards[i]);
+        }
+    }
+
+    fn each(&self, g: usize, f: impl FnMut(usize)) {
+        self.0.members(g).iter().copied().for_each(f);
+    }
+}
+
+/// Writes `f(x)` for every finite member `x` of group `g` and NaN for the others; `dense` says
+/// that every member is finite, so the check is skipped and the loop vectorises.
+#[inline(always)]
+fn apply(
+    layout: &impl Layout,
+    rewards: &[f64],
+    values: &mut [f64],
+    g: usize,
+    dense: bool,
+    f: impl Fn(f64) -> f64,
+) {
+    if dense {
+        layout.map(rewards, values, g, f);
+    } else {
+        layout.map(rewards, values, g, |x| {
+            if x.is_finite() {
+                f(x)
+            } else {
+                f64::NAN
+            }
+        });
+    }
+}
+
+/// The advantages, in one visit per group (statistics, then writes while the group is still in
+/// cache) plus, for REINFORCE++, one batch normalisation. Every output is written.
 fn compute(
     rewards: &[f64],
-    count: usize,
-    len: impl Fn(usize) -> usize,
-    index: impl Fn(usize, usize) -> usize,
+    layout: &impl Layout,
     estimator: &Estimator,
     filter_zero_variance: bool,
-) -> Result<Advantages, ShapeError> {
+    values: &mut [f64],
+) -> AdvantageSummary {
     let n = rewards.len();
-    let mut values = vec![0.0f64; n];
+    let count = layout.count();
     let mut summary = AdvantageSummary {
         samples: n,
         groups: count,
@@ -227,7 +339,7 @@ fn compute(
     let mut finite_total = 0usize;
     // Samples alone in their group under REINFORCE++-baseline: advantage 0, set at the end.
     let mut singletons = Vec::new();
-    // REINFORCE++: the batch statistics of GRPO's batch scope, needed before any group is written.
+    // GRPO with batch scaling: the batch std, needed before any group is written.
     let batch_std = match *estimator {
         Estimator::Grpo {
             scale: StdScope::Batch,
@@ -237,8 +349,7 @@ fn compute(
         _ => None,
     };
     for g in 0..count {
-        let size = len(g);
-        let centre = Centre::of_fn(size, |j| rewards[index(g, j)]);
+        let centre = layout.centre(rewards, g);
         finite_total += centre.count;
         let fate = match centre.count {
             0 => GroupFate::Empty,
@@ -275,23 +386,14 @@ fn compute(
                     };
                     match divisor {
                         // d = 0 only if ε = 0 and the squares underflowed: no usable spread.
-                        Some(d) if fate == GroupFate::Signal && d > 0.0 => Write::Centred {
-                            multiply: 1.0,
-                            divide: d,
-                        },
+                        Some(d) if fate == GroupFate::Signal && d > 0.0 => Write::Divided(d),
                         _ => Write::Fixed(0.0),
                     }
                 }
-                Estimator::DrGrpo | Estimator::Rloo if fate == GroupFate::Signal => {
+                Estimator::DrGrpo if fate == GroupFate::Signal => Write::Scaled(1.0),
+                Estimator::Rloo if fate == GroupFate::Signal => {
                     let k = centre.count as f64;
-                    Write::Centred {
-                        multiply: if *estimator == Estimator::Rloo {
-                            k / (k - 1.0)
-                        } else {
-                            1.0
-                        },
-                        divide: 1.0,
-                    }
+                    Write::Scaled(k / (k - 1.0))
                 }
                 Estimator::DrGrpo | Estimator::Rloo => Write::Fixed(0.0),
                 // Scores a_i for the batch normalisation below: R_i − mean_g, or R_i. A
@@ -301,50 +403,31 @@ fn compute(
                     baseline: false, ..
                 } => Write::Raw,
                 Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Singleton => {
+                    layout.each(g, |i| {
+                        if rewards[i].is_finite() {
+                            singletons.push(i);
+                        }
+                    });
                     Write::Fixed(f64::NAN)
                 }
                 Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Signal => {
-                    Write::Centred {
-                        multiply: 1.0,
-                        divide: 1.0,
-                    }
+                    Write::Scaled(1.0)
                 }
                 Estimator::ReinforcePlusPlus { .. } => Write::Fixed(0.0),
             }
         };
+        let (pivot, mean) = (centre.pivot, centre.shifted_mean);
+        let dense = centre.count == layout.len(g);
         match write {
-            Write::Centred { multiply, divide } => {
-                let (pivot, mean) = (centre.pivot, centre.shifted_mean);
-                for j in 0..size {
-                    let i = index(g, j);
-                    let x = rewards[i];
-                    values[i] = if x.is_finite() {
-                        ((x - pivot) - mean) * multiply / divide
-                    } else {
-                        f64::NAN
-                    };
-                }
-            }
-            Write::Raw => {
-                for j in 0..size {
-                    let i = index(g, j);
-                    let x = rewards[i];
-                    values[i] = if x.is_finite() { x } else { f64::NAN };
-                }
-            }
-            Write::Fixed(value) => {
-                for j in 0..size {
-                    let i = index(g, j);
-                    values[i] = if rewards[i].is_finite() {
-                        value
-                    } else {
-                        f64::NAN
-                    };
-                    if value.is_nan() && !masked && rewards[i].is_finite() {
-                        singletons.push(i);
-                    }
-                }
-            }
+            Write::Divided(d) => apply(layout, rewards, values, g, dense, |x| {
+                ((x - pivot) - mean) / d
+            }),
+            Write::Scaled(1.0) => apply(layout, rewards, values, g, dense, |x| (x - pivot) - mean),
+            Write::Scaled(m) => apply(layout, rewards, values, g, dense, |x| {
+                ((x - pivot) - mean) * m
+            }),
+            Write::Raw => apply(layout, rewards, values, g, dense, |x| x),
+            Write::Fixed(value) => apply(layout, rewards, values, g, dense, |_| value),
         }
     }
     summary.masked = n - finite_total;
@@ -352,24 +435,23 @@ fn compute(
     if let Estimator::ReinforcePlusPlus { std, epsilon, .. } = *estimator {
         // One batch normalisation over the samples that take part (finite, not filtered, and —
         // with a baseline — not alone in their group).
-        let batch = Centre::of_slice(&values);
+        let batch = Centre::of_slice(values);
         let divisor = batch.std(std).map(|s| s + epsilon);
         let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
         let (pivot, mean, d) = (batch.pivot, batch.shifted_mean, divisor.unwrap_or(1.0));
         for value in values.iter_mut() {
-            if value.is_finite() {
-                *value = if usable {
-                    ((*value - pivot) - mean) / d
-                } else {
-                    0.0
-                };
-            }
+            let v = *value;
+            *value = match (v.is_finite(), usable) {
+                (true, true) => ((v - pivot) - mean) / d,
+                (true, false) => 0.0,
+                (false, _) => v,
+            };
         }
         for i in singletons {
             values[i] = 0.0;
         }
     }
-    Ok(Advantages { values, summary })
+    summary
 }
 
 #[cfg(test)]
@@ -577,5 +659,10 @@ mod tests {
         assert!(advantages(&[1.0, 2.0], &groups, &bad, false).is_err());
         let bad = grpo(StdScope::Group, StdKind::Sample, f64::NAN);
         assert!(advantages(&[1.0, 2.0], &groups, &bad, false).is_err());
+        let mut short = [0.0];
+        assert!(matches!(
+            advantages_into(&[1.0, 2.0], &groups, &Estimator::Rloo, false, &mut short),
+            Err(ShapeError::LengthMismatch { what: "out", .. })
+        ));
     }
 }

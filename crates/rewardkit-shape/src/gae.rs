@@ -44,16 +44,50 @@ pub fn gae(
     gamma: f64,
     lambda: f64,
 ) -> Result<Gae, ShapeError> {
+    let mut advantages = vec![0.0; rewards.len()];
+    let mut returns = vec![0.0; rewards.len()];
+    let masked_episodes = gae_into(
+        rewards,
+        values,
+        lengths,
+        bootstrap,
+        gamma,
+        lambda,
+        &mut advantages,
+        &mut returns,
+    )?;
+    Ok(Gae {
+        advantages,
+        returns,
+        masked_episodes,
+    })
+}
+
+/// [`gae`] into a caller's buffers (one value per step each), for a trainer that reuses them;
+/// returns the number of masked episodes.
+#[allow(clippy::too_many_arguments)]
+pub fn gae_into(
+    rewards: &[f64],
+    values: &[f64],
+    lengths: &[usize],
+    bootstrap: Option<&[f64]>,
+    gamma: f64,
+    lambda: f64,
+    advantages: &mut [f64],
+    returns: &mut [f64],
+) -> Result<usize, ShapeError> {
     check_episodes(lengths, rewards.len())?;
     ShapeError::check_len("values", values.len(), rewards.len(), "step")?;
+    ShapeError::check_len("advantages", advantages.len(), rewards.len(), "step")?;
+    ShapeError::check_len("returns", returns.len(), rewards.len(), "step")?;
     if let Some(bootstrap) = bootstrap {
         ShapeError::check_len("bootstrap", bootstrap.len(), lengths.len(), "episode")?;
     }
     check_discount("gamma", gamma)?;
     check_discount("lambda", lambda)?;
     let mut out = GaeOut {
-        advantages: vec![0.0; rewards.len()],
-        returns: vec![0.0; rewards.len()],
+        advantages,
+        returns,
         rewards,
         values,
         gamma,
@@ -103,11 +137,7 @@ pub fn gae(
             }
         }
     }
-    Ok(Gae {
-        advantages: out.advantages,
-        returns: out.returns,
-        masked_episodes,
-    })
+    Ok(masked_episodes)
 }
 
 /// One episode's backward recursion in progress.
@@ -121,8 +151,8 @@ struct Lane {
 
 /// The inputs and outputs of [`gae`], for the step function.
 struct GaeOut<'a> {
-    advantages: Vec<f64>,
-    returns: Vec<f64>,
+    advantages: &'a mut [f64],
+    returns: &'a mut [f64],
     rewards: &'a [f64],
     values: &'a [f64],
     gamma: f64,
@@ -210,6 +240,36 @@ mod tests {
         assert!(gae(&[1.0], &[0.0], &[1], Some(&[]), 1.0, 1.0).is_err());
         assert!(gae(&[1.0], &[0.0], &[1], None, 1.5, 1.0).is_err());
         assert!(gae(&[1.0], &[0.0], &[1], None, 1.0, -0.1).is_err());
+        let (mut a, mut r) = ([0.0; 2], [0.0; 1]);
+        assert!(gae_into(&[1.0, 2.0], &[0.0; 2], &[2], None, 1.0, 1.0, &mut a, &mut r).is_err());
+    }
+
+    #[test]
+    fn interleaved_episodes_equal_one_at_a_time() {
+        // Five episodes of different lengths (four run interleaved, the fifth alone, and the
+        // longer ones finish alone): each must equal the episode computed by itself.
+        let lengths = [3, 7, 1, 5, 4];
+        let total: usize = lengths.iter().sum();
+        let rewards: Vec<f64> = (0..total).map(|t| (t as f64 * 0.7).sin()).collect();
+        let values: Vec<f64> = (0..total).map(|t| (t as f64 * 1.3).cos()).collect();
+        let bootstrap = [0.5, -1.0, 2.0, 0.0, 0.25];
+        let all = gae(&rewards, &values, &lengths, Some(&bootstrap), 0.9, 0.8).unwrap();
+        let mut start = 0;
+        for (e, &length) in lengths.iter().enumerate() {
+            let end = start + length;
+            let one = gae(
+                &rewards[start..end],
+                &values[start..end],
+                &[length],
+                Some(&bootstrap[e..=e]),
+                0.9,
+                0.8,
+            )
+            .unwrap();
+            assert_eq!(one.advantages, all.advantages[start..end], "episode {e}");
+            assert_eq!(one.returns, all.returns[start..end], "episode {e}");
+            start = end;
+        }
     }
 
     #[test]

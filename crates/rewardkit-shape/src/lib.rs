@@ -66,9 +66,11 @@ mod lexicographic;
 mod stats;
 pub mod transform;
 
-pub use advantage::{advantages, AdvantageSummary, Advantages, Estimator, StdKind, StdScope};
+pub use advantage::{
+    advantages, advantages_into, AdvantageSummary, Advantages, Estimator, StdKind, StdScope,
+};
 pub use error::ShapeError;
-pub use gae::{gae, potential_shaping, Gae};
+pub use gae::{gae, gae_into, potential_shaping, Gae};
 pub use groups::Groups;
 pub use lagrange::{LagrangeMultipliers, LagrangeState, Squash};
 pub use lexicographic::Lexicographic;
