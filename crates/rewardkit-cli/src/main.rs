@@ -4,6 +4,7 @@
 //! crates (specs and pipelines in `rewardkit`, files in `rewardkit-data`).
 
 mod advantages;
+mod eval;
 mod score;
 mod serve;
 mod summary;
@@ -38,6 +39,9 @@ enum Command {
     Spec(SpecCommand),
     /// Check one maths answer against a gold answer and say why.
     Verify(verify::VerifyArgs),
+    /// Evaluate a reward on a benchmark (RewardBench v1/v2 rules, bootstrap intervals,
+    /// calibration, length bias, best-of-N) and compare two rewards.
+    Eval(Box<eval::EvalArgs>),
     /// Train a reward model from preference pairs or ratings and save it as a model directory.
     Train(Box<train::TrainArgs>),
 }
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Advantages(args) => advantages::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Eval(args) => eval::run(*args),
         Command::Train(args) => train::run(*args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
         Command::Spec(SpecCommand::Kinds) => {

@@ -89,6 +89,9 @@ pub struct BenchOptions {
     pub last: Option<usize>,
     /// Input format override.
     pub format: Option<Format>,
+    /// Skip rows that cannot be read or mapped (counted and listed in the report) instead of
+    /// stopping at the first one.
+    pub skip_bad_rows: bool,
 }
 
 impl Default for BenchOptions {
@@ -110,6 +113,7 @@ impl Default for BenchOptions {
             first: None,
             last: None,
             format: None,
+            skip_bad_rows: false,
         }
     }
 }
@@ -234,17 +238,24 @@ pub struct Benchmark {
     /// Rows left out by a conversion, with why (a labelled row without both a correct and an
     /// incorrect sample cannot be a pair).
     pub left_out: Vec<(u64, String)>,
+    /// Bad rows skipped with [`BenchOptions::skip_bad_rows`], with their errors.
+    pub skipped: Vec<(u64, String)>,
 }
 
 impl Benchmark {
     /// Reads a benchmark file (JSONL, JSONL.gz or Parquet). The first bad row stops reading with
-    /// an error naming its line and field.
+    /// an error naming its line and field, unless [`BenchOptions::skip_bad_rows`] is set.
     pub fn read(path: impl AsRef<Path>, options: &BenchOptions) -> Result<Benchmark, EvalError> {
         options.validate()?;
         let path = path.as_ref();
+        // Rows in order, bad ones included (they count for `first`/`last`); a fatal error (I/O,
+        // a corrupt stream) ends reading in any mode.
         let mut records = Vec::new();
         for record in RecordReader::open(path, options.format)? {
-            records.push(record?);
+            match record {
+                Err(error) if !error.is_row_error() => return Err(error.into()),
+                record => records.push(record),
+            }
             if options.first.is_some_and(|first| records.len() >= first) {
                 break;
             }
@@ -258,9 +269,20 @@ impl Benchmark {
         let protocol = options.protocol();
         let mut items = Vec::with_capacity(records.len());
         let mut left_out = Vec::new();
+        let mut skipped = Vec::new();
         for record in records {
-            let line = record.line;
-            let item = reader.item(record)?;
+            let item = record.map_err(EvalError::from).and_then(|r| {
+                let line = r.line;
+                reader.item(r).map(|item| (line, item))
+            });
+            let (line, item) = match item {
+                Ok(found) => found,
+                Err(error) if options.skip_bad_rows && error.is_row_error() => {
+                    skipped.push((error.line().unwrap_or(0), error.to_string()));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             match (options.layout, protocol) {
                 (Layout::Labelled, Protocol::Pairwise) => match labelled_pair(item) {
                     Ok(pair) => items.push(pair),
@@ -276,6 +298,7 @@ impl Benchmark {
             items,
             rows,
             left_out,
+            skipped,
         };
         bench.check(&options.ties_subset)?;
         Ok(bench)
@@ -296,6 +319,7 @@ impl Benchmark {
             rows: items.len() as u64,
             items,
             left_out: Vec::new(),
+            skipped: Vec::new(),
         };
         bench.check(ties_subset)?;
         Ok(bench)

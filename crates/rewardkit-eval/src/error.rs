@@ -90,6 +90,29 @@ pub enum EvalError {
     },
 }
 
+impl EvalError {
+    /// Whether the error concerns one benchmark row only (a malformed line, a missing or
+    /// ill-shaped field), so that reading may skip it and go on.
+    pub fn is_row_error(&self) -> bool {
+        match self {
+            EvalError::Data(error) => error.is_row_error(),
+            EvalError::Field { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The 1-based line of a row error.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            EvalError::Data(error) => error.line(),
+            EvalError::Field { line, .. } => Some(*line),
+            EvalError::Scores { line, .. } => *line,
+            EvalError::NonScore { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
 fn line_part(line: Option<u64>) -> String {
     line.map_or(String::new(), |line| format!(":{line}"))
 }

@@ -526,22 +526,22 @@ pub fn compare(
         None => "no bootstrap: run with --bootstrap > 0 for an interval".to_owned(),
         Some(ci) if significant => format!(
             "the first reward is {} by {:+.4} ({level} interval [{:+.4}, {:+.4}] excludes 0; \
-             paired bootstrap p = {:.4}, McNemar exact p = {:.4})",
+             paired bootstrap p = {}, McNemar exact p = {})",
             if pa > pb { "better" } else { "worse" },
             pa - pb,
             ci.low,
             ci.high,
-            p_bootstrap,
-            mcnemar.p_exact
+            p_text(p_bootstrap, options.bootstrap),
+            p_text(mcnemar.p_exact, 0)
         ),
         Some(ci) => format!(
             "no significant difference: {:+.4} with {level} interval [{:+.4}, {:+.4}] \
-             containing 0 (paired bootstrap p = {:.4}, McNemar exact p = {:.4})",
+             containing 0 (paired bootstrap p = {}, McNemar exact p = {})",
             pa - pb,
             ci.low,
             ci.high,
-            p_bootstrap,
-            mcnemar.p_exact
+            p_text(p_bootstrap, options.bootstrap),
+            p_text(mcnemar.p_exact, 0)
         ),
     };
     Ok(Comparison {
@@ -557,6 +557,17 @@ pub fn compare(
         significant,
         verdict,
     })
+}
+
+/// A p-value for a sentence; a bootstrap p-value of 0 is "< 1/B".
+fn p_text(p: f64, replicates: usize) -> String {
+    if p == 0.0 && replicates > 0 {
+        format!("< {:.0e}", 1.0 / replicates as f64)
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
 }
 
 /// Scores as numbers, NaN for a non-score; checks the shape and the `error` policy.

@@ -45,6 +45,8 @@ pub struct BenchInfo {
     pub rows_left_out: usize,
     /// Why, for the first few.
     pub left_out_examples: Vec<String>,
+    /// Bad rows skipped (`--skip-bad-rows`), each with its error.
+    pub skipped_rows: Vec<String>,
 }
 
 impl BenchInfo {
@@ -61,6 +63,11 @@ impl BenchInfo {
                 .left_out
                 .iter()
                 .take(3)
+                .map(|(line, why)| format!("line {line}: {why}"))
+                .collect(),
+            skipped_rows: bench
+                .skipped
+                .iter()
                 .map(|(line, why)| format!("line {line}: {why}"))
                 .collect(),
         }
@@ -91,6 +98,17 @@ fn fmt(x: f64) -> String {
         "—".to_owned()
     } else {
         format!("{x:.4}")
+    }
+}
+
+/// A p-value: four decimals, or scientific notation below 0.0001.
+fn fmt_p(p: f64) -> String {
+    if p.is_nan() {
+        "—".to_owned()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
     }
 }
 
@@ -126,6 +144,12 @@ impl Report {
                 b.rows_left_out,
                 b.left_out_examples.join("; ")
             );
+        }
+        if !b.skipped_rows.is_empty() {
+            let _ = writeln!(out, "           {} bad rows skipped:", b.skipped_rows.len());
+            for row in b.skipped_rows.iter().take(10) {
+                let _ = writeln!(out, "             {row}");
+            }
         }
         write_reward(&mut out, "reward", &self.reward);
         if let Some(other) = &self.compared_with {
@@ -307,9 +331,9 @@ impl Report {
                 fmt(cmp.second),
                 cmp.mcnemar.first_only,
                 cmp.mcnemar.second_only,
-                fmt(cmp.mcnemar.p_exact),
+                fmt_p(cmp.mcnemar.p_exact),
                 fmt(cmp.mcnemar.chi_square),
-                fmt(cmp.mcnemar.p_chi_square)
+                fmt_p(cmp.mcnemar.p_chi_square)
             );
             let _ = writeln!(out, "verdict: {}", cmp.verdict);
         }

@@ -234,6 +234,30 @@ fn readers_build_items_in_every_layout() {
     assert_eq!(b.rows, 10);
 }
 
+#[test]
+fn bad_rows_can_be_skipped_and_are_listed() {
+    let text = "{\"prompt\":\"q\",\"chosen\":\"a\",\"rejected\":\"b\"}\n{\"prompt\":\"q\",\"chosen\":\"a\"}\nnot json\n{\"prompt\":\"q\",\"chosen\":\"c\",\"rejected\":\"d\"}\n";
+    assert!(bench(text, &pairwise()).is_err());
+    let skip = BenchOptions {
+        skip_bad_rows: true,
+        ..pairwise()
+    };
+    let b = bench(text, &skip).unwrap();
+    let lines: Vec<u64> = b.items.iter().map(|i| i.line).collect();
+    assert_eq!(lines, [1, 4]);
+    let skipped: Vec<u64> = b.skipped.iter().map(|(line, _)| *line).collect();
+    assert_eq!(skipped, [2, 3]);
+    assert!(b.skipped[0].1.contains("rejected") && b.skipped[1].1.contains("malformed JSON"));
+    // Skipped rows still count for `last`.
+    let last = BenchOptions {
+        last: Some(2),
+        ..skip
+    };
+    let b = bench(text, &last).unwrap();
+    assert_eq!(b.items.len(), 1);
+    assert_eq!(b.skipped.len(), 1);
+}
+
 /// Pairwise data: subset name and (chosen, rejected) scores per row.
 fn pairwise_case(rows: &[(&str, f64, f64)]) -> (Benchmark, Vec<Vec<Outcome>>) {
     let text: String = rows
