@@ -447,6 +447,33 @@ def ref_lexicographic(c):
     return {"labels": labels, "margins": (margins, np.zeros(len(margins)))}
 
 
+def ref_lexicographic_scores(c):
+    """Net win rate within each group under the lexicographic comparator (a Borda count)."""
+    factors = np.array([unbits(f) for f in c["factors"]])  # levels x samples
+    sign = np.where(np.array(c["higher_is_better"]), 1.0, -1.0)
+    margins = unbits(c["margins"])
+    scores, start = [], 0
+    out = np.full(factors.shape[1], NAN)
+    for size in c["sizes"]:
+        members = [s for s in range(start, start + size) if np.isfinite(factors[:, s]).all()]
+        for i in members:
+            net = 0
+            for j in members:
+                if j == i:
+                    continue
+                for k in range(len(margins)):
+                    za, zb = sign[k] * factors[k, i], sign[k] * factors[k, j]
+                    if za > zb + margins[k]:
+                        net += 1
+                        break
+                    if zb > za + margins[k]:
+                        net -= 1
+                        break
+            out[i] = net / (len(members) - 1) if len(members) > 1 else 0.0
+        start += size
+    return {"scores": (out, np.ones(len(out)))}
+
+
 def ref_lagrange(c):
     theta = unbits(c["thresholds"])
     lr, momentum, mu0 = unbits([c["learning_rate"], c["momentum"], c["initial_mu"]])
@@ -502,6 +529,7 @@ REFERENCE = {
     "product": ref_combination,
     "gate": ref_gate,
     "lexicographic": ref_lexicographic,
+    "lexicographic_scores": ref_lexicographic_scores,
     "lagrange": ref_lagrange,
 }
 
@@ -641,6 +669,14 @@ class Gen:
                 c["sigma_mult"] = fbits(rng.choice([0.0, 0.5, 1.0]))
             c.update(rows=[bits(r) for r in rows], higher_is_better=[rng.random() < 0.7 for _ in range(levels)],
                      pairs=[[rng.randrange(n), rng.randrange(n)] for _ in range(rng.randint(1, 12))])
+        elif op == "lexicographic_scores":
+            levels, sizes = rng.randint(1, 3), self.sizes()
+            n = sum(sizes)
+            c.update(sizes=sizes, higher_is_better=[rng.random() < 0.7 for _ in range(levels)],
+                     margins=bits([0.0] + [rng.choice([0.0, 0.25, 0.5]) for _ in range(levels - 1)]),
+                     factors=[bits([rng.choice([0.0, 0.25, 0.5, 1.0, 2.0, NAN]) if rng.random() < 0.5
+                                    else self.value(0.0, 1.0, 0.03) for _ in range(n)])
+                              for _ in range(levels)])
         elif op == "lagrange":
             k, n = rng.randint(1, 3), rng.randint(0, 6)
             theta = [rng.uniform(-1, 1) for _ in range(k)]

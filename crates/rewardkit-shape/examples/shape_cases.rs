@@ -338,6 +338,22 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
                 .collect();
             json!({"labels": labels, "margins": bits(comparator.margins())})
         }
+        "lexicographic_scores" => {
+            let columns = float_lists(case, "factors")?;
+            let higher: Vec<bool> = case
+                .get("higher_is_better")
+                .and_then(Value::as_array)
+                .ok_or("`higher_is_better` is required")?
+                .iter()
+                .map(|v| v.as_bool().unwrap_or(true))
+                .collect();
+            let comparator = Lexicographic::new(floats(case, "margins")?, higher).map_err(e)?;
+            let groups = groups("sizes")?.ok_or("`sizes` is required")?;
+            let scores = comparator
+                .group_scores(&refs(&columns), &groups)
+                .map_err(e)?;
+            json!({"scores": bits(&scores)})
+        }
         "lagrange" => {
             let squash = match text(case, "squash")? {
                 "sigmoid" => Squash::Sigmoid,

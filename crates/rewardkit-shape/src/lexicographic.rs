@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use crate::stats::Centre;
-use crate::{ShapeError, StdKind};
+use crate::{Groups, ShapeError, StdKind};
 
 /// Reward factors ranked by importance, compared level by level with margins.
 ///
@@ -123,6 +123,57 @@ impl Lexicographic {
     }
 }
 
+impl Lexicographic {
+    /// A scalarisation of the comparator within each group: a sample's score is its net win
+    /// rate against the other members, `(wins − losses)/(K − 1)` ∈ [−1, 1], with `K` the members
+    /// whose factors are all finite. This is a Borda count of HERON's pairwise labels
+    /// **\[recon\]** (HERON itself fits a Bradley–Terry reward model to the labels; the net win
+    /// rate is the model-free score with the same ordering on a lexicographically ordered group,
+    /// usable directly as a reward). A sample with a non-finite factor gets NaN (masked); a
+    /// group with one usable member gives it 0. `factors[k][s]` is level `k`'s value for sample
+    /// `s`. Costs `K²` comparisons per group.
+    pub fn group_scores(
+        &self,
+        factors: &[&[f64]],
+        groups: &Groups,
+    ) -> Result<Vec<f64>, ShapeError> {
+        ShapeError::check_len("factors", factors.len(), self.margins.len(), "level")?;
+        for column in factors {
+            groups.check("factor", column.len())?;
+        }
+        let mut scores = vec![f64::NAN; groups.len()];
+        let mut a = vec![0.0; self.margins.len()];
+        let mut b = vec![0.0; self.margins.len()];
+        for members in groups.iter() {
+            let usable: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&s| factors.iter().all(|f| f[s].is_finite()))
+                .collect();
+            for &i in &usable {
+                let mut net = 0i64;
+                for &j in usable.iter().filter(|&&j| j != i) {
+                    for (k, column) in factors.iter().enumerate() {
+                        a[k] = column[i];
+                        b[k] = column[j];
+                    }
+                    net += match self.compare(&a, &b)? {
+                        Some(Ordering::Greater) => 1,
+                        Some(Ordering::Less) => -1,
+                        _ => 0,
+                    };
+                }
+                scores[i] = if usable.len() > 1 {
+                    net as f64 / (usable.len() - 1) as f64
+                } else {
+                    0.0
+                };
+            }
+        }
+        Ok(scores)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +203,27 @@ mod tests {
             .unwrap();
         assert_eq!(labels, [Some(true), Some(false), None]);
         assert!(lex.labels(&[&[1.0, 0.0]], &[(0, 3)]).is_err());
+    }
+
+    #[test]
+    fn group_scores_by_hand() {
+        // Levels: correctness (higher better, no margin), length (lower better, margin 10).
+        let lex = Lexicographic::new(vec![0.0, 10.0], vec![true, false]).unwrap();
+        let correct = [1.0, 1.0, 0.0, 1.0, 5.0, f64::NAN];
+        let length = [100.0, 150.0, 50.0, 105.0, 1.0, 1.0];
+        let groups = Groups::from_sizes(&[4, 1, 1]);
+        let scores = lex.group_scores(&[&correct, &length], &groups).unwrap();
+        // Group 0: s0 beats s1 (shorter by 50) and s2 (correct), ties s3 (within 10): 2/3.
+        // s1 loses to s0 and s3, beats s2: −1/3. s2 loses to all: −1. s3 = s0: 2/3.
+        let expected = [2.0 / 3.0, -1.0 / 3.0, -1.0, 2.0 / 3.0, 0.0];
+        for (got, want) in scores.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-15, "{scores:?}");
+        }
+        assert!(scores[5].is_nan());
+        assert!(lex.group_scores(&[&correct], &groups).is_err());
+        assert!(lex
+            .group_scores(&[&correct, &length[..2]], &groups)
+            .is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   samples), MM-RLHF dynamic scaling, the Self-Aligned Reward from token log-probabilities,
 //!   ONI's count-decayed intrinsic reward, and [`potential_shaping`] for step rewards;
 //! * **combinations** ([`combine`]): weighted sum, sum-then-normalise, normalise-then-sum,
-//!   conjunction, minimum, product and gates; HERON's [`Lexicographic`] comparator; and
+//!   conjunction, minimum, product and gates; HERON's [`Lexicographic`] comparator and its
+//!   scalarisation within groups; and
 //!   constrained combination with [`LagrangeMultipliers`].
 //!
 //! # Why slices and not tensors

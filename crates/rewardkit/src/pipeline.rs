@@ -354,6 +354,14 @@ fn rename_shaped(combine: &mut Combine, terms: &[Term]) {
             shaped(rule);
             shaped(model);
         }
+        Combine::Lexicographic {
+            order,
+            lower_is_better,
+            ..
+        } => {
+            order.iter_mut().for_each(shaped);
+            lower_is_better.iter_mut().for_each(shaped);
+        }
         Combine::Constrained {
             base, thresholds, ..
         } => {
@@ -417,6 +425,19 @@ fn resolve_combine(spec: &Spec) -> Result<ResolvedCombine, SpecError> {
             scope: *scope,
             std: *std,
             epsilon: *epsilon,
+        },
+        Combine::Lexicographic {
+            order,
+            margins,
+            sigma_mult,
+            lower_is_better,
+            scope,
+        } => ResolvedCombine::Lexicographic {
+            order: order.iter().map(|name| index(name)).collect(),
+            margins: margins.clone(),
+            sigma_mult: *sigma_mult,
+            higher_is_better: order.iter().map(|t| !lower_is_better.contains(t)).collect(),
+            scope: *scope,
         },
         Combine::Constrained {
             base,

@@ -350,6 +350,28 @@ pub enum Combine {
         #[serde(default = "default_epsilon")]
         epsilon: f64,
     },
+    /// Lexicographic priority with margins, scalarised (HERON, Bukharin et al., methods.md §10):
+    /// each sample's reward is its net win rate `(wins − losses)/(K − 1)` against the other
+    /// `K − 1` samples of its group (or the batch) under HERON's comparator — compare the terms
+    /// in `order`, the first whose difference exceeds its margin decides (pooled). Weights do not
+    /// apply.
+    Lexicographic {
+        /// Every term, most important first.
+        order: Vec<String>,
+        /// Margin per level (default 0 everywhere).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        margins: Option<Vec<f64>>,
+        /// HERON's margins instead: `sigma_mult × std` of each level over the batch, none at the
+        /// first level.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sigma_mult: Option<f64>,
+        /// Terms where lower is better (e.g. a length).
+        #[serde(default)]
+        lower_is_better: Vec<String>,
+        /// Compare within each group or across the batch.
+        #[serde(default)]
+        scope: PoolScope,
+    },
     /// Constrained combination with Lagrange multipliers (Moskovitz et al. 2024, methods.md §8):
     /// `Σ_i (1 − λ_i)·u_base + Σ_i λ_i·u_i` over the constraint terms `i`, with
     /// `λ_i = squash(μ_i)`. The multipliers are fixed while a batch is scored; the batch pass
@@ -563,6 +585,13 @@ pub(crate) enum ResolvedCombine {
         constraints: Vec<usize>,
         multipliers: LagrangeMultipliers,
     },
+    Lexicographic {
+        order: Vec<usize>,
+        margins: Option<Vec<f64>>,
+        sigma_mult: Option<f64>,
+        higher_is_better: Vec<bool>,
+        scope: PoolScope,
+    },
 }
 
 impl Shaping {
@@ -609,6 +638,7 @@ impl Shaping {
             ResolvedCombine::NormalizeThenSum { .. } => {
                 stages.push("combine: normalize_then_sum".into())
             }
+            ResolvedCombine::Lexicographic { .. } => stages.push("combine: lexicographic".into()),
             _ => {}
         }
         stages
@@ -623,7 +653,8 @@ impl Shaping {
             || matches!(
                 &self.combine,
                 ResolvedCombine::SumThenNormalize { scope, .. }
-                    | ResolvedCombine::NormalizeThenSum { scope, .. } if group(scope)
+                    | ResolvedCombine::NormalizeThenSum { scope, .. }
+                    | ResolvedCombine::Lexicographic { scope, .. } if group(scope)
             )
             || (with_advantages
                 && self
@@ -918,6 +949,32 @@ impl Shaping {
                 std,
                 epsilon,
             } => combine::normalize_then_sum(&views, &weights, scope(*s), *std, *epsilon),
+            ResolvedCombine::Lexicographic {
+                order,
+                margins,
+                sigma_mult,
+                higher_is_better,
+                scope: s,
+            } => {
+                let factors: Vec<&[f64]> = order.iter().map(|&t| views[t]).collect();
+                let comparator = match sigma_mult {
+                    Some(m) => rewardkit_shape::Lexicographic::from_buffer(
+                        &factors,
+                        *m,
+                        higher_is_better.clone(),
+                    ),
+                    None => rewardkit_shape::Lexicographic::new(
+                        margins.clone().unwrap_or_else(|| vec![0.0; order.len()]),
+                        higher_is_better.clone(),
+                    ),
+                };
+                let single = Groups::single(n);
+                let pool = match s {
+                    PoolScope::Group => &groups,
+                    PoolScope::Batch => &single,
+                };
+                comparator.and_then(|c| c.group_scores(&factors, pool))
+            }
             ResolvedCombine::Constrained {
                 base,
                 constraints,
@@ -1127,6 +1184,31 @@ pub(crate) fn describe_combine(combine: &Combine, terms: &[(String, f64)]) -> St
             scope(s),
             std(k),
             weighted(&[])
+        ),
+        Combine::Lexicographic {
+            order,
+            margins,
+            sigma_mult,
+            lower_is_better,
+            scope: s,
+        } => write!(
+            out,
+            "net win rate {} under the lexicographic order {} (margins {}) [pooled]",
+            scope(s),
+            order
+                .iter()
+                .map(|t| if lower_is_better.contains(t) {
+                    format!("{t}↓")
+                } else {
+                    t.clone()
+                })
+                .collect::<Vec<_>>()
+                .join(" > "),
+            match (margins, sigma_mult) {
+                (_, Some(m)) => format!("{m} × batch std per level, none at the first"),
+                (Some(m), None) => format!("{m:?}"),
+                (None, None) => "0".to_owned(),
+            }
         ),
         Combine::Constrained {
             base,

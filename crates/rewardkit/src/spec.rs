@@ -341,6 +341,71 @@ impl Spec {
             }
             Combine::SumThenNormalize { epsilon: e, .. }
             | Combine::NormalizeThenSum { epsilon: e, .. } => epsilon(*e),
+            Combine::Lexicographic {
+                order,
+                margins,
+                sigma_mult,
+                lower_is_better,
+                ..
+            } => {
+                for (k, name) in order.iter().enumerate() {
+                    known(&format!("order[{k}]"), name)?;
+                    if order[..k].contains(name) {
+                        return Err(self.invalid(
+                            format!("combine.order[{k}]"),
+                            format!("each term once (`{name}` is listed twice)"),
+                        ));
+                    }
+                }
+                if let Some(term) = self.terms.iter().find(|t| !order.contains(&t.name)) {
+                    return Err(self.invalid(
+                        "combine.order",
+                        format!(
+                            "every term, most important first (`{}` is missing)",
+                            term.name
+                        ),
+                    ));
+                }
+                if let Some(index) = self.terms.iter().position(|t| t.weight != 1.0) {
+                    return Err(self.invalid(
+                        format!("term[{index}].weight"),
+                        "no weight (weights do not apply to a lexicographic combination)",
+                    ));
+                }
+                match (margins, sigma_mult) {
+                    (Some(_), Some(_)) => {
+                        return Err(self.invalid(
+                            "combine.sigma_mult",
+                            "either `margins` or `sigma_mult`, not both",
+                        ))
+                    }
+                    (Some(m), None)
+                        if m.len() != order.len()
+                            || m.iter().any(|x| !(x.is_finite() && *x >= 0.0)) =>
+                    {
+                        return Err(self.invalid(
+                            "combine.margins",
+                            format!("one finite margin ≥ 0 per term in `order` (got {m:?})"),
+                        ));
+                    }
+                    (None, Some(m)) if !(m.is_finite() && *m >= 0.0) => {
+                        return Err(self.invalid(
+                            "combine.sigma_mult",
+                            format!("a finite number ≥ 0 (got {m})"),
+                        ))
+                    }
+                    _ => {}
+                }
+                for (k, name) in lower_is_better.iter().enumerate() {
+                    if !order.contains(name) {
+                        return Err(self.invalid(
+                            format!("combine.lower_is_better[{k}]"),
+                            format!("a term in `order` (got {name:?})"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Combine::Constrained {
                 base, thresholds, ..
             } => {

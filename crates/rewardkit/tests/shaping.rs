@@ -362,6 +362,81 @@ fn combinations() {
 }
 
 #[test]
+fn lexicographic_scalarisation() {
+    // Order a (higher better) > b (lower better, margin 1): net win rate within each group.
+    let text = spec(
+        &[("a", ""), ("b", "")],
+        "[combine]\nmethod = \"lexicographic\"\norder = [\"a\", \"b\"]\nmargins = [0, 1]\nlower_is_better = [\"b\"]\n",
+    );
+    let ab = |g: &'static str, a: f64, b: f64| (g, json!({"a": a, "b": b}));
+    check(
+        &text,
+        &[
+            ab("g", 1.0, 5.0), // beats s2 (a) and s1 (b shorter by 2): 2/3, ties s3
+            ab("g", 1.0, 7.0), // loses to s0 and s3, beats s2: −1/3
+            ab("g", 0.0, 1.0), // loses to all: −1
+            ab("g", 1.0, 5.5), // like s0: 2/3
+            ab("h", 3.0, 0.0), // alone: 0
+        ],
+        &[
+            Ok(2.0 / 3.0),
+            Ok(-1.0 / 3.0),
+            Ok(-1.0),
+            Ok(2.0 / 3.0),
+            Ok(0.0),
+        ],
+        None,
+    );
+    // Across the batch, with HERON's margins (σ_mult × population std, none at level 1): a
+    // decides nothing (all equal); b = [0, 4, 1, 3] has std √2.5 ≈ 1.58, so differences of 1
+    // are ties and differences of 2 or more decide.
+    let text = spec(
+        &[("a", ""), ("b", "")],
+        "[combine]\nmethod = \"lexicographic\"\norder = [\"a\", \"b\"]\nsigma_mult = 1.0\nscope = \"batch\"\n",
+    );
+    check(
+        &text,
+        &[
+            ab("", 1.0, 0.0),
+            ab("", 1.0, 4.0),
+            ab("", 1.0, 1.0),
+            ab("", 1.0, 3.0),
+        ],
+        // s1 (4) beats s0, s2; s3 (3) beats s0, s2; s0 and s2 tie and lose to both.
+        &[Ok(-2.0 / 3.0), Ok(2.0 / 3.0), Ok(-2.0 / 3.0), Ok(2.0 / 3.0)],
+        None,
+    );
+    error(
+        &spec(
+            &[("a", ""), ("b", "")],
+            "[combine]\nmethod = \"lexicographic\"\norder = [\"a\"]\n",
+        ),
+        &["combine.order", "`b` is missing"],
+    );
+    error(
+        &spec(
+            &[("a", "weight = 2.0"), ("b", "")],
+            "[combine]\nmethod = \"lexicographic\"\norder = [\"a\", \"b\"]\n",
+        ),
+        &["term[0].weight"],
+    );
+    error(
+        &spec(
+            &[("a", ""), ("b", "")],
+            "[combine]\nmethod = \"lexicographic\"\norder = [\"a\", \"b\"]\nmargins = [0.0]\n",
+        ),
+        &["combine.margins"],
+    );
+    error(
+        &spec(
+            &[("a", ""), ("b", "")],
+            "[combine]\nmethod = \"lexicographic\"\norder = [\"a\", \"a\"]\n",
+        ),
+        &["combine.order[1]", "twice"],
+    );
+}
+
+#[test]
 fn advantages_per_group() {
     let a = |g: &'static str, x: f64| (g, json!({ "a": x }));
     let grpo = "[advantages]\nestimator = \"grpo\"\nstd = \"population\"\nepsilon = 0\n";
