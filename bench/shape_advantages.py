@@ -6,7 +6,9 @@ time of each is printed with the ratio, and the outputs are compared (max abs di
 NumPy side is what trainers write (verl's and TRL's tensor code, in NumPy): reshape into
 (groups, 16), mean/std along the group axis; GAE as a loop over time steps vectorised across
 episodes. It does no masking and no stable centring, so it does strictly less work than rewardkit.
-One core each (rewardkit-shape is single-threaded).
+One core each (rewardkit-shape is single-threaded). The sides alternate in rounds (--rounds), and
+the ratio reported is the median of the per-round ratios, with their range: load on a shared
+machine drifts, and alternating spreads it over both sides.
 """
 
 import argparse
@@ -72,6 +74,7 @@ def main():
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--episode-length", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rewardkit/NumPy rounds")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -84,41 +87,49 @@ def main():
     step_rewards.tofile(f"{args.out}/step_rewards.f64")
     step_values.tofile(f"{args.out}/step_values.f64")
 
-    run = subprocess.run(
-        [args.timing, args.out, str(args.repeats), str(k), str(args.episode_length)],
-        capture_output=True, text=True, check=True)
-    rust = json.loads(run.stdout)
-    rust_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
     numpy_side = {
         "grpo": lambda: grpo(rewards, k),
         "rloo": lambda: rloo(rewards, k),
         "reinforce_pp_baseline": lambda: reinforce_pp_baseline(rewards, k),
         "gae": lambda: gae(step_rewards, step_values, args.episode_length),
     }
+    # Rounds alternate the two sides (rewardkit's repeats, then NumPy's), so a change of load on a
+    # shared machine hits both; each round gives a ratio, and the medians over rounds are reported.
+    per_round = []
+    expected = {}
+    for _ in range(args.rounds):
+        run = subprocess.run(
+            [args.timing, args.out, str(args.repeats), str(k), str(args.episode_length)],
+            capture_output=True, text=True, check=True)
+        rust = json.loads(run.stdout)
+        numpy_times = {}
+        for name, f in numpy_side.items():
+            seconds, out = median_time(args.repeats, f)
+            numpy_times[name] = seconds
+            expected[name] = out[0] if name == "gae" else out
+        per_round.append((rust, numpy_times))
+    rust_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
     rows = []
-    for name, f in numpy_side.items():
-        seconds, expected = median_time(args.repeats, f)
-        if name == "gae":
-            expected = expected[0]
+    for name in numpy_side:
         got = np.fromfile(f"{args.out}/rust_{name}.f64", dtype=np.float64)
-        diff = float(np.max(np.abs(got - expected)))
+        diff = float(np.max(np.abs(got - expected[name])))
         n = args.steps if name == "gae" else args.samples
-        rows.append({"op": name, "n": n, "rewardkit_s": rust[name], "numpy_s": seconds,
-                     "ratio": seconds / rust[name], "max_abs_diff": diff})
-    # rewardkit writing into buffers reused across calls (advantages_into, gae_into) vs the same
-    # NumPy code (which allocates its outputs): what a trainer holding its buffers gets.
-    for r in list(rows):
-        into = rust.get(r["op"] + "_into")
-        if into is not None:
-            rows.append({**r, "op": r["op"] + " (reused out)", "rewardkit_s": into,
-                         "ratio": r["numpy_s"] / into})
+        for label, key in ((name, name), (name + " (reused out)", name + "_into")):
+            rk = [r[key] for r, _ in per_round]
+            npy = [t[name] for _, t in per_round]
+            ratios = [b / a for a, b in zip(rk, npy)]
+            rows.append({"op": label, "n": n, "rewardkit_s": statistics.median(rk),
+                         "numpy_s": statistics.median(npy), "ratio": statistics.median(ratios),
+                         "ratio_min": min(ratios), "ratio_max": max(ratios), "max_abs_diff": diff})
     print(f"numpy {np.__version__}; {args.samples:,} samples in groups of {k}; "
-          f"GAE over {args.steps:,} steps in episodes of {args.episode_length}; median of {args.repeats}")
-    print(f"{'op':<24}{'rewardkit':>12}{'numpy':>12}{'ratio':>9}{'max |diff|':>13}")
+          f"GAE over {args.steps:,} steps in episodes of {args.episode_length}; "
+          f"median of {args.repeats} calls per round, {args.rounds} alternating rounds")
+    print(f"{'op':<36}{'rewardkit':>11}{'numpy':>11}{'ratio':>8}  {'(min-max)':<13}{'max |diff|':>10}")
     for r in rows:
-        print(f"{r['op']:<24}{r['rewardkit_s'] * 1e3:>10.1f}ms{r['numpy_s'] * 1e3:>10.1f}ms"
-              f"{r['ratio']:>8.1f}x{r['max_abs_diff']:>13.1e}")
+        print(f"{r['op']:<36}{r['rewardkit_s'] * 1e3:>9.1f}ms{r['numpy_s'] * 1e3:>9.1f}ms"
+              f"{r['ratio']:>7.1f}x  ({r['ratio_min']:.1f}-{r['ratio_max']:.1f}){'':<4}"
+              f"{r['max_abs_diff']:>10.1e}")
     print(f"rewardkit process peak RSS {rust_rss_mib:.0f} MiB "
           f"(inputs {(args.samples + 2 * args.steps) * 8 / 2**20:.0f} MiB)")
     with open(f"{args.out}/result.json", "w") as fh:
