@@ -375,10 +375,13 @@ impl Report {
                 ));
             }
         }
-        labels.push("overall".to_owned());
-        first.push((e.overall.value, e.overall.interval.map(|c| (c.low, c.high))));
-        if let (Some(second), Some(c)) = (second.as_mut(), self.compared_evaluation.as_ref()) {
-            second.push((c.overall.value, c.overall.interval.map(|c| (c.low, c.high))));
+        // With one subset and no sections the overall bar would repeat the subset's.
+        if e.subsets.len() > 1 || !e.sections.is_empty() {
+            labels.push("overall".to_owned());
+            first.push((e.overall.value, e.overall.interval.map(|c| (c.low, c.high))));
+            if let (Some(second), Some(c)) = (second.as_mut(), self.compared_evaluation.as_ref()) {
+                second.push((c.overall.value, c.overall.interval.map(|c| (c.low, c.high))));
+            }
         }
         let mut series = vec![(self.reward.path.clone(), first)];
         if let (Some(second), Some(info)) = (second, &self.compared_with) {
