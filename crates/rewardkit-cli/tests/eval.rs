@@ -188,6 +188,27 @@ fn bad_input_is_refused_with_the_place() {
         ],
         &["empty.jsonl:1", "chosen", "empty list"],
     );
+    // A model directory goes through the `model` reward kind, whose loader names what is
+    // missing; a path that is not a directory is refused up front.
+    let not_a_model = dir.path().join("not-a-model");
+    std::fs::create_dir(&not_a_model).unwrap();
+    let not_a_model = not_a_model.to_str().unwrap();
+    fails_with(
+        &[
+            "eval",
+            "--model",
+            not_a_model,
+            "--bench",
+            &tiny,
+            "--cache-dir",
+            cache,
+        ],
+        &["not-a-model", "model"],
+    );
+    fails_with(
+        &["eval", "--model", "no/such/dir", "--bench", &tiny],
+        &["--model no/such/dir: not a directory"],
+    );
     fails_with(
         &[
             "eval",
