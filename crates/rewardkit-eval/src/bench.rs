@@ -235,6 +235,8 @@ pub struct Benchmark {
     pub items: Vec<Item>,
     /// Rows read (before conversion).
     pub rows: u64,
+    /// Rows kept by `first`/`last` (all rows without them).
+    pub selected_rows: u64,
     /// Rows left out by a conversion, with why (a labelled row without both a correct and an
     /// incorrect sample cannot be a pair).
     pub left_out: Vec<(u64, String)>,
@@ -265,6 +267,7 @@ impl Benchmark {
             let skip = records.len().saturating_sub(last);
             records.drain(..skip);
         }
+        let selected_rows = records.len() as u64;
         let reader = RowReader::new(path, options)?;
         let protocol = options.protocol();
         let mut items = Vec::with_capacity(records.len());
@@ -297,6 +300,7 @@ impl Benchmark {
             protocol,
             items,
             rows,
+            selected_rows,
             left_out,
             skipped,
         };
@@ -317,6 +321,7 @@ impl Benchmark {
             layout,
             protocol,
             rows: items.len() as u64,
+            selected_rows: items.len() as u64,
             items,
             left_out: Vec::new(),
             skipped: Vec::new(),

@@ -39,6 +39,8 @@ pub struct BenchInfo {
     pub protocol: Protocol,
     /// Rows read.
     pub rows: u64,
+    /// Rows kept by `--first`/`--last`.
+    pub selected_rows: u64,
     /// Items built from them.
     pub items: usize,
     /// Rows left out by a conversion (count).
@@ -57,6 +59,7 @@ impl BenchInfo {
             layout: bench.layout,
             protocol: bench.protocol,
             rows: bench.rows,
+            selected_rows: bench.selected_rows,
             items: bench.items.len(),
             rows_left_out: bench.left_out.len(),
             left_out_examples: bench
@@ -127,13 +130,17 @@ impl Report {
         let mut out = String::new();
         let b = &self.benchmark;
         let e = &self.evaluation;
+        let rows = if b.selected_rows == b.rows {
+            format!("{} rows", b.rows)
+        } else {
+            format!("{} of {} rows", b.selected_rows, b.rows)
+        };
         let _ = writeln!(
             out,
-            "benchmark  {} ({} layout, {} protocol; {} rows → {} items, {} candidates)",
+            "benchmark  {} ({} layout, {} protocol; {rows} → {} items, {} candidates)",
             b.file,
             layout_name(b.layout),
             b.protocol.as_str(),
-            b.rows,
             b.items,
             e.candidates
         );

@@ -231,7 +231,7 @@ fn readers_build_items_in_every_layout() {
     let b = bench(&rows, &last).unwrap();
     let lines: Vec<u64> = b.items.iter().map(|i| i.line).collect();
     assert_eq!(lines, [8, 9, 10]);
-    assert_eq!(b.rows, 10);
+    assert_eq!((b.rows, b.selected_rows), (10, 3));
 }
 
 #[test]
