@@ -447,6 +447,48 @@ def ref_lexicographic(c):
     return {"labels": labels, "margins": (margins, np.zeros(len(margins)))}
 
 
+def ref_oprl(c):
+    """OPRL: GRPO of the outcome within the group + alpha * steps normalised over the group's
+    pooled steps, both from exact statistics."""
+    outcomes, steps = unbits(c["outcomes"]), unbits(c["steps"])
+    alpha, eps = unbits([c["alpha"], c["epsilon"]])
+    kind, lengths = c["std"], c["lengths"]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int) if lengths else []
+    out = np.full(len(steps), NAN)
+    scale = np.zeros(len(steps))
+    for idx in pools(len(outcomes), c["sizes"]):
+        fin = [i for i in idx if np.isfinite(outcomes[i])]
+        episode = {}
+        if len(fin) >= 2:
+            centred, m2, nb = exact_stats(outcomes[fin])
+            sd = std_of(m2, nb, kind)
+            for i, cv in zip(fin, centred):
+                episode[i] = 0.0 if m2 == 0 or sd is None or sd + eps == 0 else cv / (sd + eps)
+        elif fin:
+            episode[fin[0]] = 0.0
+        pool = [t for i in idx for t in range(starts[i], starts[i] + lengths[i]) if np.isfinite(steps[t])]
+        step_adv = {}
+        if len(pool) >= 2:
+            centred, m2, nb = exact_stats(steps[pool])
+            sd = std_of(m2, nb, kind)
+            for t, cv in zip(pool, centred):
+                step_adv[t] = 0.0 if m2 == 0 or sd is None or sd + eps == 0 else cv / (sd + eps)
+        else:
+            step_adv = {t: 0.0 for t in pool}
+        group_steps = []
+        for i in idx:
+            for t in range(starts[i], starts[i] + lengths[i]):
+                if i in episode and t in step_adv:
+                    out[t] = episode[i] + alpha * step_adv[t]
+                    group_steps.append(t)
+        if group_steps:
+            # Each part is exact to an ulp of its own size, so the scale is the parts' magnitude.
+            parts = max(abs(v) for v in episode.values()) + abs(alpha) * max(
+                [abs(step_adv[t]) for t in group_steps] + [0.0])
+            scale[group_steps] = parts
+    return {"advantages": (out, scale)}
+
+
 def ref_lexicographic_scores(c):
     """Net win rate within each group under the lexicographic comparator (a Borda count)."""
     factors = np.array([unbits(f) for f in c["factors"]])  # levels x samples
@@ -530,6 +572,7 @@ REFERENCE = {
     "gate": ref_gate,
     "lexicographic": ref_lexicographic,
     "lexicographic_scores": ref_lexicographic_scores,
+    "oprl": ref_oprl,
     "lagrange": ref_lagrange,
 }
 
@@ -669,6 +712,16 @@ class Gen:
                 c["sigma_mult"] = fbits(rng.choice([0.0, 0.5, 1.0]))
             c.update(rows=[bits(r) for r in rows], higher_is_better=[rng.random() < 0.7 for _ in range(levels)],
                      pairs=[[rng.randrange(n), rng.randrange(n)] for _ in range(rng.randint(1, 12))])
+        elif op == "oprl":
+            sizes = self.sizes()
+            n = sum(sizes)
+            lengths = [rng.randint(0, 6) for _ in range(n)]
+            offset = self.offset()
+            c.update(sizes=sizes, lengths=lengths, outcomes=bits(self.values(n, offset)),
+                     steps=bits(self.values(sum(lengths), 0.0, 0.05)),
+                     alpha=fbits(rng.choice([1.0, 0.0, 0.5, rng.uniform(-2, 2)])),
+                     std=rng.choice(["population", "sample"]),
+                     epsilon=fbits(rng.choice([0.0, 1e-6, 1e-4])))
         elif op == "lexicographic_scores":
             levels, sizes = rng.randint(1, 3), self.sizes()
             n = sum(sizes)

@@ -5,6 +5,10 @@
 //! few dozen bytes each) and learns the columns' types; the advantages are computed with
 //! `rewardkit-shape`; the second pass copies every row to the output with an `advantage` column
 //! appended, in input order. Standard input cannot be read twice, so it is refused.
+//!
+//! With `--estimator oprl` a row is a trajectory: besides its outcome reward it carries a list of
+//! step rewards (`--steps-field`), and its advantage is a list too (one per step), written as a
+//! JSON list in the output column.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +17,9 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, ValueEnum};
 use rewardkit_data::{Cell, Column, ColumnKind, Format, RecordReader, TableWriter};
-use rewardkit_shape::{advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope};
+use rewardkit_shape::{
+    advantages, oprl_advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -59,6 +65,13 @@ pub struct AdvantagesArgs {
     /// The name of the column to append.
     #[arg(long, default_value = "advantage")]
     advantage_column: String,
+    /// OPRL only: the column holding each trajectory's step rewards (a list of numbers; null
+    /// entries are masked).
+    #[arg(long, default_value = "steps")]
+    steps_field: String,
+    /// OPRL only: the weight α of the step advantages (`A = A^E + α·A^S`; the paper uses 1).
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -78,6 +91,9 @@ pub enum EstimatorName {
     ReinforcePp,
     /// (R − group mean) normalised over the batch.
     ReinforcePpBaseline,
+    /// OPRL: GRPO of the outcome + α × step rewards normalised over the group's steps (a list
+    /// per row).
+    Oprl,
 }
 
 /// `--scale` values.
@@ -103,6 +119,8 @@ pub enum StdName {
 /// The validated configuration.
 struct Config {
     estimator: Estimator,
+    /// OPRL's α, when the estimator is OPRL (then `estimator` is its GRPO part).
+    oprl_alpha: Option<f64>,
 }
 
 impl Config {
@@ -115,13 +133,22 @@ impl Config {
             StdName::Sample => StdKind::Sample,
         });
         let named = args.estimator;
-        let grpo = named == EstimatorName::Grpo;
+        let oprl = named == EstimatorName::Oprl;
+        if args.alpha.is_some() && !oprl {
+            bail!("--alpha applies to --estimator oprl only");
+        }
+        if let Some(alpha) = args.alpha {
+            if !alpha.is_finite() {
+                bail!("--alpha {alpha}: expected a finite number");
+            }
+        }
+        let grpo = named == EstimatorName::Grpo || oprl;
         let normalises = grpo
             || matches!(
                 named,
                 EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline
             );
-        if args.scale.is_some() && !grpo {
+        if args.scale.is_some() && (!grpo || oprl) {
             bail!("--scale applies to --estimator grpo only");
         }
         if !normalises && (args.std.is_some() || args.epsilon.is_some()) {
@@ -139,7 +166,7 @@ impl Config {
             }
         }
         let estimator = match named {
-            EstimatorName::Grpo => Estimator::Grpo {
+            EstimatorName::Grpo | EstimatorName::Oprl => Estimator::Grpo {
                 scale: match args.scale.unwrap_or(ScaleName::Group) {
                     ScaleName::Group => StdScope::Group,
                     ScaleName::Batch => StdScope::Batch,
@@ -158,7 +185,10 @@ impl Config {
                 }
             }
         };
-        Ok(Config { estimator })
+        Ok(Config {
+            estimator,
+            oprl_alpha: oprl.then(|| args.alpha.unwrap_or(1.0)),
+        })
     }
 }
 
@@ -176,16 +206,21 @@ enum Seen {
 /// The first pass's result.
 struct Scan {
     rewards: Vec<f64>,
+    /// OPRL: every row's step rewards, row after row, and each row's count.
+    steps: Vec<f64>,
+    step_counts: Vec<usize>,
     group_ids: Vec<usize>,
     grouped_rows: usize,
     columns: Vec<(String, Seen)>,
 }
 
-fn scan(args: &AdvantagesArgs) -> anyhow::Result<Scan> {
+fn scan(args: &AdvantagesArgs, oprl: bool) -> anyhow::Result<Scan> {
     let reader = RecordReader::open(&args.input, args.input_format)?;
     let mut labels: HashMap<String, usize> = HashMap::new();
     let mut rewards = Vec::new();
     let mut group_ids = Vec::new();
+    let mut steps = Vec::new();
+    let mut step_counts = Vec::new();
     let mut grouped_rows = 0;
     let mut columns: Vec<(String, Seen)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -226,6 +261,30 @@ fn scan(args: &AdvantagesArgs) -> anyhow::Result<Scan> {
         };
         rewards.push(reward);
         group_ids.push(id);
+        if oprl {
+            let list = match record.fields.get(&args.steps_field) {
+                Some(Value::Array(list)) => list,
+                Some(other) => bail!(
+                    "{}: expected a list of step rewards, found {other}",
+                    at(&args.steps_field)
+                ),
+                None => bail!(
+                    "{}: missing; OPRL needs each row's step rewards (see --steps-field)",
+                    at(&args.steps_field)
+                ),
+            };
+            for (k, step) in list.iter().enumerate() {
+                steps.push(match step {
+                    Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+                    Value::Null => f64::NAN,
+                    other => bail!(
+                        "{}[{k}]: expected a number (or null), found {other}",
+                        at(&args.steps_field)
+                    ),
+                });
+            }
+            step_counts.push(list.len());
+        }
         for (key, value) in &record.fields {
             let seen = match value {
                 Value::Number(n) if n.is_u64() => Seen::U64,
@@ -264,6 +323,8 @@ fn scan(args: &AdvantagesArgs) -> anyhow::Result<Scan> {
     }
     Ok(Scan {
         rewards,
+        steps,
+        step_counts,
         group_ids,
         grouped_rows,
         columns,
@@ -340,7 +401,7 @@ impl Report {
 pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args)?;
     let started = Instant::now();
-    let scan = scan(&args)?;
+    let scan = scan(&args, config.oprl_alpha.is_some())?;
     if scan.rewards.is_empty() {
         bail!("{}: no rows", args.input.display());
     }
@@ -372,16 +433,49 @@ pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
     )
     .context("computing advantages")?;
 
+    // OPRL: the GRPO part above is per trajectory; the advantages are per step.
+    let step_values = match config.oprl_alpha {
+        Some(alpha) => Some(
+            oprl_advantages(
+                &scan.rewards,
+                &groups,
+                &scan.steps,
+                &scan.step_counts,
+                alpha,
+                match config.estimator {
+                    Estimator::Grpo { std, .. } => std,
+                    _ => StdKind::Sample,
+                },
+                match config.estimator {
+                    Estimator::Grpo { epsilon, .. } => epsilon,
+                    _ => 1e-6,
+                },
+            )
+            .context("computing OPRL advantages")?,
+        ),
+        None => None,
+    };
     if let Some(output) = &args.output {
-        write(&args, output, &scan, &result.values)?;
+        let steps = step_values
+            .as_deref()
+            .map(|values| (values, scan.step_counts.as_slice()));
+        write(&args, output, &scan, &result.values, steps)?;
     }
 
     let mut stats = rewardkit_core::RunningStats::new();
-    result.values.iter().for_each(|&a| stats.push(a));
+    step_values
+        .as_deref()
+        .unwrap_or(&result.values)
+        .iter()
+        .for_each(|&a| stats.push(a));
     let report = Report {
         input: args.input.display().to_string(),
         output: args.output.as_ref().map(|p| p.display().to_string()),
-        estimator: config.estimator.name(),
+        estimator: if config.oprl_alpha.is_some() {
+            "oprl"
+        } else {
+            config.estimator.name()
+        },
         rows: scan.rewards.len(),
         rows_without_group: scan.rewards.len() - scan.grouped_rows,
         summary: result.summary,
@@ -401,11 +495,14 @@ pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes every row with its advantage; with `steps` (OPRL's step advantages and each row's step
+/// count) the advantage column holds each row's list, as JSON text (null where masked).
 fn write(
     args: &AdvantagesArgs,
     output: &PathBuf,
     scan: &Scan,
     values: &[f64],
+    steps: Option<(&[f64], &[usize])>,
 ) -> anyhow::Result<()> {
     let mut columns: Vec<Column> = scan
         .columns
@@ -419,7 +516,11 @@ fn write(
             Column::new(name.clone(), kind)
         })
         .collect();
-    columns.push(Column::f64(args.advantage_column.clone()));
+    columns.push(match steps {
+        Some(_) => Column::str(args.advantage_column.clone()),
+        None => Column::f64(args.advantage_column.clone()),
+    });
+    let mut step_start = 0usize;
     let mut writer = match args.output_format {
         Some(format) => TableWriter::create_as(output, format, columns)?,
         None => TableWriter::create(output, columns)?,
@@ -445,6 +546,15 @@ fn write(
                 _ => None,
             });
         }
+        let list = steps.map(|(step_values, counts)| {
+            let row = &step_values[step_start..step_start + counts[count]];
+            step_start += counts[count];
+            let json: Vec<Value> = row
+                .iter()
+                .map(|&a| serde_json::Number::from_f64(a).map_or(Value::Null, Value::Number))
+                .collect();
+            Value::Array(json).to_string()
+        });
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
         for ((name, seen), text) in scan.columns.iter().zip(&texts) {
             let value = record.fields.get(name);
@@ -461,7 +571,10 @@ fn write(
                 Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
             });
         }
-        cells.push(Cell::F64(advantage));
+        cells.push(match &list {
+            Some(text) => Cell::Str(text),
+            None => Cell::F64(advantage),
+        });
         writer.write_row(&cells)?;
         count += 1;
     }

@@ -283,3 +283,95 @@ fn worked_example_matches_its_expected_output() {
         );
     }
 }
+
+#[test]
+fn oprl_step_advantages_by_hand() {
+    // Group g: outcomes 1 and 0 (population std 0.5 → A^E = ±1); steps [1, 3] and [2] pooled:
+    // mean 2, population std √(2/3). Group h has no finite outcome: every step masked.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "trajectories.jsonl",
+        "{\"group\": \"g\", \"reward\": 1.0, \"steps\": [1.0, 3.0]}\n\
+         {\"group\": \"g\", \"reward\": 0.0, \"steps\": [2.0]}\n\
+         {\"group\": \"h\", \"reward\": null, \"steps\": [5.0, null]}\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let summary = ok(&[
+        "advantages",
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--estimator",
+        "oprl",
+        "--std",
+        "population",
+        "--epsilon",
+        "0",
+        "--json",
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["estimator"], "oprl");
+    let s = (2.0f64 / 3.0).sqrt();
+    let lists: Vec<Vec<Option<f64>>> = rows(&out)
+        .iter()
+        .map(|row| {
+            let list: Vec<Value> =
+                serde_json::from_str(row["advantage"].as_str().unwrap()).unwrap();
+            list.iter().map(Value::as_f64).collect()
+        })
+        .collect();
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+    assert!(close(lists[0][0], 1.0 - 1.0 / s) && close(lists[0][1], 1.0 + 1.0 / s));
+    assert!(close(lists[1][0], -1.0));
+    assert_eq!(lists[2], [None, None]);
+    // α scales the step part: α = 0 is GRPO at every step.
+    ok(&[
+        "advantages",
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--estimator",
+        "oprl",
+        "--std",
+        "population",
+        "--epsilon",
+        "0",
+        "--alpha",
+        "0",
+    ]);
+    assert_eq!(rows(&out)[0]["advantage"], "[1.0,1.0]");
+    // Bad input is named.
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"group\": \"g\", \"reward\": 1.0, \"steps\": \"x\"}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &bad, "--estimator", "oprl"],
+        &["bad.jsonl:1", "`steps`", "list of step rewards"],
+    );
+    let missing = write(
+        dir.path(),
+        "missing.jsonl",
+        "{\"group\": \"g\", \"reward\": 1.0}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &missing, "--estimator", "oprl"],
+        &["missing.jsonl:1", "--steps-field"],
+    );
+    fails_with(
+        &[
+            "advantages",
+            "--input",
+            &input,
+            "--estimator",
+            "grpo",
+            "--alpha",
+            "1",
+        ],
+        &["--alpha applies to --estimator oprl only"],
+    );
+}

@@ -14,8 +14,8 @@ use rewardkit_core::RunningStats;
 use rewardkit_shape::combine;
 use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
-    advantages, gae, potential_shaping, Estimator, Groups, LagrangeMultipliers, Lexicographic,
-    Squash, StdKind, StdScope,
+    advantages, gae, oprl_advantages, potential_shaping, Estimator, Groups, LagrangeMultipliers,
+    Lexicographic, Squash, StdKind, StdScope,
 };
 use serde_json::{json, Map, Value};
 
@@ -148,6 +148,21 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
             )
             .map_err(e)?;
             json!({"advantages": bits(&out.advantages), "returns": bits(&out.returns), "masked_episodes": out.masked_episodes})
+        }
+        "oprl" => {
+            let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
+            let groups = groups("sizes")?.ok_or("`sizes` is required")?;
+            let out = oprl_advantages(
+                &floats(case, "outcomes")?,
+                &groups,
+                &floats(case, "steps")?,
+                &lengths,
+                float(case, "alpha")?,
+                std_kind(case)?,
+                float(case, "epsilon")?,
+            )
+            .map_err(e)?;
+            json!({"advantages": bits(&out)})
         }
         "potential_shaping" => {
             let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;

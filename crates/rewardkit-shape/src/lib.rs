@@ -5,8 +5,9 @@
 //! formula and source on the function:
 //!
 //! * **advantages** ([`advantages`]): GRPO with group, batch or no std scaling, population or
-//!   sample std and an ε; Dr.GRPO; RLOO; REINFORCE++ with and without a group baseline; and
-//!   [`gae`] over per-step rewards and values;
+//!   sample std and an ε; Dr.GRPO; RLOO; REINFORCE++ with and without a group baseline;
+//!   [`gae`] over per-step rewards and values; and OPRL's episode-plus-step
+//!   [`oprl_advantages`];
 //! * **transforms** ([`transform`]): mean/std normalisation (batch, per group, running), clip,
 //!   min-max, ceiling, PAR with `M` reference rewards and slope `k`, log-sigmoid centring with a
 //!   per-prompt reference reward (an empirical quantile or PAR's normal fit of reference
@@ -64,6 +65,7 @@ mod gae;
 mod groups;
 mod lagrange;
 mod lexicographic;
+mod oprl;
 mod stats;
 pub mod transform;
 
@@ -75,3 +77,4 @@ pub use gae::{gae, gae_into, potential_shaping, Gae};
 pub use groups::Groups;
 pub use lagrange::{LagrangeMultipliers, LagrangeState, Squash};
 pub use lexicographic::Lexicographic;
+pub use oprl::oprl_advantages;
