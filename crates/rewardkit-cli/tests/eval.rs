@@ -274,3 +274,79 @@ fn labelled_data_gets_the_best_of_n_curve() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("id=\"plot-best-of-n\"") && page.contains("id=\"plot-balance\""));
 }
+
+#[test]
+fn a_model_directory_is_evaluated_like_a_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefs: String = (0..16)
+        .map(|i| {
+            format!(
+                "{{\"prompt\":\"What is {i}+{i}?\",\"chosen\":\"{i}+{i} = {}\\n#### {}\",\"rejected\":\"not sure, maybe {}\"}}\n",
+                2 * i,
+                2 * i,
+                2 * i + 1
+            )
+        })
+        .collect();
+    let prefs = write(dir.path(), "prefs.jsonl", prefs);
+    let model = dir.path().join("rm");
+    let model_arg = model.to_str().unwrap();
+    ok(&[
+        "train",
+        "--data",
+        &prefs,
+        "--val-last",
+        "4",
+        "--backbone",
+        "hashed",
+        "--epochs",
+        "1",
+        "--out",
+        model_arg,
+    ]);
+    let cache = dir.path().join("cache");
+    let html = dir.path().join("model.html");
+    let report = eval_json(
+        &cache,
+        &[
+            "--model",
+            model_arg,
+            "--bench",
+            &tiny(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["reward"]["source"], "model");
+    assert_eq!(report["reward"]["scored"], 36);
+    let overall = report["evaluation"]["overall"]["value"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&overall));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<figure class=\"plot\"").count(), 4);
+    // Cached on the second run...
+    let again = eval_json(&cache, &["--model", model_arg, "--bench", &tiny()]);
+    assert_eq!(again["reward"]["cached"], 36);
+    assert_eq!(
+        again["evaluation"]["overall"],
+        report["evaluation"]["overall"]
+    );
+    // ...until the model's files change (retrained in place): another fingerprint.
+    let weights = std::fs::read_dir(&model)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .expect("a safetensors file");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let changed = eval_json(&cache, &["--model", model_arg, "--bench", &tiny()]);
+    assert_eq!(changed["reward"]["cached"], 0);
+    assert_ne!(
+        changed["reward"]["fingerprint"],
+        report["reward"]["fingerprint"]
+    );
+}

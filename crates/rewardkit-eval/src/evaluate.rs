@@ -312,6 +312,9 @@ pub struct Evaluation {
     pub wrong_for_non_score: usize,
     /// Items left out (`exclude` policy).
     pub left_out: Vec<LeftOut>,
+    /// Subsets with no score because every one of their items was left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub emptied_subsets: Vec<String>,
     /// Per subset.
     pub subsets: Vec<SubsetResult>,
     /// Per section (pairwise benchmarks whose subsets match sections).
@@ -464,6 +467,7 @@ pub fn evaluate(
         non_scores,
         wrong_for_non_score,
         left_out: left_out(bench, &keep),
+        emptied_subsets: model.emptied.clone(),
         subsets,
         sections,
         ties,
@@ -689,6 +693,8 @@ struct Model {
     subsets: Vec<SubsetModel>,
     sections: Vec<SectionModel>,
     section_of: Vec<Option<usize>>,
+    /// Subsets whose every item was left out.
+    emptied: Vec<String>,
 }
 
 struct Replicate {
@@ -706,6 +712,7 @@ impl Model {
         keep: &[bool],
         options: &EvalOptions,
     ) -> Result<Model, EvalError> {
+        let mut emptied = Vec::new();
         let mut subsets = Vec::new();
         for (name, indexes) in bench.subsets() {
             let indexes: Vec<usize> = indexes.into_iter().filter(|&i| keep[i]).collect();
@@ -726,7 +733,8 @@ impl Model {
             };
             let model = SubsetModel { name, rule, units };
             if model.len() == 0 {
-                // Every item of the subset was left out: it has no score at all.
+                // Every item of the subset was left out: it has no score at all (reported).
+                emptied.push(model.name);
                 continue;
             }
             subsets.push(model);
@@ -761,6 +769,7 @@ impl Model {
             subsets,
             sections,
             section_of,
+            emptied,
         })
     }
 

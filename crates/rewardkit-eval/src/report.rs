@@ -177,6 +177,13 @@ impl Report {
                 e.left_out.len()
             );
         }
+        if !e.emptied_subsets.is_empty() {
+            let _ = writeln!(
+                out,
+                "no score   subsets whose every item was left out: {}",
+                e.emptied_subsets.join(", ")
+            );
+        }
         let level = format!("{:.0}% CI", e.bootstrap.confidence * 100.0);
         let _ = writeln!(out);
         let width = e

@@ -373,6 +373,16 @@ fn non_score_policies() {
     assert_eq!(e.items, 2);
     assert_eq!(e.left_out.len(), 1);
     assert_eq!(e.left_out[0].line, 2);
+    assert!(e.emptied_subsets.is_empty());
+    // A subset whose every item is left out has no score, and the report says so.
+    let (b2, _) = pairwise_case(&[("a", 0.0, 0.0), ("b", 0.0, 0.0)]);
+    let only_b = vec![
+        vec![Outcome::TimedOut, Outcome::scored(0.0)],
+        vec![Outcome::scored(1.0), Outcome::scored(0.0)],
+    ];
+    let e = evaluate(&b2, &only_b, &exclude).unwrap();
+    assert_eq!(e.emptied_subsets, ["a"]);
+    assert_eq!(e.subsets.len(), 1);
     let error = EvalOptions {
         non_scores: NonScores::Error,
         ..quick()
