@@ -806,3 +806,58 @@ fn gsm8k_example_solutions() {
     }
     assert!(curve.majority.as_ref().unwrap()[3] < curve.oracle[3]);
 }
+
+/// The last 300 HH-RLHF harmless-base rows as pairs split at the last assistant turn, with the
+/// "shorter is better" spec: its accuracy is the share of pairs whose chosen answer is shorter.
+#[test]
+fn hh_rlhf_last_300_pairs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz"
+    );
+    if !Path::new(path).exists() {
+        eprintln!("skipping: {path} is absent");
+        return;
+    }
+    let options = BenchOptions {
+        prompt: None,
+        split_marker: Some("\n\nAssistant:".to_owned()),
+        last: Some(300),
+        skip_bad_rows: true,
+        ..BenchOptions::default()
+    };
+    let b = Benchmark::read(path, &options).unwrap();
+    assert_eq!((b.rows, b.selected_rows, b.items.len()), (1800, 300, 299));
+    // Row 1689's two dialogues differ before the last turn ("  Human:" without a line break).
+    assert_eq!(b.skipped.len(), 1);
+    assert_eq!(b.skipped[0].0, 1689);
+    assert!(b
+        .items
+        .iter()
+        .all(|i| i.prompt.text().ends_with("Assistant:")));
+    let shorter = b
+        .items
+        .iter()
+        .filter(|i| {
+            i.candidates[0].completion.text().chars().count()
+                < i.candidates[1].completion.text().chars().count()
+        })
+        .count();
+    let spec = rewardkit::Spec::from_toml_str(
+        "[[term]]\nname = \"shorter\"\nkind = \"soft_overlong\"\n[term.options]\nmax_length = 4000\ncache = 4000\nunit = \"chars\"\n",
+        "inline.toml",
+    )
+    .unwrap();
+    let (outcomes, _) = SpecReward::new(&spec)
+        .unwrap()
+        .score(&b, None, &mut |_, _| {})
+        .unwrap();
+    let e = evaluate(&b, &outcomes, &quick()).unwrap();
+    assert!(
+        close(e.overall.value, shorter as f64 / 299.0),
+        "{}",
+        e.overall.value
+    );
+    assert_eq!(shorter, 155);
+    assert!(close(e.length.spearman, -1.0));
+}
