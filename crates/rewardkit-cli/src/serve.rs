@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// The whole request body must arrive within this many milliseconds (408 beyond).
     #[arg(long, default_value_t = 30_000)]
     body_timeout_ms: u64,
+    /// The request line and headers must arrive within this many milliseconds, else the
+    /// connection is closed (slow-header clients); idle keep-alive connections close after it too.
+    #[arg(long, default_value_t = 30_000)]
+    header_timeout_ms: u64,
     /// The number /get_reward sends for a sample without a score (OpenRLHF needs a float for
     /// every query). Each such sample is flagged in `extra_logs` (`outcome/<kind>`) and counted
     /// in /metrics. The spec's own `non_score` policy applies first.
@@ -121,8 +125,8 @@ impl ServeArgs {
                 bail!("{flag} must be at least 1");
             }
         }
-        if self.deadline_ms == 0 || self.body_timeout_ms == 0 {
-            bail!("--deadline-ms and --body-timeout-ms must be at least 1");
+        if self.deadline_ms == 0 || self.body_timeout_ms == 0 || self.header_timeout_ms == 0 {
+            bail!("--deadline-ms, --body-timeout-ms and --header-timeout-ms must be at least 1");
         }
         if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             bail!("--api-key is empty; leave it out to serve without authentication");
@@ -151,6 +155,7 @@ impl ServeArgs {
                 default_deadline: Duration::from_millis(self.deadline_ms),
                 max_deadline: Duration::from_millis(self.max_deadline_ms.max(self.deadline_ms)),
                 body_timeout: Duration::from_millis(self.body_timeout_ms),
+                header_timeout: Duration::from_millis(self.header_timeout_ms),
                 api_key: self.api_key,
                 split,
                 non_score_reward: self.non_score_reward,

@@ -1,5 +1,5 @@
 //! `rewardkit serve` on a real socket: start the binary, score, reload on SIGHUP, and shut down
-//! gracefully on SIGTERM while a request is in flight.
+//! gracefully on SIGTERM while a request is in flight; slow-header clients are cut off.
 #![cfg(unix)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -50,14 +50,12 @@ fn read_response(mut stream: TcpStream) -> (u16, String) {
     (status, body)
 }
 
-#[test]
-fn serves_reloads_and_shuts_down_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+/// Starts `rewardkit serve` on a free port; returns it and its address.
+fn start(spec: &std::path::Path, extra: &[&str]) -> (Server, SocketAddr) {
     let child = Command::new(env!("CARGO_BIN_EXE_rewardkit"))
         .args(["serve", "--port", "0", "--workers", "2", "--spec"])
-        .arg(&spec)
+        .arg(spec)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -73,6 +71,44 @@ fn serves_reloads_and_shuts_down_gracefully() {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
+    (server, address)
+}
+
+#[test]
+fn slow_headers_are_cut_off_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let (_server, address) = start(&spec, &["--header-timeout-ms", "300"]);
+    // Half a request line, then nothing (slowloris).
+    let mut slow = TcpStream::connect(address).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-")
+        .unwrap();
+    let start = Instant::now();
+    // Meanwhile, a well-behaved client is served.
+    assert_eq!(http(address, "GET", "/ready", ""), (200, "ready\n".into()));
+    let mut rest = Vec::new();
+    let closed = match slow.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    let elapsed = start.elapsed();
+    assert!(closed, "the slow connection was not closed");
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}, expected about 300 ms"
+    );
+    assert_eq!(http(address, "GET", "/ready", ""), (200, "ready\n".into()));
+}
+
+#[test]
+fn serves_reloads_and_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let (mut server, address) = start(&spec, &[]);
     assert!(address.ip().is_loopback(), "binds 127.0.0.1 by default");
 
     assert_eq!(http(address, "GET", "/ready", ""), (200, "ready\n".into()));

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub max_deadline: Duration,
     /// The whole body must arrive within this time (against slow-body clients), else 408.
     pub body_timeout: Duration,
+    /// The request line and headers must arrive within this time, else the connection is closed
+    /// (against slow-header clients); a keep-alive connection idle this long is closed too.
+    pub header_timeout: Duration,
     /// If set, every endpoint but `/health` and `/ready` requires `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// How `/get_reward` splits OpenRLHF's `query` into prompt and completion.
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             default_deadline: Duration::from_secs(60),
             max_deadline: Duration::from_secs(600),
             body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
             api_key: None,
             split: QuerySplit::default(),
             non_score_reward: 0.0,

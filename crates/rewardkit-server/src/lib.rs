@@ -79,23 +79,98 @@ pub use routes::{app, AppState, DEADLINE_HEADER, REQUEST_ID_HEADER};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then shuts down gracefully: no new
 /// connections, 503 for new requests, in-flight requests finished, the queue drained.
+///
+/// Each connection is HTTP/1.1 (what OpenRLHF's `requests` and every trainer client speak) with a
+/// header-read time-out ([`ServerConfig::header_timeout`]): a client that opens a connection and
+/// trickles its request line and headers (slowloris) is disconnected, as is a keep-alive
+/// connection idle for that long. Bodies have their own time-out (408).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let stopping = state.clone();
-    let result = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stopping.begin_shutdown();
-        })
-        .await;
+    let router = app(state.clone());
+    let header_timeout = state.config().header_timeout;
+    // `stop` tells connections to finish; each holds a `closed` receiver until it ends.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (closed_tx, closed_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    changed = stop.changed(), if !stopping => {
+                        stopping = true;
+                        if changed.is_ok() {
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+            drop(closed);
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    state.begin_shutdown();
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(closed_rx);
+    closed_tx.closed().await;
     let closing = state.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     tracing::info!("stopped");
-    result
+    Ok(())
+}
+
+/// What `POST /v1/score` answers for `body`, computed in process: the same parsing (and errors),
+/// the same scoring and the same JSON, without HTTP, queue or batcher; scoring runs on the
+/// caller's rayon pool, and `generation` is reported as 1. For embedding the wire format, and for
+/// measuring what HTTP adds (`examples/http_overhead.rs`).
+pub fn score_body(
+    pipeline: &rewardkit::Pipeline,
+    body: &[u8],
+    config: &ServerConfig,
+) -> Result<Vec<u8>, ServerError> {
+    let samples = wire::parse_score(body, config)?;
+    let results = pipeline.score_batch(&samples);
+    serde_json::to_vec(&wire::ScoreResponse {
+        pipeline,
+        generation: 1,
+        results: &results,
+    })
+    .map_err(|e| ServerError::Internal {
+        message: format!("cannot encode the response: {e}"),
+    })
 }
 
 /// Resolves on ctrl-c or SIGTERM.

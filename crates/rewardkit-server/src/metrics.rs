@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rewardkit::ScoredSample;
 use rewardkit_core::Outcome;
 
 /// Latency buckets in seconds (1 ms … 60 s).
@@ -121,10 +122,13 @@ fn escape(value: &str) -> String {
 
 /// Unscorable reasons are short stable phrases and make good labels; errors are free text, so
 /// their reason label is cut to keep the series count bounded.
-fn reason_label(outcome: &Outcome) -> String {
+fn reason_label(outcome: &Outcome) -> &str {
     match outcome {
-        Outcome::Unscorable { reason } => reason.chars().take(48).collect(),
-        _ => String::new(),
+        Outcome::Unscorable { reason } => match reason.char_indices().nth(48) {
+            Some((end, _)) => &reason[..end],
+            None => reason,
+        },
+        _ => "",
     }
 }
 
@@ -162,26 +166,32 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Counts the outcomes of answered samples: the combined reward and every term.
-    pub(crate) fn outcomes<'a>(
-        &self,
-        results: impl Iterator<Item = (&'a Outcome, Vec<(&'a str, &'a Outcome)>)>,
-    ) {
-        let mut outcomes = lock(&self.outcomes);
-        let mut n = 0;
-        for (reward, terms) in results {
-            n += 1;
-            for (term, outcome) in std::iter::once(("_reward", reward)).chain(terms) {
-                *outcomes
-                    .entry((
-                        term.to_owned(),
-                        outcome.kind().as_str(),
-                        reason_label(outcome),
-                    ))
-                    .or_default() += 1;
+    /// Counts the outcomes of answered samples: the combined reward and every term (`terms` are
+    /// the term names, in spec order). Tallied locally first, so the shared map is touched once
+    /// per distinct (term, kind, reason), not once per sample.
+    pub(crate) fn outcomes(&self, terms: &[String], results: &[ScoredSample]) {
+        // Distinct (term, kind, reason) keys are few: a linear scan beats hashing each one.
+        let mut tally: Vec<((usize, &'static str, &str), u64)> = Vec::new();
+        for scored in results {
+            let outcomes = std::iter::once(&scored.reward)
+                .chain(scored.terms.iter().take(terms.len()).map(|o| &o.outcome));
+            for (t, outcome) in outcomes.enumerate() {
+                let key = (t, outcome.kind().as_str(), reason_label(outcome));
+                match tally.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, n)) => *n += 1,
+                    None => tally.push((key, 1)),
+                }
             }
         }
-        self.samples.fetch_add(n, Ordering::Relaxed);
+        let mut outcomes = lock(&self.outcomes);
+        for ((t, kind, reason), n) in tally {
+            let term = if t == 0 { "_reward" } else { &terms[t - 1] };
+            *outcomes
+                .entry((term.to_owned(), kind, reason.to_owned()))
+                .or_default() += n;
+        }
+        self.samples
+            .fetch_add(results.len() as u64, Ordering::Relaxed);
     }
 
     /// The exposition text; `queue_depth` and `generation` are sampled by the caller.

@@ -131,6 +131,9 @@ pub(crate) struct QueueConfig {
 pub(crate) struct Scheduler {
     sender: RwLock<Option<mpsc::Sender<Job>>>,
     queued: Arc<AtomicUsize>,
+    /// Scoring requests between the start of their handling and their submission (reading and
+    /// parsing their bodies): the batcher waits for company only while some are on the way.
+    arriving: Arc<AtomicUsize>,
     capacity: usize,
     serving: Arc<RwLock<Serving>>,
     running: Arc<AtomicBool>,
@@ -153,11 +156,13 @@ impl Scheduler {
             })?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
+        let arriving = Arc::new(AtomicUsize::new(0));
         let serving = Arc::new(RwLock::new((Arc::new(pipeline), 1)));
         let running = Arc::new(AtomicBool::new(true));
         let batcher = Batcher {
             receiver,
             queued: queued.clone(),
+            arriving: arriving.clone(),
             running: running.clone(),
             config: config.clone(),
             metrics,
@@ -172,6 +177,7 @@ impl Scheduler {
         Ok(Scheduler {
             sender: RwLock::new(Some(sender)),
             queued,
+            arriving,
             capacity: config.max_queue_samples,
             serving,
             running,
@@ -179,12 +185,28 @@ impl Scheduler {
         })
     }
 
-    /// Queues samples, or refuses at once (429) when the queue cannot take them all.
+    /// Marks a scoring request as on its way to the queue until the returned guard is dropped
+    /// (by [`Scheduler::submit`], or when the request fails before it).
+    pub(crate) fn arriving(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(self.arriving.clone())
+    }
+
+    /// Queues samples, or refuses at once (429) when the queue cannot take them all. The
+    /// request's [`Arrival`] ends only once its job is in the channel, so the batcher always sees
+    /// either the job or the arrival.
     pub(crate) fn submit(
         &self,
         samples: Vec<Sample>,
         deadline: Instant,
+        arrival: Arrival,
     ) -> Result<Ticket, ServerError> {
+        let result = self.enqueue(samples, deadline);
+        drop(arrival);
+        result
+    }
+
+    fn enqueue(&self, samples: Vec<Sample>, deadline: Instant) -> Result<Ticket, ServerError> {
         let n = samples.len();
         // Reserve room first, so the count never exceeds the capacity.
         let reserved = self
@@ -274,9 +296,22 @@ impl Drop for Scheduler {
     }
 }
 
+/// A scoring request on its way to the queue (see [`Scheduler::arriving`]).
+pub(crate) struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often a waiting batcher re-checks whether requests are still on the way.
+const ARRIVAL_POLL: Duration = Duration::from_micros(250);
+
 struct Batcher {
     receiver: mpsc::Receiver<Job>,
     queued: Arc<AtomicUsize>,
+    arriving: Arc<AtomicUsize>,
     running: Arc<AtomicBool>,
     config: QueueConfig,
     metrics: Arc<Metrics>,
@@ -289,16 +324,18 @@ impl Batcher {
             let mut n = first.samples.len();
             let mut jobs = vec![first];
             let until = Instant::now() + self.config.max_batch_wait;
+            // Adaptive window: whatever is already queued joins at once; then the batcher waits
+            // (up to `max_batch_wait`) only while other requests are on their way — a lone
+            // client's request is scored at once, concurrent ones are coalesced.
             while n < self.config.max_batch_samples {
-                // Whatever is already queued joins at once; then wait up to the batch window.
                 let next = match self.receiver.try_recv() {
                     Ok(job) => Ok(job),
                     Err(_) => {
                         let now = Instant::now();
-                        if now >= until {
+                        if now >= until || self.arriving.load(Ordering::Acquire) == 0 {
                             break;
                         }
-                        self.receiver.recv_timeout(until - now)
+                        self.receiver.recv_timeout((until - now).min(ARRIVAL_POLL))
                     }
                 };
                 match next {
@@ -306,7 +343,8 @@ impl Batcher {
                         n += job.samples.len();
                         jobs.push(job);
                     }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             self.queued.fetch_sub(n, Ordering::AcqRel);
@@ -367,5 +405,7 @@ impl Batcher {
             };
             let _ = job.done.send(());
         }
+        // Freeing the batch's strings is work too: on the pool, so the next batch starts now.
+        self.pool.spawn(move || drop(samples));
     }
 }

@@ -16,7 +16,7 @@ use rewardkit_core::{Outcome, RewardOutput};
 use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
-use crate::queue::{QueueConfig, Scheduler, Scored};
+use crate::queue::{Arrival, QueueConfig, Scheduler, Scored};
 use crate::wire;
 use crate::{ServerConfig, ServerError};
 
@@ -196,34 +196,26 @@ impl AppState {
         &self,
         samples: Vec<rewardkit_core::Sample>,
         deadline: Instant,
+        arrival: Arrival,
     ) -> Result<Scored, ServerError> {
         let ticket = self
             .inner
             .scheduler
-            .submit(samples, deadline)
+            .submit(samples, deadline, arrival)
             .inspect_err(|e| {
                 if matches!(e, ServerError::QueueFull { .. }) {
                     self.inner.metrics.rejected_full();
                 }
             })?;
         let scored = ticket.wait().await;
-        let names: Vec<&str> = scored
+        let names: Vec<String> = scored
             .serving
             .0
             .terms()
             .iter()
-            .map(|t| t.name.as_str())
+            .map(|t| t.name.clone())
             .collect();
-        self.inner.metrics.outcomes(scored.results.iter().map(|s| {
-            (
-                &s.reward,
-                names
-                    .iter()
-                    .copied()
-                    .zip(s.terms.iter().map(|o| &o.outcome))
-                    .collect(),
-            )
-        }));
+        self.inner.metrics.outcomes(&names, &scored.results);
         Ok(scored)
     }
 }
@@ -371,34 +363,51 @@ async fn score(
 ) -> Result<Response, ServerError> {
     state.refuse_if_shutting_down()?;
     let deadline = state.deadline(&headers)?;
+    let arrival = state.inner.scheduler.arriving();
     let bytes = state.read_body(body).await?;
-    let config = state.inner.config.clone();
     let size = bytes.len();
-    let samples = json_work(size, move || wire::parse_score(&bytes, &config)).await??;
+    let parsing = state.clone();
+    let samples = json_work(size, move || {
+        wire::parse_score(&bytes, &parsing.inner.config)
+    })
+    .await??;
     if samples.is_empty() {
-        let (_, generation) = state.inner.scheduler.serving();
-        return Ok(Json(wire::ScoreResponse {
+        let (pipeline, generation) = state.inner.scheduler.serving();
+        let body = serde_json::to_vec(&wire::ScoreResponse {
+            pipeline: &pipeline,
             generation,
-            results: Vec::new(),
+            results: &[],
         })
-        .into_response());
+        .map_err(encode_error)?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
-    let scored = state.score(samples, deadline).await?;
+    let scored = state.score(samples, deadline, arrival).await?;
     let (scored, body) = json_work(size, move || {
-        let body = serde_json::to_vec(&wire::score_response(
-            &scored.serving.0,
-            scored.serving.1,
-            &scored.results,
-        ));
-        (scored, body)
+        // About 60 bytes per outcome: sized once instead of grown by doubling.
+        let outcomes = 1 + scored.serving.0.terms().len();
+        let mut body = Vec::with_capacity(64 + scored.results.len() * outcomes * 64);
+        let written = serde_json::to_writer(
+            &mut body,
+            &wire::ScoreResponse {
+                pipeline: &scored.serving.0,
+                generation: scored.serving.1,
+                results: &scored.results,
+            },
+        )
+        .map(|()| body);
+        (scored, written)
     })
     .await?;
-    let body = body.map_err(|e| ServerError::Internal {
-        message: format!("cannot encode the response: {e}"),
-    })?;
+    let body = body.map_err(encode_error)?;
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     timing_headers(&mut response, &scored);
     Ok(response)
+}
+
+fn encode_error(e: serde_json::Error) -> ServerError {
+    ServerError::Internal {
+        message: format!("cannot encode the response: {e}"),
+    }
 }
 
 async fn get_reward(
@@ -408,10 +417,14 @@ async fn get_reward(
 ) -> Result<Response, ServerError> {
     state.refuse_if_shutting_down()?;
     let deadline = state.deadline(&headers)?;
+    let arrival = state.inner.scheduler.arriving();
     let bytes = state.read_body(body).await?;
-    let config = state.inner.config.clone();
     let size = bytes.len();
-    let parsed = json_work(size, move || wire::parse_get_reward(&bytes, &config)).await??;
+    let parsing = state.clone();
+    let parsed = json_work(size, move || {
+        wire::parse_get_reward(&bytes, &parsing.inner.config)
+    })
+    .await??;
     let split: Vec<_> = parsed.iter().map(|p| p.as_ref().ok().cloned()).collect();
     let samples: Vec<_> = split.iter().flatten().cloned().collect();
     let scored = if samples.is_empty() {
@@ -423,7 +436,7 @@ async fn get_reward(
             timed_out: 0,
         }
     } else {
-        state.score(samples, deadline).await?
+        state.score(samples, deadline, arrival).await?
     };
     // Put the unsplit queries back in their places as unscorable samples.
     let terms = scored.serving.0.terms();

@@ -1,8 +1,11 @@
 //! Request parsing and response shapes. Parsing goes through `serde_json::Value` first so that
 //! every error names the field and index it is about (`samples[3].completion: …`).
 
+use std::borrow::Cow;
+
 use rewardkit::ScoredSample;
-use rewardkit_core::{Outcome, OutcomeKind, Reference, Sample};
+use rewardkit_core::{Outcome, OutcomeKind, Reference, RewardOutput, Sample};
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -66,7 +69,24 @@ fn check_length(field: String, completion: &str, config: &ServerConfig) -> Resul
 }
 
 /// `POST /v1/score`: `{"samples": [Sample, …]}`.
+///
+/// Well-formed bodies take the fast path (serde straight into samples, one pass, no
+/// `serde_json::Value` in between); anything it does not accept is parsed again by the checked
+/// path, whose error names the field and index. The fast path accepts only what the checked path
+/// accepts, with the same result (`fast_and_checked_parsers_agree` holds it to that).
 pub(crate) fn parse_score(bytes: &[u8], config: &ServerConfig) -> Result<Vec<Sample>, ServerError> {
+    if let Ok(samples) = fast::parse_score(bytes, config) {
+        return Ok(samples);
+    }
+    parse_score_checked(bytes, config)
+}
+
+/// The checked path of [`parse_score`]: through `serde_json::Value`, so that every error can name
+/// its field and index.
+pub(crate) fn parse_score_checked(
+    bytes: &[u8],
+    config: &ServerConfig,
+) -> Result<Vec<Sample>, ServerError> {
     let mut object = parse_object(bytes, r#"{"samples": [...]}"#)?;
     let items = take_array(&mut object, "samples", true, config.max_samples_per_request)?
         .expect("required arrays are present; this is a bug");
@@ -183,9 +203,10 @@ pub(crate) fn parse_get_reward(
             Some(other) => Some(Reference::Json(other.clone())),
         };
         let Some((prompt, completion)) = config.split.split(&q, prompt.as_deref()) else {
-            samples.push(Err(format!(
-                "query not split: query[{i}] contains neither its prompt nor an assistant marker"
-            )));
+            // One fixed reason (no index): it becomes a metrics label, whose values must stay few.
+            samples.push(Err(
+                "query not split: it contains neither its prompt nor an assistant marker".into(),
+            ));
             continue;
         };
         check_length(format!("query[{i}]"), completion, config)?;
@@ -197,20 +218,19 @@ pub(crate) fn parse_get_reward(
 }
 
 /// An outcome on the wire: a finite value or `null`, its kind, and the reason of a non-score.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireOutcome {
+#[derive(Debug)]
+pub(crate) struct WireOutcome<'a> {
     /// The score; `null` for non-scores (and for a non-finite value, which is reported as failed).
     pub value: Option<f64>,
     /// `scored`, `unscorable`, `timed_out` or `failed`.
     pub kind: &'static str,
     /// Why there is no score.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'a, str>>,
 }
 
-impl WireOutcome {
+impl<'a> WireOutcome<'a> {
     /// The one place outcomes become wire values: NaN and infinities never get out.
-    pub(crate) fn new(outcome: &Outcome) -> WireOutcome {
+    pub(crate) fn new(outcome: &'a Outcome) -> WireOutcome<'a> {
         match outcome.value() {
             Some(value) if value.is_finite() => WireOutcome {
                 value: Some(value),
@@ -220,90 +240,103 @@ impl WireOutcome {
             Some(value) => WireOutcome {
                 value: None,
                 kind: OutcomeKind::Failed.as_str(),
-                reason: Some(format!("non-finite score {value}")),
+                reason: Some(Cow::Owned(format!("non-finite score {value}"))),
             },
             None => WireOutcome {
                 value: None,
                 kind: outcome.kind().as_str(),
-                reason: outcome.reason().map(str::to_owned),
+                reason: outcome.reason().map(Cow::Borrowed),
             },
         }
     }
+
+    /// Writes `value`, `kind` and (for non-scores) `reason` into an object being serialised.
+    fn write<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        map.serialize_entry("value", &self.value)?;
+        map.serialize_entry("kind", self.kind)?;
+        if let Some(reason) = &self.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        Ok(())
+    }
 }
 
-/// One sample's answer on `/v1/score`.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireResult {
-    /// The combined reward.
-    #[serde(flatten)]
-    pub reward: WireOutcome,
-    /// Every term, in spec order.
-    pub terms: Vec<WireTerm>,
-}
-
-/// One term's answer.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireTerm {
-    /// The term's name.
-    pub name: String,
-    /// Its outcome.
-    #[serde(flatten)]
-    pub outcome: WireOutcome,
-    /// Its sub-components, if it has any.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub components: Vec<WireComponent>,
-}
-
-/// One sub-component's answer.
-#[derive(Debug, Serialize)]
-pub(crate) struct WireComponent {
-    /// The component's name.
-    pub name: String,
-    /// Its outcome.
-    #[serde(flatten)]
-    pub outcome: WireOutcome,
-}
-
-/// The `/v1/score` response.
-#[derive(Debug, Serialize)]
-pub(crate) struct ScoreResponse {
+/// The `/v1/score` response, serialised straight from the scored samples (no per-sample copies):
+///
+/// ```json
+/// {"generation": 1, "results": [{"value": 1.2, "kind": "scored", "terms": [
+///     {"name": "correct", "value": 1.0, "kind": "scored", "components": [...]}, ...]}]}
+/// ```
+///
+/// Each outcome is `value` (a finite number or `null`), `kind` and, for non-scores, `reason`;
+/// `components` appears only for terms that have sub-components.
+pub(crate) struct ScoreResponse<'a> {
+    /// The pipeline that scored the samples (term and component names).
+    pub pipeline: &'a rewardkit::Pipeline,
     /// The spec generation that scored the request.
     pub generation: u64,
     /// One result per sample, in request order.
-    pub results: Vec<WireResult>,
+    pub results: &'a [ScoredSample],
 }
 
-pub(crate) fn score_response(
-    pipeline: &rewardkit::Pipeline,
-    generation: u64,
-    results: &[ScoredSample],
-) -> ScoreResponse {
-    let terms = pipeline.terms();
-    ScoreResponse {
-        generation,
-        results: results
-            .iter()
-            .map(|scored| WireResult {
-                reward: WireOutcome::new(&scored.reward),
-                terms: terms
-                    .iter()
-                    .zip(&scored.terms)
-                    .map(|(term, output)| WireTerm {
-                        name: term.name.clone(),
-                        outcome: WireOutcome::new(&output.outcome),
-                        components: term
-                            .component_names
-                            .iter()
-                            .zip(&output.components)
-                            .map(|(name, outcome)| WireComponent {
-                                name: name.clone(),
-                                outcome: WireOutcome::new(outcome),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+impl Serialize for ScoreResponse<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Results<'a>(&'a ScoreResponse<'a>);
+        struct One<'a>(&'a [rewardkit::Term], &'a ScoredSample);
+        struct Terms<'a>(&'a [rewardkit::Term], &'a ScoredSample);
+        struct Term<'a>(&'a rewardkit::Term, &'a RewardOutput);
+        struct Components<'a>(&'a rewardkit::Term, &'a RewardOutput);
+        struct Component<'a>(&'a str, &'a Outcome);
+
+        impl Serialize for Results<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let terms = self.0.pipeline.terms();
+                s.collect_seq(self.0.results.iter().map(|r| One(terms, r)))
+            }
+        }
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(None)?;
+                WireOutcome::new(&self.1.reward).write(&mut map)?;
+                map.serialize_entry("terms", &Terms(self.0, self.1))?;
+                map.end()
+            }
+        }
+        impl Serialize for Terms<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().zip(&self.1.terms).map(|(t, o)| Term(t, o)))
+            }
+        }
+        impl Serialize for Term<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("name", &self.0.name)?;
+                WireOutcome::new(&self.1.outcome).write(&mut map)?;
+                if !self.0.component_names.is_empty() && !self.1.components.is_empty() {
+                    map.serialize_entry("components", &Components(self.0, self.1))?;
+                }
+                map.end()
+            }
+        }
+        impl Serialize for Components<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let names = self.0.component_names.iter();
+                s.collect_seq(names.zip(&self.1.components).map(|(n, o)| Component(n, o)))
+            }
+        }
+        impl Serialize for Component<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("name", self.0)?;
+                WireOutcome::new(self.1).write(&mut map)?;
+                map.end()
+            }
+        }
+
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("generation", &self.generation)?;
+        map.serialize_entry("results", &Results(self))?;
+        map.end()
     }
 }
 
@@ -366,4 +399,353 @@ pub(crate) fn get_reward_response(
         },
         substituted,
     )
+}
+
+/// The fast path of [`parse_score`]: serde straight from the bytes into [`Sample`]s, without the
+/// `serde_json::Value` tree and without the buffering serde's untagged enums do (each string is
+/// copied once, into its sample). It mirrors `Sample`'s own `Deserialize` (untagged `Prompt`,
+/// `Completion` and `Reference`, unknown keys ignored) and gives up on anything else — a
+/// duplicate key, a wrong type, a limit — leaving the message to the checked path.
+mod fast {
+    use std::fmt;
+
+    use rewardkit_core::{Completion, Message, Prompt, Reference, Sample};
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::{Map, Value};
+
+    use crate::ServerConfig;
+
+    /// The fast path declined; the checked path will say why (or accept it).
+    #[derive(Debug)]
+    pub(super) struct Declined;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        samples: Vec<FastSample>,
+    }
+
+    pub(super) fn parse_score(
+        bytes: &[u8],
+        config: &ServerConfig,
+    ) -> Result<Vec<Sample>, Declined> {
+        // One UTF-8 check of the whole body, then a parser that need not check each string.
+        let text = std::str::from_utf8(bytes).map_err(|_| Declined)?;
+        let request: Request = serde_json::from_str(text).map_err(|_| Declined)?;
+        if request.samples.len() > config.max_samples_per_request
+            || request
+                .samples
+                .iter()
+                .any(|s| s.0.completion.text().len() > config.max_completion_bytes)
+        {
+            return Err(Declined);
+        }
+        Ok(request.samples.into_iter().map(|s| s.0).collect())
+    }
+
+    struct FastSample(Sample);
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "lowercase")]
+    enum Field {
+        Prompt,
+        Completion,
+        Reference,
+        Group,
+        Metadata,
+        #[serde(other)]
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for FastSample {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(SampleVisitor)
+        }
+    }
+
+    struct SampleVisitor;
+
+    impl<'de> Visitor<'de> for SampleVisitor {
+        type Value = FastSample;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sample object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastSample, A::Error> {
+            let mut prompt: Option<Prompt> = None;
+            let mut completion: Option<Completion> = None;
+            let mut reference: Option<Option<Reference>> = None;
+            let mut group: Option<Option<String>> = None;
+            let mut metadata: Option<Map<String, Value>> = None;
+            fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+                match slot.replace(value) {
+                    None => Ok(()),
+                    Some(_) => Err(E::custom("duplicate key")),
+                }
+            }
+            while let Some(key) = map.next_key::<Field>()? {
+                match key {
+                    Field::Prompt => once(&mut prompt, map.next_value::<FastPrompt>()?.0)?,
+                    Field::Completion => {
+                        once(&mut completion, map.next_value::<FastCompletion>()?.0)?
+                    }
+                    Field::Reference => once(
+                        &mut reference,
+                        map.next_value::<Option<FastReference>>()?.map(|r| r.0),
+                    )?,
+                    Field::Group => once(&mut group, map.next_value::<Option<String>>()?)?,
+                    Field::Metadata => once(&mut metadata, map.next_value()?)?,
+                    Field::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(FastSample(Sample {
+                prompt: prompt.unwrap_or_default(),
+                completion: completion.ok_or_else(|| A::Error::missing_field("completion"))?,
+                reference: reference.flatten(),
+                group: group.flatten(),
+                metadata: metadata.unwrap_or_default(),
+            }))
+        }
+    }
+
+    /// `Prompt`: a string, or a list of messages.
+    struct FastPrompt(Prompt);
+
+    impl<'de> Deserialize<'de> for FastPrompt {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = FastPrompt;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string or a list of messages")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<FastPrompt, E> {
+                    Ok(FastPrompt(Prompt::Text(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<FastPrompt, E> {
+                    Ok(FastPrompt(Prompt::Text(v)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FastPrompt, A::Error> {
+                    let messages = Vec::<Message>::deserialize(SeqAccessDeserializer::new(seq))?;
+                    Ok(FastPrompt(Prompt::Chat(messages)))
+                }
+            }
+            deserializer.deserialize_any(V)
+        }
+    }
+
+    /// `Completion`: a string, one message, or a list of messages.
+    struct FastCompletion(Completion);
+
+    impl<'de> Deserialize<'de> for FastCompletion {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = FastCompletion;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string, a message or a list of messages")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<FastCompletion, E> {
+                    Ok(FastCompletion(Completion::Text(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<FastCompletion, E> {
+                    Ok(FastCompletion(Completion::Text(v)))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FastCompletion, A::Error> {
+                    let message = Message::deserialize(MapAccessDeserializer::new(map))?;
+                    Ok(FastCompletion(Completion::Message(message)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FastCompletion, A::Error> {
+                    let messages = Vec::<Message>::deserialize(SeqAccessDeserializer::new(seq))?;
+                    Ok(FastCompletion(Completion::Chat(messages)))
+                }
+            }
+            deserializer.deserialize_any(V)
+        }
+    }
+
+    /// `Reference`: a string as text, any other JSON value as JSON (`null` is no reference,
+    /// handled by the `Option` around it).
+    struct FastReference(Reference);
+
+    impl<'de> Deserialize<'de> for FastReference {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = FastReference;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Text(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Text(v)))
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Json(Value::Bool(v))))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Json(Value::from(v))))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Json(Value::from(v))))
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<FastReference, E> {
+                    serde_json::Number::from_f64(v)
+                        .map(|n| FastReference(Reference::Json(Value::Number(n))))
+                        .ok_or_else(|| E::custom("a non-finite number"))
+                }
+                fn visit_unit<E>(self) -> Result<FastReference, E> {
+                    Ok(FastReference(Reference::Json(Value::Null)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FastReference, A::Error> {
+                    let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+                    Ok(FastReference(Reference::Json(value)))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FastReference, A::Error> {
+                    let value = Value::deserialize(MapAccessDeserializer::new(map))?;
+                    Ok(FastReference(Reference::Json(value)))
+                }
+            }
+            deserializer.deserialize_any(V)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `body` through the fast and the checked parser: when the fast one accepts, both must give
+    /// the same samples; `fast_ok` says whether the fast one should accept at all.
+    fn check(body: &str, fast_ok: bool) {
+        let config = ServerConfig {
+            max_samples_per_request: 3,
+            max_completion_bytes: 16,
+            ..ServerConfig::default()
+        };
+        let fast = fast::parse_score(body.as_bytes(), &config);
+        let checked = parse_score_checked(body.as_bytes(), &config);
+        assert_eq!(fast.is_ok(), fast_ok, "{body}: fast path {fast:?}");
+        if let Ok(fast) = fast {
+            assert_eq!(
+                Ok::<_, String>(fast),
+                checked.map_err(|e| e.to_string()),
+                "{body}"
+            );
+        }
+        // And the combined parser is the checked one's answer, either way.
+        assert_eq!(
+            parse_score(body.as_bytes(), &config).map_err(|e| e.to_string()),
+            parse_score_checked(body.as_bytes(), &config).map_err(|e| e.to_string()),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn fast_and_checked_parsers_agree() {
+        check(r#"{"samples": []}"#, true);
+        check(r#"{"samples": [{"completion": "x"}]}"#, true);
+        check(
+            r#"{"samples": [{"prompt": "p", "completion": "x", "reference": "4"}]}"#,
+            true,
+        );
+        check(r#"{"samples": [{"completion": "a\"\\u00e9b"}]}"#, true);
+        check(
+            r#"{"samples": [{"completion": "x", "reference": 4}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": -4.5}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": 18446744073709551615}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": true}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": null}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": ["a", {"b": [1]}]}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "reference": {"name": "f"}}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "group": "g", "metadata": {"k": [1]}}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "group": null, "extra": {"y": 1}}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"completion": {"role": "assistant", "content": "c"}}]}"#,
+            true,
+        );
+        check(
+            r#"{"samples": [{"prompt": [{"role": "user", "content": "q"}],
+                "completion": [{"role": "assistant", "content": "c", "x": 1}]}]}"#,
+            true,
+        );
+        check(r#"{"samples": [{"comp\u006cetion": "escaped key"}]}"#, true);
+        // Declined by the fast path; the checked path answers (accepts or names the field).
+        check(
+            r#"{"samples": [{"completion": "x", "completion": "y"}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"completion": "x"}], "samples": []}"#,
+            false,
+        );
+        check(r#"{"samples": [{"completion": "x"}], "other": 1}"#, false);
+        check(r#"{"samples": [{"prompt": "p"}]}"#, false);
+        check(r#"{"samples": [{"completion": 5}]}"#, false);
+        check(r#"{"samples": [{"completion": null}]}"#, false);
+        check(r#"{"samples": [{"completion": ["a", "b"]}]}"#, false);
+        check(
+            r#"{"samples": [{"completion": {"role": "assistant"}}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"prompt": {"role": "u", "content": "c"}, "completion": "x"}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"prompt": null, "completion": "x"}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"completion": "x", "metadata": null}]}"#,
+            false,
+        );
+        check(r#"{"samples": [{"completion": "x", "group": 3}]}"#, false);
+        check(r#"{"samples": [7]}"#, false);
+        check(r#"{"samples": {}}"#, false);
+        check(r#"{"samples": null}"#, false);
+        check(r#"[]"#, false);
+        check(r#"{"samples": [{"completion": "x"}"#, false);
+        check(
+            r#"{"samples": [{"completion": "x"}, {"completion": "x"}, {"completion": "x"}, {"completion": "x"}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"completion": "this is longer than sixteen"}]}"#,
+            false,
+        );
+    }
 }

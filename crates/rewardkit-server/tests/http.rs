@@ -862,3 +862,25 @@ async fn concurrent_single_sample_requests_are_coalesced() {
         assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_does_not_wait_for_the_batch_window() {
+    // A 2 s window: coalescing would make each of these requests wait for it.
+    let app = app(state_with(
+        MATH_SPEC,
+        ServerConfig {
+            max_batch_wait: Duration::from_secs(2),
+            ..ServerConfig::default()
+        },
+    ));
+    let body = json!({ "samples": rollouts() });
+    let start = Instant::now();
+    for _ in 0..3 {
+        let reply = post(&app, "/v1/score", &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let queued: f64 = reply.header("x-queue-time").parse().unwrap();
+        assert!(queued < 1000.0, "a lone request waited {queued} ms");
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+}
