@@ -8,7 +8,9 @@
 //!
 //! With `--estimator oprl` a row is a trajectory: besides its outcome reward it carries a list of
 //! step rewards (`--steps-field`), and its advantage is a list too (one per step), written as a
-//! JSON list in the output column.
+//! JSON list in the output column. With `--estimator gae` a row is an episode with lists of step
+//! rewards and critic values (and optionally a bootstrap value for a truncated episode); it gets
+//! lists of advantages and returns.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, ValueEnum};
 use rewardkit_data::{Cell, Column, ColumnKind, Format, RecordReader, TableWriter};
 use rewardkit_shape::{
-    advantages, oprl_advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope,
+    advantages, gae, oprl_advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -72,6 +74,22 @@ pub struct AdvantagesArgs {
     /// OPRL only: the weight α of the step advantages (`A = A^E + α·A^S`; the paper uses 1).
     #[arg(long)]
     alpha: Option<f64>,
+    /// GAE only: the column holding each episode's critic values (a list, one per step).
+    #[arg(long, default_value = "values")]
+    values_field: String,
+    /// GAE only: the column holding the value of the state a truncated episode stopped in (a
+    /// number; null or absent means the episode ended, value 0).
+    #[arg(long)]
+    bootstrap_field: Option<String>,
+    /// GAE only: the discount γ (default 1.0, as verl).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// GAE only: λ (default 1.0, as verl).
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// GAE only: the name of the returns column (advantages + values) to append.
+    #[arg(long, default_value = "returns")]
+    returns_column: String,
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -94,6 +112,8 @@ pub enum EstimatorName {
     /// OPRL: GRPO of the outcome + α × step rewards normalised over the group's steps (a list
     /// per row).
     Oprl,
+    /// Generalised advantage estimation over each row's step rewards and values (lists).
+    Gae,
 }
 
 /// `--scale` values.
@@ -121,6 +141,8 @@ struct Config {
     estimator: Estimator,
     /// OPRL's α, when the estimator is OPRL (then `estimator` is its GRPO part).
     oprl_alpha: Option<f64>,
+    /// GAE's (γ, λ), when the estimator is GAE (then `estimator` is unused).
+    gae: Option<(f64, f64)>,
 }
 
 impl Config {
@@ -134,6 +156,22 @@ impl Config {
         });
         let named = args.estimator;
         let oprl = named == EstimatorName::Oprl;
+        let is_gae = named == EstimatorName::Gae;
+        if !is_gae
+            && (args.gamma.is_some() || args.lambda.is_some() || args.bootstrap_field.is_some())
+        {
+            bail!("--gamma, --lambda and --bootstrap-field apply to --estimator gae only");
+        }
+        for (flag, value) in [("--gamma", args.gamma), ("--lambda", args.lambda)] {
+            if let Some(v) = value {
+                if !(0.0..=1.0).contains(&v) {
+                    bail!("{flag} {v}: expected a number in [0, 1]");
+                }
+            }
+        }
+        if is_gae && (args.std.is_some() || args.epsilon.is_some() || args.scale.is_some()) {
+            bail!("--std, --epsilon and --scale do not apply to --estimator gae");
+        }
         if args.alpha.is_some() && !oprl {
             bail!("--alpha applies to --estimator oprl only");
         }
@@ -175,7 +213,7 @@ impl Config {
                 std: std.unwrap_or(StdKind::Sample),
                 epsilon: args.epsilon.unwrap_or(1e-6),
             },
-            EstimatorName::DrGrpo => Estimator::DrGrpo,
+            EstimatorName::DrGrpo | EstimatorName::Gae => Estimator::DrGrpo,
             EstimatorName::Rloo => Estimator::Rloo,
             EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline => {
                 Estimator::ReinforcePlusPlus {
@@ -188,6 +226,7 @@ impl Config {
         Ok(Config {
             estimator,
             oprl_alpha: oprl.then(|| args.alpha.unwrap_or(1.0)),
+            gae: is_gae.then(|| (args.gamma.unwrap_or(1.0), args.lambda.unwrap_or(1.0))),
         })
     }
 }
@@ -206,6 +245,9 @@ enum Seen {
 /// The first pass's result.
 struct Scan {
     rewards: Vec<f64>,
+    /// GAE: every row's critic values (parallel to `steps`) and bootstrap value (0 if none).
+    values: Vec<f64>,
+    bootstrap: Vec<f64>,
     /// OPRL: every row's step rewards, row after row, and each row's count.
     steps: Vec<f64>,
     step_counts: Vec<usize>,
@@ -214,13 +256,37 @@ struct Scan {
     columns: Vec<(String, Seen)>,
 }
 
-fn scan(args: &AdvantagesArgs, oprl: bool) -> anyhow::Result<Scan> {
+/// Reads a list of numbers (null entries are NaN: masked) from a row's field.
+fn number_list(
+    value: Option<&Value>,
+    at: &str,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let list = match value {
+        Some(Value::Array(list)) => list,
+        Some(other) => bail!("{at}: expected a list of {what}, found {other}"),
+        None => bail!("{at}: missing; this estimator needs each row's {what} (see {flag})"),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(k, item)| match item {
+            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Null => Ok(f64::NAN),
+            other => bail!("{at}[{k}]: expected a number (or null), found {other}"),
+        })
+        .collect()
+}
+
+fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan> {
     let reader = RecordReader::open(&args.input, args.input_format)?;
     let mut labels: HashMap<String, usize> = HashMap::new();
     let mut rewards = Vec::new();
     let mut group_ids = Vec::new();
     let mut steps = Vec::new();
     let mut step_counts = Vec::new();
+    let mut values = Vec::new();
+    let mut bootstrap = Vec::new();
     let mut grouped_rows = 0;
     let mut columns: Vec<(String, Seen)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -230,6 +296,8 @@ fn scan(args: &AdvantagesArgs, oprl: bool) -> anyhow::Result<Scan> {
         let record = record?;
         let at = |field: &str| format!("{file}:{}: field `{field}`", record.line);
         let reward = match record.fields.get(&args.reward_field) {
+            // GAE needs no outcome reward; the per-step rewards carry it.
+            None if is_gae => f64::NAN,
             Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
             Some(Value::Null) => f64::NAN,
             Some(other) => bail!(
@@ -261,29 +329,43 @@ fn scan(args: &AdvantagesArgs, oprl: bool) -> anyhow::Result<Scan> {
         };
         rewards.push(reward);
         group_ids.push(id);
-        if oprl {
-            let list = match record.fields.get(&args.steps_field) {
-                Some(Value::Array(list)) => list,
-                Some(other) => bail!(
-                    "{}: expected a list of step rewards, found {other}",
-                    at(&args.steps_field)
-                ),
-                None => bail!(
-                    "{}: missing; OPRL needs each row's step rewards (see --steps-field)",
-                    at(&args.steps_field)
-                ),
-            };
-            for (k, step) in list.iter().enumerate() {
-                steps.push(match step {
-                    Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-                    Value::Null => f64::NAN,
-                    other => bail!(
-                        "{}[{k}]: expected a number (or null), found {other}",
-                        at(&args.steps_field)
-                    ),
+        if oprl || is_gae {
+            let row_steps = number_list(
+                record.fields.get(&args.steps_field),
+                &at(&args.steps_field),
+                "step rewards",
+                "--steps-field",
+            )?;
+            if is_gae {
+                let row_values = number_list(
+                    record.fields.get(&args.values_field),
+                    &at(&args.values_field),
+                    "critic values",
+                    "--values-field",
+                )?;
+                if row_values.len() != row_steps.len() {
+                    bail!(
+                        "{}: {} values for {} step rewards (one per step)",
+                        at(&args.values_field),
+                        row_values.len(),
+                        row_steps.len()
+                    );
+                }
+                values.extend(row_values);
+                bootstrap.push(match &args.bootstrap_field {
+                    None => 0.0,
+                    Some(field) => match record.fields.get(field) {
+                        None | Some(Value::Null) => 0.0,
+                        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                        Some(other) => bail!(
+                            "{}: expected a number (or null for an episode that ended), found {other}",
+                            at(field)
+                        ),
+                    },
                 });
             }
-            step_counts.push(list.len());
+            step_counts.push(row_steps.len());
+            steps.extend(row_steps);
         }
         for (key, value) in &record.fields {
             let seen = match value {
@@ -323,6 +405,8 @@ fn scan(args: &AdvantagesArgs, oprl: bool) -> anyhow::Result<Scan> {
     }
     Ok(Scan {
         rewards,
+        values,
+        bootstrap,
         steps,
         step_counts,
         group_ids,
@@ -401,9 +485,12 @@ impl Report {
 pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args)?;
     let started = Instant::now();
-    let scan = scan(&args, config.oprl_alpha.is_some())?;
+    let scan = scan(&args, config.oprl_alpha.is_some(), config.gae.is_some())?;
     if scan.rewards.is_empty() {
         bail!("{}: no rows", args.input.display());
+    }
+    if let Some((gamma, lambda)) = config.gae {
+        return run_gae(&args, &scan, gamma, lambda, started);
     }
     if scan.grouped_rows == 0 && config.estimator.uses_groups() {
         bail!(
@@ -456,9 +543,10 @@ pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(output) = &args.output {
+        let lists: Vec<&[f64]> = step_values.as_deref().into_iter().collect();
         let steps = step_values
-            .as_deref()
-            .map(|values| (values, scan.step_counts.as_slice()));
+            .as_ref()
+            .map(|_| (scan.step_counts.as_slice(), lists.as_slice()));
         write(&args, output, &scan, &result.values, steps)?;
     }
 
@@ -495,6 +583,95 @@ pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--estimator gae`: advantages and returns per step of each row's episode.
+fn run_gae(
+    args: &AdvantagesArgs,
+    scan: &Scan,
+    gamma: f64,
+    lambda: f64,
+    started: Instant,
+) -> anyhow::Result<()> {
+    for name in [&args.advantage_column, &args.returns_column] {
+        if scan.columns.iter().any(|(column, _)| column == name) {
+            bail!(
+                "{}: already has a column `{name}`; choose another name with --advantage-column or --returns-column",
+                args.input.display()
+            );
+        }
+    }
+    let out = gae(
+        &scan.steps,
+        &scan.values,
+        &scan.step_counts,
+        Some(&scan.bootstrap),
+        gamma,
+        lambda,
+    )
+    .context("computing GAE")?;
+    if let Some(output) = &args.output {
+        let lists: [&[f64]; 2] = [&out.advantages, &out.returns];
+        let nothing = vec![f64::NAN; scan.rewards.len()];
+        write(
+            args,
+            output,
+            scan,
+            &nothing,
+            Some((scan.step_counts.as_slice(), &lists)),
+        )?;
+    }
+    let mut stats = rewardkit_core::RunningStats::new();
+    out.advantages.iter().for_each(|&a| stats.push(a));
+    let report = GaeReport {
+        input: args.input.display().to_string(),
+        output: args.output.as_ref().map(|p| p.display().to_string()),
+        estimator: "gae",
+        gamma,
+        lambda,
+        episodes: scan.rewards.len(),
+        steps: scan.steps.len(),
+        masked_episodes: out.masked_episodes,
+        advantage_mean: stats.mean(),
+        advantage_std: stats.population_variance().map(f64::sqrt),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let text = format!(
+            "gae (γ {gamma}, λ {lambda}) over {} episodes, {} steps; masked episodes (a non-finite reward, value or bootstrap) {}\n  advantage mean {} std {}\n{}{:.2}s\n",
+            report.episodes,
+            report.steps,
+            report.masked_episodes,
+            report.advantage_mean.map_or("-".into(), |v| format!("{v:.6}")),
+            report.advantage_std.map_or("-".into(), |v| format!("{v:.6}")),
+            report.output.as_ref().map_or(String::new(), |o| format!("wrote {o}\n")),
+            report.seconds
+        );
+        if args.output.as_deref() == Some("-".as_ref()) {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+    Ok(())
+}
+
+/// The report of `--estimator gae`.
+#[derive(Serialize)]
+struct GaeReport {
+    input: String,
+    output: Option<String>,
+    estimator: &'static str,
+    gamma: f64,
+    lambda: f64,
+    episodes: usize,
+    steps: usize,
+    masked_episodes: usize,
+    advantage_mean: Option<f64>,
+    advantage_std: Option<f64>,
+    seconds: f64,
+}
+
 /// Writes every row with its advantage; with `steps` (OPRL's step advantages and each row's step
 /// count) the advantage column holds each row's list, as JSON text (null where masked).
 fn write(
@@ -502,7 +679,7 @@ fn write(
     output: &PathBuf,
     scan: &Scan,
     values: &[f64],
-    steps: Option<(&[f64], &[usize])>,
+    steps: Option<(&[usize], &[&[f64]])>,
 ) -> anyhow::Result<()> {
     let mut columns: Vec<Column> = scan
         .columns
@@ -516,10 +693,15 @@ fn write(
             Column::new(name.clone(), kind)
         })
         .collect();
-    columns.push(match steps {
-        Some(_) => Column::str(args.advantage_column.clone()),
-        None => Column::f64(args.advantage_column.clone()),
-    });
+    match steps {
+        Some((_, lists)) => {
+            columns.push(Column::str(args.advantage_column.clone()));
+            if lists.len() > 1 {
+                columns.push(Column::str(args.returns_column.clone()));
+            }
+        }
+        None => columns.push(Column::f64(args.advantage_column.clone())),
+    }
     let mut step_start = 0usize;
     let mut writer = match args.output_format {
         Some(format) => TableWriter::create_as(output, format, columns)?,
@@ -546,15 +728,25 @@ fn write(
                 _ => None,
             });
         }
-        let list = steps.map(|(step_values, counts)| {
-            let row = &step_values[step_start..step_start + counts[count]];
-            step_start += counts[count];
-            let json: Vec<Value> = row
-                .iter()
-                .map(|&a| serde_json::Number::from_f64(a).map_or(Value::Null, Value::Number))
-                .collect();
-            Value::Array(json).to_string()
-        });
+        let lists: Vec<String> = match steps {
+            None => Vec::new(),
+            Some((counts, lists)) => {
+                let range = step_start..step_start + counts[count];
+                step_start = range.end;
+                lists
+                    .iter()
+                    .map(|list| {
+                        let json: Vec<Value> = list[range.clone()]
+                            .iter()
+                            .map(|&a| {
+                                serde_json::Number::from_f64(a).map_or(Value::Null, Value::Number)
+                            })
+                            .collect();
+                        Value::Array(json).to_string()
+                    })
+                    .collect()
+            }
+        };
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
         for ((name, seen), text) in scan.columns.iter().zip(&texts) {
             let value = record.fields.get(name);
@@ -571,10 +763,10 @@ fn write(
                 Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
             });
         }
-        cells.push(match &list {
-            Some(text) => Cell::Str(text),
-            None => Cell::F64(advantage),
-        });
+        if lists.is_empty() {
+            cells.push(Cell::F64(advantage));
+        }
+        cells.extend(lists.iter().map(|text| Cell::Str(text)));
         writer.write_row(&cells)?;
         count += 1;
     }

@@ -375,3 +375,81 @@ fn oprl_step_advantages_by_hand() {
         &["--alpha applies to --estimator oprl only"],
     );
 }
+
+#[test]
+fn gae_per_episode_by_hand() {
+    // γ = λ = 0.5. Episode 1 ends: δ1 = 1 + 0 − 2 = −1, δ0 = 0 + 0.5·2 − 1 = 0, A = [−0.25, −1],
+    // returns A + V = [0.75, 1]. Episode 2 is truncated with bootstrap 4: δ1 = 1 + 2 − 2 = 1,
+    // A = [0.25, 1]. Episode 3 has a null reward: masked whole.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "episodes.jsonl",
+        "{\"steps\": [0.0, 1.0], \"values\": [1.0, 2.0]}\n\
+         {\"steps\": [0.0, 1.0], \"values\": [1.0, 2.0], \"boot\": 4.0}\n\
+         {\"steps\": [1.0, null], \"values\": [0.0, 0.0]}\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let summary = ok(&[
+        "advantages",
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--estimator",
+        "gae",
+        "--gamma",
+        "0.5",
+        "--lambda",
+        "0.5",
+        "--bootstrap-field",
+        "boot",
+        "--json",
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["masked_episodes"], 1);
+    assert_eq!(summary["steps"], 6);
+    let written = rows(&out);
+    let expected = [
+        ("[-0.25,-1.0]", "[0.75,1.0]"),
+        ("[0.25,1.0]", "[1.25,3.0]"),
+        ("[null,null]", "[null,null]"),
+    ];
+    for (row, (advantage, returns)) in written.iter().zip(expected) {
+        assert_eq!(row["advantage"], advantage, "{row}");
+        assert_eq!(row["returns"], returns, "{row}");
+    }
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"steps\": [1.0], \"values\": [1.0, 2.0]}\n",
+    );
+    fails_with(
+        &["advantages", "--input", &bad, "--estimator", "gae"],
+        &["bad.jsonl:1", "`values`", "2 values for 1 step rewards"],
+    );
+    fails_with(
+        &[
+            "advantages",
+            "--input",
+            &input,
+            "--estimator",
+            "gae",
+            "--gamma",
+            "1.5",
+        ],
+        &["--gamma 1.5", "[0, 1]"],
+    );
+    fails_with(
+        &[
+            "advantages",
+            "--input",
+            &input,
+            "--estimator",
+            "rloo",
+            "--lambda",
+            "0.9",
+        ],
+        &["apply to --estimator gae only"],
+    );
+}
