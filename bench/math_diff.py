@@ -221,15 +221,20 @@ def main():
         for p in pairs:
             f.write(json.dumps({"gold": p["gold"], "pred": p["pred"]}) + "\n")
         pairs_path = f.name
+    load = {"rust_start": os.getloadavg()[0]}
     rust = subprocess.run([rust_bin, pairs_path, "3"], check=True, capture_output=True, text=True)
+    load["rust_end"] = os.getloadavg()[0]
     rk = [json.loads(l) for l in rust.stdout.splitlines()]
     assert len(rk) == len(pairs)
     print("== Math-Verify", file=sys.stderr)
+    load["math_verify_start"] = os.getloadavg()[0]
     mv, mv_ns = run_math_verify(pairs)
+    load["math_verify_end"] = os.getloadavg()[0]
 
     rows = {}
     forms = {}
     disagreements = []
+    both_wrong = []
     for p, r, m in zip(pairs, rk, mv):
         if p["kind"] == "rewrite":
             f = forms.setdefault(p["form"], {"pairs": 0, "agree": 0, "rk_right": 0,
@@ -244,6 +249,10 @@ def main():
         s["agree"] += r["equal"] == m
         s["rk_right"] += r["equal"] == p["label"]
         s["mv_right"] += m == p["label"]
+        if p["kind"] != "label" and r["equal"] != p["label"] and m != p["label"]:
+            both_wrong.append({"set": p["set"], "gold": p["gold"], "pred": p["pred"][-160:],
+                               "expected": p["label"], "form": p.get("form", ""),
+                               "rewardkit": r["verdict"], "why": r["why"]})
         if r["equal"] != m:
             disagreements.append({"set": p["set"], "gold": p["gold"],
                                   "pred": p["pred"][-160:], "expected": p["label"],
@@ -258,9 +267,11 @@ def main():
     timing["ratio_median"] = timing["math_verify"]["median_us"] / timing["rewardkit"]["median_us"]
     timing["ratio_mean"] = timing["math_verify"]["mean_us"] / timing["rewardkit"]["mean_us"]
     timing["rewardkit_calls_over_1ms"] = sum(1 for n in rk_ns if n > 1_000_000)
+    timing["load_average_1min"] = load
+    timing["cpus"] = os.cpu_count()
     os.makedirs(out_dir, exist_ok=True)
     result = {"sets": rows, "rewrite_forms": forms, "timing": timing, "slowest_rewardkit": slow,
-              "disagreements": disagreements,
+              "disagreements": disagreements, "both_wrong": both_wrong,
               "git": os.environ.get("BENCH_GIT", "unknown")}
     with open(os.path.join(out_dir, "math_diff.json"), "w") as f:
         json.dump(result, f, indent=1)
