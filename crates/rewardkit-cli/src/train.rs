@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewardkit_model::data::{read_pairs, read_ratings, PairFields};
+use rewardkit_model::encoder::{EncoderConfig, Pooling};
 use rewardkit_model::hashed::HashedConfig;
 use rewardkit_model::optim::{AdamWConfig, Decay};
 use rewardkit_model::train::evaluate;
@@ -41,9 +42,16 @@ pub struct TrainArgs {
     /// Use only the first N rows of `--data` (before the validation split).
     #[arg(long)]
     limit: Option<usize>,
-    /// The backbone: `hashed` (built in, no download).
+    /// The backbone: `hashed` (built in, no download), or a Hugging Face BERT-family model
+    /// directory (config.json, tokenizer.json, model.safetensors), e.g. all-MiniLM-L6-v2.
     #[arg(long, default_value = "hashed")]
     backbone: String,
+    /// Encoder backbones: how token vectors become one vector.
+    #[arg(long, value_enum, default_value_t = PoolingKind::Mean)]
+    pooling: PoolingKind,
+    /// Encoder backbones: train the encoder's weights too (default: the head only).
+    #[arg(long)]
+    train_encoder: bool,
     /// The output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -110,9 +118,10 @@ pub struct TrainArgs {
     /// Hashed backbone: output width.
     #[arg(long, default_value_t = 32)]
     width: usize,
-    /// Maximum input length (words for `hashed`).
-    #[arg(long, default_value_t = 512)]
-    max_length: usize,
+    /// Maximum input length: words for `hashed` (default 512), tokens kept from the end for
+    /// encoders (default 128).
+    #[arg(long)]
+    max_length: Option<usize>,
     /// Prompt column.
     #[arg(long, default_value = "prompt")]
     prompt_field: String,
@@ -143,6 +152,12 @@ pub struct TrainArgs {
 enum HeadKind {
     Linear,
     Mlp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingKind {
+    Mean,
+    Cls,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,13 +197,33 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.validate()?;
     let backbone = match args.backbone.as_str() {
         "hashed" => {
-            let hashed = HashedConfig { buckets: args.buckets, width: args.width, max_length: args.max_length, ..HashedConfig::default() };
+            let hashed = HashedConfig {
+                buckets: args.buckets,
+                width: args.width,
+                max_length: args.max_length.unwrap_or(512),
+                ..HashedConfig::default()
+            };
             hashed.validate()?;
             BackboneConfig::Hashed(hashed)
         }
-        other => bail!(
-            "--backbone `{other}`: only the built-in `hashed` backbone exists so far (transformer encoders from a model directory are planned)"
-        ),
+        path => {
+            let source = PathBuf::from(path);
+            if !source.join("config.json").is_file() {
+                bail!(
+                    "--backbone `{path}`: expected `hashed` or a model directory with config.json, tokenizer.json and model.safetensors"
+                );
+            }
+            BackboneConfig::Encoder(EncoderConfig {
+                source,
+                pooling: match args.pooling {
+                    PoolingKind::Mean => Pooling::Mean,
+                    PoolingKind::Cls => Pooling::Cls,
+                },
+                max_length: args.max_length.unwrap_or(128),
+                train_encoder: args.train_encoder,
+                bert: serde_json::Value::Null,
+            })
+        }
     };
     let head = match args.head {
         HeadKind::Linear => HeadConfig::Linear,
@@ -288,7 +323,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "ratings"
     };
     progress.println(format!(
-        "training on {} {what}{} with {} ({}), objective {}",
+        "training on {} {what}{} with backbone {} ({}), objective {}",
         train_set.len(),
         validation
             .as_ref()

@@ -113,7 +113,7 @@ fn bad_input_and_options_are_named() {
     );
     fails_with(
         &["train", "--data", &data, "--out", out, "--backbone", "bert"],
-        &["--backbone `bert`"],
+        &["--backbone `bert`: expected `hashed` or a model directory"],
     );
     fails_with(
         &[
@@ -240,4 +240,87 @@ fn killed_run_resumes_to_the_same_weights() {
         record["report"]["history"].clone()
     };
     assert_eq!(history(&straight), history(&killed));
+}
+
+#[test]
+fn encoder_backbone_trains_the_head_and_scores_through_a_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let bert = dir.path().join("tiny-bert");
+    std::fs::create_dir_all(&bert).unwrap();
+    rewardkit_model::encoder::testing::write_tiny_bert(&bert);
+    let pairs: String = (0..16)
+        .map(|i| {
+            let (chosen, rejected) = if i % 2 == 0 {
+                ("sure here is the answer .", "go away .")
+            } else {
+                ("thanks , here is help .", "no , stupid question .")
+            };
+            format!("{{\"prompt\":\"human : help please ? assistant :\",\"chosen\":\"{chosen}\",\"rejected\":\"{rejected}\"}}\n")
+        })
+        .collect();
+    let data = write(dir.path(), "pairs.jsonl", pairs);
+    let out = dir.path().join("rm");
+    let stdout = ok(&[
+        "train",
+        "--data",
+        &data,
+        "--val-last",
+        "4",
+        "--backbone",
+        bert.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.05",
+        "--max-length",
+        "16",
+        "--head",
+        "linear",
+        "--no-progress",
+    ]);
+    assert!(stdout.contains("validation: accuracy"), "{stdout}");
+    assert!(out.join("tokenizer.json").exists());
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["backbone"]["kind"], "encoder");
+    assert_eq!(config["backbone"]["bert"]["hidden_size"], 8);
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        format!(
+            "[[term]]\nname = \"rm\"\nkind = \"model\"\n[term.options]\npath = {:?}\n",
+            out.to_str().unwrap()
+        ),
+    );
+    let rollouts = write(dir.path(), "rollouts.jsonl", "{\"prompt\":\"help ?\",\"completion\":\"here is the answer .\"}\n{\"prompt\":\"help ?\",\"completion\":\"go away\"}\n");
+    let scored = dir.path().join("scored.jsonl");
+    ok(&[
+        "score",
+        "--spec",
+        &spec,
+        "--input",
+        &rollouts,
+        "--output",
+        scored.to_str().unwrap(),
+    ]);
+    let rows = json_lines(&scored);
+    assert!(rows.iter().all(|r| r["rm.outcome"] == "scored"), "{rows:?}");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            &data,
+            "--backbone",
+            bert.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-length",
+            "64",
+        ],
+        &["max-length", "1..=32"],
+    );
 }

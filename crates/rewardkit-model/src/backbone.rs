@@ -27,4 +27,17 @@ pub trait Backbone: Send + Sync {
     fn length(&self, input: &RewardInput) -> usize {
         input.prompt.len() + input.response.len()
     }
+
+    /// Changes the maximum input length (tokens, words) used from now on.
+    fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError>;
+
+    /// Every weight that a saved model must contain (trained or frozen), by name.
+    fn state(&self) -> Vec<(String, Var)> {
+        self.parameters()
+    }
+
+    /// Writes the backbone's own files (a tokenizer) into a model directory.
+    fn save_files(&self, _dir: &std::path::Path) -> Result<(), ModelError> {
+        Ok(())
+    }
 }

@@ -318,6 +318,16 @@ impl Backbone for HashedBackbone {
     fn length(&self, input: &RewardInput) -> usize {
         tokens(&input.response).len().min(self.config.max_length)
     }
+
+    fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
+        let config = HashedConfig {
+            max_length,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

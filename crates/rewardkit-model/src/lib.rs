@@ -6,8 +6,9 @@
 //! * [`Backbone`] — the narrow seam (TEI's `Backend` idea): a batch of (prompt, response) in, a
 //!   `[batch, width]` tensor out, plus the named trainable parameters. The built-in
 //!   [`hashed::HashedBackbone`] needs no download: hashed word and character n-grams projected to
-//!   a fixed width. Transformer encoders and decoders are further implementations of the same
-//!   trait.
+//!   a fixed width. [`encoder::EncoderBackbone`] runs BERT-family encoders (MiniLM, BERT) from a
+//!   Hugging Face directory, frozen or trained (its LayerNorm is differentiable, unlike candle's
+//!   fused one). Decoders are a further implementation of the same trait, still to come.
 //! * [`RewardModel`] — a backbone plus a linear or two-layer MLP head with one output (a reward)
 //!   or several (rating attributes), saved as `config.json` + `model.safetensors` +
 //!   `rewardkit.json` (see [`TrainingRecord`]).
@@ -38,6 +39,7 @@
 
 mod backbone;
 pub mod data;
+pub mod encoder;
 mod error;
 pub mod hashed;
 mod model;

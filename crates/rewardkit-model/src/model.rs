@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::Backbone;
+use crate::encoder::{EncoderBackbone, EncoderConfig};
 use crate::hashed::{HashedBackbone, HashedConfig};
 use crate::rng::SplitMix64;
 use crate::{ModelError, RewardInput};
@@ -34,6 +35,8 @@ pub enum HeadConfig {
 pub enum BackboneConfig {
     /// Hashed n-gram features (see [`crate::hashed`]).
     Hashed(HashedConfig),
+    /// A BERT-family encoder (see [`crate::encoder`]).
+    Encoder(EncoderConfig),
 }
 
 /// `config.json` of a saved model: the keys `transformers` reads for any model
@@ -68,6 +71,10 @@ impl ModelConfig {
             BackboneConfig::Hashed(_) => (
                 "RewardkitHashedForSequenceClassification",
                 "rewardkit-hashed",
+            ),
+            BackboneConfig::Encoder(_) => (
+                "RewardkitEncoderForSequenceClassification",
+                "rewardkit-encoder",
             ),
         };
         ModelConfig {
@@ -140,7 +147,11 @@ pub const RECORD_FILE: &str = "rewardkit.json";
 
 impl RewardModel {
     /// A freshly initialised model; the same seed gives the same weights.
-    pub fn new(config: ModelConfig, seed: u64, device: &Device) -> Result<RewardModel, ModelError> {
+    pub fn new(
+        mut config: ModelConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<RewardModel, ModelError> {
         if config.num_labels == 0 {
             return Err(ModelError::option(
                 "num-labels",
@@ -151,7 +162,23 @@ impl RewardModel {
             BackboneConfig::Hashed(hashed) => {
                 Box::new(HashedBackbone::new(hashed.clone(), seed, device)?)
             }
+            BackboneConfig::Encoder(encoder) => {
+                let encoder = EncoderBackbone::load(encoder.clone(), device)?;
+                // Keep the encoder's own config.json in ours, so the saved model stands alone.
+                config.backbone = BackboneConfig::Encoder(encoder.config().clone());
+                Box::new(encoder)
+            }
         };
+        RewardModel::with_backbone(config, backbone, seed, device)
+    }
+
+    /// A model around a given backbone, with a freshly initialised head.
+    fn with_backbone(
+        config: ModelConfig,
+        backbone: Box<dyn Backbone>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<RewardModel, ModelError> {
         let mut rng = SplitMix64::derived(seed, 2);
         let width = backbone.width();
         let layers = match config.head {
@@ -187,12 +214,29 @@ impl RewardModel {
     }
 
     /// Builds a model with the given named weights (as saved by [`RewardModel::named_tensors`]).
+    /// `dir` is the model directory, where backbones with files of their own (a tokenizer) find
+    /// them.
     pub fn from_tensors(
         config: ModelConfig,
         tensors: &HashMap<String, Tensor>,
+        dir: &Path,
         device: &Device,
     ) -> Result<RewardModel, ModelError> {
-        let mut model = RewardModel::new_empty(config, device, tensors)?;
+        let backbone: Box<dyn Backbone> = match &config.backbone {
+            BackboneConfig::Hashed(hashed) => Box::new(HashedBackbone::from_tensors(
+                hashed.clone(),
+                tensors,
+                device,
+            )?),
+            BackboneConfig::Encoder(encoder) => Box::new(EncoderBackbone::from_tensors(
+                encoder.clone(),
+                &dir.join("tokenizer.json"),
+                tensors,
+                device,
+            )?),
+        };
+        // The head starts with placeholder weights of the right shapes, then is overwritten.
+        let mut model = RewardModel::with_backbone(config, backbone, 0, device)?;
         for (name, layer) in &mut model.layers {
             for (suffix, var) in [("weight", &mut layer.weight), ("bias", &mut layer.bias)] {
                 let key = format!("{name}.{suffix}");
@@ -215,51 +259,13 @@ impl RewardModel {
         Ok(model)
     }
 
-    fn new_empty(
-        config: ModelConfig,
-        device: &Device,
-        tensors: &HashMap<String, Tensor>,
-    ) -> Result<RewardModel, ModelError> {
-        // The head is built with placeholder weights of the right shapes, then overwritten.
-        let mut model = match &config.backbone {
-            BackboneConfig::Hashed(hashed) => {
-                let small = BackboneConfig::Hashed(HashedConfig {
-                    buckets: 1,
-                    ..hashed.clone()
-                });
-                let mut model = RewardModel::new(
-                    ModelConfig {
-                        backbone: small,
-                        ..config.clone()
-                    },
-                    0,
-                    device,
-                )?;
-                model.backbone = Box::new(HashedBackbone::from_tensors(
-                    hashed.clone(),
-                    tensors,
-                    device,
-                )?);
-                model
-            }
-        };
-        model.config = config;
-        Ok(model)
-    }
-
     /// The same model with another maximum input length (words for `hashed`).
     pub fn with_max_length(mut self, max_length: usize) -> Result<RewardModel, ModelError> {
-        let tensors: HashMap<String, Tensor> = self.named_tensors().into_iter().collect();
         match &mut self.config.backbone {
-            BackboneConfig::Hashed(hashed) => {
-                hashed.max_length = max_length;
-                self.backbone = Box::new(HashedBackbone::from_tensors(
-                    hashed.clone(),
-                    &tensors,
-                    &self.device,
-                )?);
-            }
+            BackboneConfig::Hashed(hashed) => hashed.max_length = max_length,
+            BackboneConfig::Encoder(encoder) => encoder.max_length = max_length,
         }
+        self.backbone.set_max_length(max_length)?;
         Ok(self)
     }
 
@@ -311,7 +317,12 @@ impl RewardModel {
 
     /// The current weights by name.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        self.parameters()
+        let mut state = self.backbone.state();
+        for (name, layer) in &self.layers {
+            state.push((format!("{name}.weight"), layer.weight.clone()));
+            state.push((format!("{name}.bias"), layer.bias.clone()));
+        }
+        state
             .into_iter()
             .map(|(name, var)| (name, var.as_detached_tensor()))
             .collect()
@@ -326,7 +337,8 @@ impl RewardModel {
         write_atomically(&dir.join(CONFIG_FILE), &config)?;
         let bytes = safetensors::serialize(self.named_tensors(), None)
             .map_err(|e| ModelError::load(dir.join(WEIGHTS_FILE), e.to_string()))?;
-        write_atomically(&dir.join(WEIGHTS_FILE), &bytes)
+        write_atomically(&dir.join(WEIGHTS_FILE), &bytes)?;
+        self.backbone.save_files(dir)
     }
 
     /// Loads a model directory written by [`RewardModel::save`].
@@ -340,7 +352,7 @@ impl RewardModel {
         let bytes = fs::read(&weights_path).map_err(|e| ModelError::io(&weights_path, e))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, device)
             .map_err(|e| ModelError::load(&weights_path, e.to_string()))?;
-        RewardModel::from_tensors(config, &tensors, device).map_err(|e| match e {
+        RewardModel::from_tensors(config, &tensors, dir, device).map_err(|e| match e {
             ModelError::Load { reason, .. } => ModelError::load(&weights_path, reason),
             other => other,
         })

@@ -1,0 +1,214 @@
+//! The `encoder` backbone on a tiny random BERT written by the test in Hugging Face format:
+//! batched == single with padding, gradients reach every encoder weight (the differentiable
+//! LayerNorm), head-only training leaves the encoder alone, and save/load round-trips.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::Device;
+use rewardkit_model::encoder::testing::write_tiny_bert;
+use rewardkit_model::encoder::{EncoderConfig, Pooling};
+use rewardkit_model::{
+    train, BackboneConfig, CheckpointOptions, Examples, HeadConfig, ModelConfig, PreferencePair,
+    RewardInput, RewardModel, TrainConfig,
+};
+
+fn model(dir: &Path, pooling: Pooling, train_encoder: bool, max_length: usize) -> RewardModel {
+    let encoder = EncoderConfig {
+        source: dir.to_owned(),
+        pooling,
+        max_length,
+        train_encoder,
+        bert: serde_json::Value::Null,
+    };
+    RewardModel::new(
+        ModelConfig::new(
+            BackboneConfig::Encoder(encoder),
+            HeadConfig::Mlp { hidden: 4 },
+            &[],
+        ),
+        1,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn inputs() -> Vec<RewardInput> {
+    vec![
+        RewardInput::new(
+            "human : help please ? assistant :",
+            " sure here is the answer .",
+        ),
+        RewardInput::new("human : help ? assistant :", " go away"),
+        RewardInput::new("", " no"),
+        RewardInput::new(
+            "human : question ? assistant :",
+            " thanks , here is the answer , please ask the question again .",
+        ),
+    ]
+}
+
+#[test]
+fn batched_equals_single_with_padding_for_both_poolings() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    for pooling in [Pooling::Mean, Pooling::Cls] {
+        let model = model(dir.path(), pooling, false, 32);
+        let batch = model.score(&inputs()).unwrap();
+        for (i, input) in inputs().iter().enumerate() {
+            let one = model.score(std::slice::from_ref(input)).unwrap();
+            assert!(
+                (one[0][0] - batch[i][0]).abs() < 1e-5,
+                "{pooling:?} input {i}: {} vs {}",
+                one[0][0],
+                batch[i][0]
+            );
+        }
+        let distinct: std::collections::BTreeSet<String> =
+            batch.iter().map(|r| format!("{:.6}", r[0])).collect();
+        assert_eq!(
+            distinct.len(),
+            batch.len(),
+            "different inputs, different rewards: {batch:?}"
+        );
+    }
+}
+
+#[test]
+fn every_encoder_weight_receives_a_gradient_when_fine_tuning() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let model = model(dir.path(), Pooling::Mean, true, 32);
+    let params = model.parameters();
+    assert!(
+        params.len() > 30,
+        "encoder weights are trainable: {}",
+        params.len()
+    );
+    let loss = model
+        .forward(&inputs())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, var) in &params {
+        let grad = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("`{name}` received no gradient"));
+        let norm: f32 = grad.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        // The token-type row 1 is never used (one-segment inputs), so its gradient is zero; every
+        // tensor as a whole still receives a non-zero gradient.
+        assert!(norm > 0.0, "`{name}` received a zero gradient");
+    }
+}
+
+#[test]
+fn head_only_training_keeps_the_encoder_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let model = model(dir.path(), Pooling::Mean, false, 32);
+    let encoder_before: HashMap<String, Vec<f32>> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("backbone."))
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    assert_eq!(model.parameters().len(), 4, "only the MLP head trains");
+    let pairs: Vec<PreferencePair> = (0..24)
+        .map(|i| PreferencePair {
+            line: i + 1,
+            prompt: "human : help please ? assistant :".into(),
+            chosen: if i % 2 == 0 {
+                " sure here is the answer .".into()
+            } else {
+                " thanks , here is help .".into()
+            },
+            rejected: if i % 3 == 0 {
+                " go away , stupid question .".into()
+            } else {
+                " no , go away .".into()
+            },
+            margin: None,
+        })
+        .collect();
+    let (train_set, validation) = Examples::Pairs(pairs).split_last(6);
+    let config = TrainConfig {
+        epochs: 6,
+        batch_size: 6,
+        optimizer: rewardkit_model::optim::AdamWConfig {
+            lr: 0.05,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
+    let report = train(
+        &model,
+        &config,
+        &train_set,
+        Some(&validation),
+        &CheckpointOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.best.unwrap().accuracy.unwrap() >= 0.8);
+    for (name, tensor) in model.named_tensors() {
+        if let Some(before) = encoder_before.get(&name) {
+            assert_eq!(
+                &tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                before,
+                "`{name}` changed"
+            );
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    model.save(out.path()).unwrap();
+    assert!(out.path().join("tokenizer.json").exists());
+    let loaded = RewardModel::load(out.path(), &Device::Cpu).unwrap();
+    assert_eq!(
+        loaded.score(&inputs()).unwrap(),
+        model.score(&inputs()).unwrap()
+    );
+}
+
+#[test]
+fn truncation_keeps_the_end_of_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let model = model(dir.path(), Pooling::Mean, false, 4);
+    let a = model
+        .score(&[RewardInput::new(
+            "human : help please",
+            " here is the answer .",
+        )])
+        .unwrap();
+    let b = model
+        .score(&[RewardInput::new("thanks", " stupid rude is the answer .")])
+        .unwrap();
+    assert!(
+        (a[0][0] - b[0][0]).abs() < 1e-6,
+        "the last four tokens decide: {a:?} vs {b:?}"
+    );
+    let error = RewardModel::new(
+        ModelConfig::new(
+            BackboneConfig::Encoder(EncoderConfig {
+                source: dir.path().to_owned(),
+                pooling: Pooling::Mean,
+                max_length: 64,
+                train_encoder: false,
+                bert: serde_json::Value::Null,
+            }),
+            HeadConfig::Linear,
+            &[],
+        ),
+        1,
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("max-length") && error.contains("1..=32"),
+        "{error}"
+    );
+}
