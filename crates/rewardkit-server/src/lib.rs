@@ -31,6 +31,17 @@
 //! request is past its deadline or whose client went away, and a handler never waits past its
 //! deadline: it answers the samples that are done and a typed `timed_out` outcome for the rest.
 //!
+//! # Specs with a batch pass
+//!
+//! A spec whose reward pools over groups or the batch (group normalisation, some combinations)
+//! or that asks for `[advantages]` needs [`rewardkit::Pipeline::shape`] over a whole batch. The
+//! server takes **one request as that batch** — a trainer sends a step's groups together — and
+//! runs the pass in the batcher after the request's samples are scored (coalescing with other
+//! requests changes nothing: the pass sees only this request's samples). `/v1/score` then carries
+//! the shaped reward and, with `[advantages]`, an `advantage` per sample; a pass that cannot run
+//! (a group-scope stage and no group ids) is a 422. A request cut by its deadline keeps its
+//! per-sample outcomes and no pass.
+//!
 //! # Non-scores on the wire
 //!
 //! A sample that could not be scored is never a number in `/v1/score`: its `value` is `null` and
@@ -162,11 +173,22 @@ pub fn score_body(
     config: &ServerConfig,
 ) -> Result<Vec<u8>, ServerError> {
     let samples = wire::parse_score(body, config)?;
-    let results = pipeline.score_batch(&samples);
+    let mut results = pipeline.score_batch(&samples);
+    let advantages = match queue::shape(pipeline, &samples, &results) {
+        None => None,
+        Some(Err(message)) => return Err(ServerError::shape("samples", message)),
+        Some(Ok(shaped)) => {
+            for (result, reward) in results.iter_mut().zip(shaped.rewards) {
+                result.reward = reward;
+            }
+            shaped.advantages
+        }
+    };
     serde_json::to_vec(&wire::ScoreResponse {
         pipeline,
         generation: 1,
         results: &results,
+        advantages: advantages.as_deref(),
     })
     .map_err(|e| ServerError::Internal {
         message: format!("cannot encode the response: {e}"),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rewardkit::{Pipeline, ScoredSample};
+use rewardkit::{Pipeline, ScoredSample, Shaped};
 use rewardkit_core::{Outcome, RewardOutput, Sample};
 use tokio::sync::oneshot;
 
@@ -37,6 +37,8 @@ struct JobShared {
     /// Set by the handler when it stops waiting (deadline, client gone): skip the rest.
     cancelled: AtomicBool,
     timing: Mutex<Timing>,
+    /// The batch pass over this request's samples, for specs that need one (see [`shape`]).
+    shaped: Mutex<Option<Result<Shaped, String>>>,
 }
 
 /// Where a request's time went.
@@ -58,6 +60,24 @@ pub(crate) struct Scored {
     pub timing: Timing,
     /// Samples answered as timed out because the request's deadline passed.
     pub timed_out: usize,
+    /// The batch pass over the request (rewards that pool over groups or the request, and
+    /// advantages), when the spec has one and every sample was scored in time.
+    pub shaped: Option<Result<Shaped, String>>,
+}
+
+/// The batch pass of a spec that pools over groups or the batch, or asks for advantages
+/// ([`Pipeline::needs_batch_pass`]): over exactly one request's samples, which is the batch its
+/// client chose (send whole groups together). `None` for specs without one.
+pub(crate) fn shape(
+    pipeline: &Pipeline,
+    samples: &[Sample],
+    results: &[ScoredSample],
+) -> Option<Result<Shaped, String>> {
+    if !pipeline.needs_batch_pass() {
+        return None;
+    }
+    let inputs: Vec<_> = samples.iter().map(|s| pipeline.shape_input(s)).collect();
+    Some(pipeline.shape(results, &inputs).map_err(|e| e.to_string()))
 }
 
 /// A handle on a queued request; dropping it (the client went away) cancels what is left.
@@ -102,11 +122,13 @@ impl Ticket {
             })
             .collect();
         let timing = *lock(&self.shared.timing);
+        let shaped = lock(&self.shared.shaped).take();
         Scored {
             results,
             serving: self.serving.clone(),
             timing,
             timed_out,
+            shaped,
         }
     }
 }
@@ -368,7 +390,10 @@ impl Batcher {
         let mut samples = Vec::with_capacity(n);
         // owner[i] = (job, index in job) of flat sample i.
         let mut owner = Vec::with_capacity(n);
+        // Where each job's samples start in the flat list.
+        let mut starts = Vec::with_capacity(jobs.len());
         for (j, job) in jobs.iter_mut().enumerate() {
+            starts.push(samples.len());
             self.metrics.queued(start - job.enqueued);
             for (k, sample) in std::mem::take(&mut job.samples).into_iter().enumerate() {
                 samples.push(sample);
@@ -394,6 +419,18 @@ impl Batcher {
                 }
             }
             begin = end;
+        }
+        if pipeline.needs_batch_pass() {
+            // Only requests whose every sample was scored; a request cut by its deadline keeps
+            // its per-sample outcomes (its reward stays pending).
+            for (j, job) in jobs.iter().enumerate() {
+                let results: Option<Vec<ScoredSample>> =
+                    lock(&job.shared.slots).iter().cloned().collect();
+                if let Some(results) = results {
+                    let own = &samples[starts[j]..starts[j] + results.len()];
+                    *lock(&job.shared.shaped) = shape(&pipeline, own, &results);
+                }
+            }
         }
         let compute = start.elapsed();
         self.metrics.batch(n, compute);

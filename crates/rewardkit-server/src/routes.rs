@@ -377,11 +377,13 @@ async fn score(
             pipeline: &pipeline,
             generation,
             results: &[],
+            advantages: None,
         })
         .map_err(encode_error)?;
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
-    let scored = state.score(samples, deadline, arrival).await?;
+    let mut scored = state.score(samples, deadline, arrival).await?;
+    let advantages = apply_shaping(&mut scored)?;
     let (scored, body) = json_work(size, move || {
         // About 60 bytes per outcome: sized once instead of grown by doubling.
         let outcomes = 1 + scored.serving.0.terms().len();
@@ -392,6 +394,7 @@ async fn score(
                 pipeline: &scored.serving.0,
                 generation: scored.serving.1,
                 results: &scored.results,
+                advantages: advantages.as_deref(),
             },
         )
         .map(|()| body);
@@ -402,6 +405,21 @@ async fn score(
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     timing_headers(&mut response, &scored);
     Ok(response)
+}
+
+/// Puts the batch pass's rewards in place of the pending ones and returns the advantages, for
+/// specs that have a batch pass; its error (e.g. a group-scope stage and no group ids) is a 422.
+fn apply_shaping(scored: &mut Scored) -> Result<Option<Vec<f64>>, ServerError> {
+    match scored.shaped.take() {
+        None => Ok(None),
+        Some(Err(message)) => Err(ServerError::shape("samples", message)),
+        Some(Ok(shaped)) => {
+            for (result, reward) in scored.results.iter_mut().zip(shaped.rewards) {
+                result.reward = reward;
+            }
+            Ok(shaped.advantages)
+        }
+    }
 }
 
 fn encode_error(e: serde_json::Error) -> ServerError {
@@ -434,9 +452,12 @@ async fn get_reward(
             serving,
             timing: Default::default(),
             timed_out: 0,
+            shaped: None,
         }
     } else {
-        state.score(samples, deadline, arrival).await?
+        let mut scored = state.score(samples, deadline, arrival).await?;
+        apply_shaping(&mut scored)?;
+        scored
     };
     // Put the unsplit queries back in their places as unscorable samples.
     let terms = scored.serving.0.terms();

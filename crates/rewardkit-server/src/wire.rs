@@ -277,12 +277,15 @@ pub(crate) struct ScoreResponse<'a> {
     pub generation: u64,
     /// One result per sample, in request order.
     pub results: &'a [ScoredSample],
+    /// One advantage per sample, when the spec has an `[advantages]` table (NaN: masked, sent
+    /// as `null`).
+    pub advantages: Option<&'a [f64]>,
 }
 
 impl Serialize for ScoreResponse<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         struct Results<'a>(&'a ScoreResponse<'a>);
-        struct One<'a>(&'a [rewardkit::Term], &'a ScoredSample);
+        struct One<'a>(&'a [rewardkit::Term], &'a ScoredSample, Option<f64>);
         struct Terms<'a>(&'a [rewardkit::Term], &'a ScoredSample);
         struct Term<'a>(&'a rewardkit::Term, &'a RewardOutput);
         struct Components<'a>(&'a rewardkit::Term, &'a RewardOutput);
@@ -291,13 +294,23 @@ impl Serialize for ScoreResponse<'_> {
         impl Serialize for Results<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let terms = self.0.pipeline.terms();
-                s.collect_seq(self.0.results.iter().map(|r| One(terms, r)))
+                let advantage = |i: usize| self.0.advantages.and_then(|a| a.get(i).copied());
+                s.collect_seq(
+                    self.0
+                        .results
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| One(terms, r, advantage(i))),
+                )
             }
         }
         impl Serialize for One<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut map = s.serialize_map(None)?;
                 WireOutcome::new(&self.1.reward).write(&mut map)?;
+                if let Some(advantage) = self.2 {
+                    map.serialize_entry("advantage", &Some(advantage).filter(|a| a.is_finite()))?;
+                }
                 map.serialize_entry("terms", &Terms(self.0, self.1))?;
                 map.end()
             }

@@ -884,3 +884,65 @@ async fn a_lone_request_does_not_wait_for_the_batch_window() {
     let elapsed = start.elapsed();
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaping_spec_gets_its_batch_pass_over_the_request() {
+    // The committed example: gate + clip transform + GRPO advantages per group. One request
+    // holding every group must answer what `rewardkit score` writes for the whole file.
+    let app = app(state_with(
+        include_str!("../../../examples/shaping-gate-grpo.toml"),
+        ServerConfig::default(),
+    ));
+    let rows: Vec<Value> = include_str!("../../../examples/rollouts.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: Vec<Value> = include_str!("../../../examples/shaping-gate-grpo.expected.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // One sample per expected row: row `line`, completion `index` of a list of completions.
+    let samples: Vec<Value> = expected
+        .iter()
+        .map(|e| {
+            let mut row = rows[e["line"].as_u64().unwrap() as usize - 1].clone();
+            if let Some(list) = row["completion"].as_array() {
+                let one = list[e["index"].as_u64().unwrap() as usize].clone();
+                row["completion"] = one;
+            }
+            row
+        })
+        .collect();
+    let reply = post(&app, "/v1/score", &json!({ "samples": samples })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let results = reply.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), expected.len());
+    let close = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-12,
+        _ => a.is_null() && b.is_null(),
+    };
+    for (i, (got, want)) in results.iter().zip(&expected).enumerate() {
+        assert!(
+            close(&got["value"], &want["reward"]),
+            "sample {i}: {got} vs {want}"
+        );
+        assert!(
+            close(&got["advantage"], &want["advantage"]),
+            "sample {i}: {got} vs {want}"
+        );
+    }
+    // A request that is one group alone gets that group's advantages, not pending rewards.
+    let alone = post(&app, "/v1/score", &json!({ "samples": samples[..4] })).await;
+    assert_eq!(alone.status, StatusCode::OK, "{}", alone.text);
+    for (got, want) in alone.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&expected)
+    {
+        assert!(
+            close(&got["advantage"], &want["advantage"]),
+            "{got} vs {want}"
+        );
+    }
+}
