@@ -1,5 +1,5 @@
 //! The `encoder` backbone: a BERT-family encoder (MiniLM, BERT) from a Hugging Face model
-//! directory (`config.json`, `tokenizer.json`, `model.safetensors`), with mean or [CLS] pooling.
+//! directory (`config.json`, `tokenizer.json`, `model.safetensors`), with mean or `[CLS]` pooling.
 //!
 //! The transformer is written here on candle's tensor operations rather than taken from
 //! `candle-transformers`, for one reason: candle's fused `layer_norm` records no backward pass,
@@ -29,7 +29,7 @@ use crate::{ModelError, RewardInput};
 pub enum Pooling {
     /// Mean over the non-padding tokens (sentence-transformers' default for MiniLM).
     Mean,
-    /// The first token ([CLS]).
+    /// The first token (`[CLS]`).
     Cls,
 }
 
