@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Score a file of rollouts with a reward spec.
     Score(score::ScoreArgs),
-    /// Turn a scored file into advantages (GRPO, Dr.GRPO, RLOO, REINFORCE++).
+    /// Turn a scored file into advantages (GRPO, Dr.GRPO, RLOO, REINFORCE++, OPRL, GAE).
     Advantages(advantages::AdvantagesArgs),
     /// Serve rewards over HTTP (JSON, OpenRLHF's /get_reward, Prometheus metrics).
     Serve(serve::ServeArgs),
