@@ -108,6 +108,26 @@ fn y_axis(out: &mut String, frame: &Frame) {
     );
 }
 
+/// Tick labels under the x axis at `ticks`, and the axis title (escaped) centred below them.
+fn x_axis(out: &mut String, frame: &Frame, ticks: Vec<f64>, title: &str) {
+    for t in ticks {
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            frame.px(t),
+            HEIGHT - BOTTOM + 16.0,
+            tick_label(t)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        (LEFT + WIDTH - RIGHT) / 2.0,
+        HEIGHT - 24.0,
+        escape(title)
+    );
+}
+
 fn legend(out: &mut String, names: &[&str]) {
     let mut x = LEFT + 8.0;
     for (k, name) in names.iter().enumerate() {
@@ -123,15 +143,20 @@ fn legend(out: &mut String, names: &[&str]) {
     }
 }
 
+/// The smallest and largest finite value, or `None` when there is none.
+fn finite_extent(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .filter(|v| v.is_finite())
+        .fold(None, |extent, v| match extent {
+            None => Some((v, v)),
+            Some((low, high)) => Some((low.min(v), high.max(v))),
+        })
+}
+
 fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        low = low.min(v);
-        high = high.max(v);
-    }
-    if !low.is_finite() {
+    let Some((low, high)) = finite_extent(values) else {
         return (0.0, 1.0);
-    }
+    };
     if low >= 0.0 && high <= 1.0 {
         return (0.0, 1.0);
     }
@@ -252,21 +277,12 @@ pub fn reliability(bins: &[ReliabilityBin]) -> String {
             );
         }
     }
-    for t in nice_ticks(0.0, 1.0, 5) {
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            frame.px(t),
-            HEIGHT - BOTTOM + 16.0,
-            tick_label(t)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">predicted P(first preferred) = \
-         σ(r_a − r_b); bars: observed frequency, dots: mean prediction</text>",
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 24.0
+    x_axis(
+        &mut out,
+        &frame,
+        nice_ticks(0.0, 1.0, 5),
+        "predicted P(first preferred) = σ(r_a − r_b); bars: observed frequency, dots: mean \
+         prediction",
     );
     out.push_str("</svg>");
     out
@@ -323,21 +339,11 @@ pub fn histogram(edges: &[f64], series: &[(&str, &Vec<usize>)]) -> String {
             );
         }
     }
-    for t in nice_ticks(edges[0], edges[edges.len() - 1], 8) {
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            frame.px(t),
-            HEIGHT - BOTTOM + 16.0,
-            tick_label(t)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">reward (fraction of each group per \
-         bin)</text>",
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 24.0
+    x_axis(
+        &mut out,
+        &frame,
+        nice_ticks(edges[0], edges[edges.len() - 1], 8),
+        "reward (fraction of each group per bin)",
     );
     let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
     legend(&mut out, &names);
@@ -401,22 +407,7 @@ pub fn lines(x: &[f64], series: &[(&str, Vec<f64>)], x_label: &str, unit_y: bool
     } else {
         nice_ticks(x0, x1, 8)
     };
-    for t in ticks {
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            frame.px(t),
-            HEIGHT - BOTTOM + 16.0,
-            tick_label(t)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 24.0,
-        escape(x_label)
-    );
+    x_axis(&mut out, &frame, ticks, x_label);
     let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
     legend(&mut out, &names);
     out.push_str("</svg>");
@@ -424,14 +415,10 @@ pub fn lines(x: &[f64], series: &[(&str, Vec<f64>)], x_label: &str, unit_y: bool
 }
 
 fn value_range_plain(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        low = low.min(v);
-        high = high.max(v);
-    }
-    if !low.is_finite() {
-        (0.0, 1.0)
-    } else if low == high {
+    let Some((low, high)) = finite_extent(values) else {
+        return (0.0, 1.0);
+    };
+    if low == high {
         (low - 0.5, high + 0.5)
     } else {
         (low, high)
