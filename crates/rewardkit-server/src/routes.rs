@@ -163,6 +163,26 @@ impl AppState {
         Ok(Instant::now() + wanted.min(config.max_deadline))
     }
 
+    /// The prologue every scoring route shares: refuse while shutting down, read the deadline,
+    /// announce the arrival to the batcher (so it waits for this request), read the body within
+    /// its limit and parse it off the async runtime with `parse`. Returns the body's size too: it
+    /// decides where the answer is encoded.
+    async fn accept<T: Send + 'static>(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        parse: fn(&[u8], &ServerConfig) -> Result<T, ServerError>,
+    ) -> Result<(Instant, Arrival, usize, T), ServerError> {
+        self.refuse_if_shutting_down()?;
+        let deadline = self.deadline(headers)?;
+        let arrival = self.inner.scheduler.arriving();
+        let bytes = self.read_body(body).await?;
+        let size = bytes.len();
+        let parsing = self.clone();
+        let parsed = json_work(size, move || parse(&bytes, &parsing.inner.config)).await??;
+        Ok((deadline, arrival, size, parsed))
+    }
+
     async fn read_body(&self, body: Body) -> Result<Bytes, ServerError> {
         let config = &self.inner.config;
         let limit = config.max_body_bytes;
@@ -361,16 +381,8 @@ async fn score(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    state.refuse_if_shutting_down()?;
-    let deadline = state.deadline(&headers)?;
-    let arrival = state.inner.scheduler.arriving();
-    let bytes = state.read_body(body).await?;
-    let size = bytes.len();
-    let parsing = state.clone();
-    let samples = json_work(size, move || {
-        wire::parse_score(&bytes, &parsing.inner.config)
-    })
-    .await??;
+    let (deadline, arrival, size, samples) =
+        state.accept(&headers, body, wire::parse_score).await?;
     if samples.is_empty() {
         let (pipeline, generation) = state.inner.scheduler.serving();
         let body = serde_json::to_vec(&wire::ScoreResponse {
@@ -433,16 +445,8 @@ async fn get_reward(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    state.refuse_if_shutting_down()?;
-    let deadline = state.deadline(&headers)?;
-    let arrival = state.inner.scheduler.arriving();
-    let bytes = state.read_body(body).await?;
-    let size = bytes.len();
-    let parsing = state.clone();
-    let parsed = json_work(size, move || {
-        wire::parse_get_reward(&bytes, &parsing.inner.config)
-    })
-    .await??;
+    let (deadline, arrival, _, parsed) =
+        state.accept(&headers, body, wire::parse_get_reward).await?;
     let split: Vec<_> = parsed.iter().map(|p| p.as_ref().ok().cloned()).collect();
     let samples: Vec<_> = split.iter().flatten().cloned().collect();
     let scored = if samples.is_empty() {
