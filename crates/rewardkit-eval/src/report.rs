@@ -234,10 +234,17 @@ impl Report {
             let _ = writeln!(out);
         }
         let (value, ci) = fmt_estimate(&e.overall);
+        // With sections, the overall averages only the sections, so it counts only their prompts
+        // (subsets in no section are listed above but are not in it).
+        let overall_prompts = if e.sections.is_empty() {
+            e.items
+        } else {
+            e.sections.iter().map(|s| s.prompts).sum()
+        };
         let _ = write!(
             out,
             "{:<width$}  {:>7}  {:>9}  {:<18}",
-            "overall", e.items, value, ci
+            "overall", overall_prompts, value, ci
         );
         if let Some(other) = compared {
             let (value, ci) = fmt_estimate(&other.overall);

@@ -301,6 +301,28 @@ fn rewardbench_v1_sections_are_prompt_weighted_and_overall_is_their_mean() {
     assert!(close(e.sections[1].score.value, 0.0));
     assert!(close(e.overall.value, 0.375));
     assert!(e.overall_rule.contains("not in the overall: custom"));
+    // The text report's overall row counts only the sections' 5 prompts, not `custom`'s.
+    let overall_row = |e: &rewardkit_eval::Evaluation| {
+        let report = rewardkit_eval::report::Report {
+            benchmark: rewardkit_eval::report::BenchInfo::of(&b),
+            reward: rewardkit_eval::report::RewardInfo {
+                source: "scores".to_owned(),
+                path: "s.jsonl".to_owned(),
+                fingerprint: None,
+                cache_file: None,
+                cached: 0,
+                scored: 0,
+            },
+            evaluation: e.clone(),
+            compared_with: None,
+            compared_evaluation: None,
+            comparison: None,
+        };
+        let text = report.to_text();
+        let row = text.lines().find(|l| l.starts_with("overall ")).unwrap();
+        row.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    assert_eq!(overall_row(&e), "5");
 
     // Without known sections the overall is the plain pair accuracy: 4 right of 6.
     let no_sections = EvalOptions {
@@ -309,6 +331,7 @@ fn rewardbench_v1_sections_are_prompt_weighted_and_overall_is_their_mean() {
     };
     let e = evaluate(&b, &s, &no_sections).unwrap();
     assert!(close(e.overall.value, 4.0 / 6.0));
+    assert_eq!(overall_row(&e), "6");
 }
 
 #[test]
