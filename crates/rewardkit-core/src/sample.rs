@@ -4,15 +4,31 @@ use serde::{Deserialize, Serialize};
 
 /// One chat message, as in the Hugging Face / TRL chat format.
 ///
-/// It deserialises only from an object with `role` and `content` (other keys are ignored): serde's
-/// derived struct deserialiser would also take a two-element list, which would silently read a
-/// list of two completions `["a", "b"]` as one message from role "a".
+/// It deserialises only from an object with `role` and `content` (`content` may be null or absent
+/// when the message carries `tool_calls`; unknown keys are ignored): serde's derived struct
+/// deserialiser would also take a two-element list, which would silently read a list of two
+/// completions `["a", "b"]` as one message from role "a".
+///
+/// The OpenAI / Hugging Face tool-use keys are kept: `tool_calls` on assistant messages (as given,
+/// usually `[{"type": "function", "function": {"name", "arguments"}}]`), and `name` /
+/// `tool_call_id` on tool results. [`Message::text`] renders the calls into the text verifiers
+/// read, so a completion that calls tools through structured fields is scored on its calls
+/// instead of on an empty string.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Message {
     /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
-    /// The message text.
+    /// The message text (empty when a tool-calling message has null content).
     pub content: String,
+    /// Structured tool calls, as given (a JSON list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// The tool's name on a tool-result message (or a participant name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The call a tool-result message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Message {
@@ -20,7 +36,21 @@ impl<'de> Deserialize<'de> for Message {
         #[derive(Deserialize)]
         struct Fields {
             role: String,
-            content: String,
+            // Outer `None`: the key is absent; `Some(None)`: it is null.
+            #[serde(default, deserialize_with = "present")]
+            content: Option<Option<String>>,
+            #[serde(default)]
+            tool_calls: Option<Vec<serde_json::Value>>,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            tool_call_id: Option<String>,
+        }
+
+        fn present<'de, D: serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Option<String>>, D::Error> {
+            Option::<String>::deserialize(deserializer).map(Some)
         }
 
         struct MessageVisitor;
@@ -29,15 +59,26 @@ impl<'de> Deserialize<'de> for Message {
             type Value = Message;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a message object with string `role` and `content`")
+                f.write_str(
+                    "a message object with string `role` and `content` (content may be null or \
+                     absent only when `tool_calls` is present)",
+                )
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
                 let fields =
                     Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let content = match (fields.content, &fields.tool_calls) {
+                    (Some(content), _) => content.unwrap_or_default(),
+                    (None, Some(_)) => String::new(),
+                    (None, None) => return Err(serde::de::Error::missing_field("content")),
+                };
                 Ok(Message {
                     role: fields.role,
-                    content: fields.content,
+                    content,
+                    tool_calls: fields.tool_calls.map(serde_json::Value::Array),
+                    name: fields.name,
+                    tool_call_id: fields.tool_call_id,
                 })
             }
         }
@@ -52,7 +93,61 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            name: None,
+            tool_call_id: None,
         }
+    }
+
+    /// The message as verifiers read it: its content, followed by each structured tool call
+    /// rendered as the Hermes / Qwen chat templates render them —
+    /// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>`, one block per call, blocks
+    /// separated from the content and from each other by a newline. A call's name and arguments
+    /// are read from its `function` object (OpenAI) or from the call itself; arguments given as a
+    /// string holding JSON (the OpenAI wire format) are decoded, other strings are kept as
+    /// strings. Without tool calls this is the content itself, borrowed.
+    pub fn text(&self) -> Cow<'_, str> {
+        let calls = match &self.tool_calls {
+            Some(serde_json::Value::Array(calls)) if !calls.is_empty() => calls,
+            _ => return Cow::Borrowed(&self.content),
+        };
+        let mut text = self.content.clone();
+        for call in calls {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str("<tool_call>\n");
+            text.push_str(&render_call(call));
+            text.push_str("\n</tool_call>");
+        }
+        Cow::Owned(text)
+    }
+}
+
+/// One structured tool call as `{"name": …, "arguments": …}` JSON (see [`Message::text`]); a call
+/// of another shape is written as given, so a verifier sees (and rejects) exactly what came in.
+fn render_call(call: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let inner = match call.get("function") {
+        Some(function @ Value::Object(_)) => function,
+        _ => call,
+    };
+    let name = inner.get("name");
+    let arguments = inner.get("arguments").or_else(|| inner.get("parameters"));
+    match (name, call.is_object()) {
+        (Some(name @ Value::String(_)), true) => {
+            let arguments = match arguments {
+                Some(Value::String(raw)) => serde_json::from_str::<Value>(raw)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| Value::String(raw.clone())),
+                Some(other) => other.clone(),
+                None => Value::Object(serde_json::Map::new()),
+            };
+            // Written by hand so `name` comes first whatever order serde_json's map keeps.
+            format!("{{\"name\": {name}, \"arguments\": {arguments}}}")
+        }
+        _ => call.to_string(),
     }
 }
 
@@ -107,19 +202,19 @@ impl Completion {
     pub fn text(&self) -> Cow<'_, str> {
         match self {
             Completion::Text(text) => Cow::Borrowed(text),
-            Completion::Message(message) => Cow::Borrowed(&message.content),
+            Completion::Message(message) => message.text(),
             Completion::Chat(messages) => {
                 let assistant: Vec<&Message> =
                     messages.iter().filter(|m| m.role == "assistant").collect();
                 if assistant.is_empty() {
                     join_contents(messages)
                 } else if assistant.len() == 1 {
-                    Cow::Borrowed(&assistant[0].content)
+                    assistant[0].text()
                 } else {
                     Cow::Owned(
                         assistant
                             .iter()
-                            .map(|m| m.content.as_str())
+                            .map(|m| m.text())
                             .collect::<Vec<_>>()
                             .join("\n"),
                     )
@@ -132,13 +227,8 @@ impl Completion {
 fn join_contents(messages: &[Message]) -> Cow<'_, str> {
     match messages {
         [] => Cow::Borrowed(""),
-        [one] => Cow::Borrowed(&one.content),
-        many => Cow::Owned(
-            many.iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
+        [one] => one.text(),
+        many => Cow::Owned(many.iter().map(|m| m.text()).collect::<Vec<_>>().join("\n")),
     }
 }
 
@@ -250,9 +340,63 @@ mod tests {
         assert!(serde_json::from_str::<Completion>(r#"["a", "b"]"#).is_err());
         assert!(serde_json::from_str::<Prompt>(r#"["user", "hi"]"#).is_err());
         let message: Message =
-            serde_json::from_str(r#"{"role": "user", "content": "hi", "name": "x"}"#).unwrap();
+            serde_json::from_str(r#"{"role": "user", "content": "hi", "other": "x"}"#).unwrap();
         assert_eq!(message, Message::new("user", "hi"));
         assert!(serde_json::from_str::<Message>(r#"{"role": "user"}"#).is_err());
+    }
+
+    #[test]
+    fn tool_use_keys_are_kept_and_calls_are_rendered() {
+        let message: Message = serde_json::from_str(
+            r#"{"role": "assistant", "content": null, "tool_calls": [
+                 {"id": "c1", "type": "function",
+                  "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+                 {"name": "now", "arguments": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(message.content, "");
+        assert_eq!(message.tool_calls.as_ref().unwrap()[0]["id"], "c1");
+        assert_eq!(
+            message.text(),
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n\
+             </tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"
+        );
+        // Content first; arguments that are not JSON stay a string; absent content with calls.
+        let message: Message = serde_json::from_str(
+            r#"{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "x"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            message.text(),
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": \"x\"}\n</tool_call>"
+        );
+        let with_text = Message {
+            content: "Let me check.".to_owned(),
+            ..message.clone()
+        };
+        assert!(with_text.text().starts_with("Let me check.\n<tool_call>\n"));
+        // A call of another shape is written as given.
+        let odd = Message {
+            tool_calls: Some(serde_json::json!([42])),
+            ..Message::new("assistant", "")
+        };
+        assert_eq!(odd.text(), "<tool_call>\n42\n</tool_call>");
+        // Tool results keep their name and call id and round-trip through JSON.
+        let result: Message = serde_json::from_str(
+            r#"{"role": "tool", "content": "18C", "name": "get_weather", "tool_call_id": "c1"}"#,
+        )
+        .unwrap();
+        assert_eq!(result.name.as_deref(), Some("get_weather"));
+        assert_eq!(result.tool_call_id.as_deref(), Some("c1"));
+        let back: Message = serde_json::from_str(&serde_json::to_string(&result).unwrap()).unwrap();
+        assert_eq!(back, result);
+        // Null content without calls is empty text; `tool_calls` must be a list.
+        let null: Message = serde_json::from_str(r#"{"role": "user", "content": null}"#).unwrap();
+        assert_eq!(null.text(), "");
+        assert!(serde_json::from_str::<Message>(r#"{"role": "a", "tool_calls": {}}"#).is_err());
+        // The completion text a verifier reads includes the calls.
+        let completion = Completion::Chat(vec![Message::new("user", "q"), message]);
+        assert!(completion.text().contains("{\"name\": \"f\""));
     }
 
     #[test]

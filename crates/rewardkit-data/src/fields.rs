@@ -148,7 +148,8 @@ impl fmt::Display for FieldPath {
 ///   else the row's 1-based line (or Parquet row) number as a string.
 /// * **message**: an object with a string `role` and a `content` that is a string, `null` (read
 ///   as empty), or a list of content parts whose `text` parts are joined by newlines. `content`
-///   may be absent only in a message with `tool_calls`. Other keys are not kept.
+///   may be absent only in a message with `tool_calls`. The tool-use keys `tool_calls` (a
+///   list), `name` and `tool_call_id` (strings or null) are kept; other keys are not.
 /// * **reference**: any JSON value; a string becomes [`Reference::Text`], anything else
 ///   [`Reference::Json`].
 /// * **group**: a string or a number (numbers are written out as strings, `7` → `"7"`); `null`
@@ -599,7 +600,35 @@ fn message_from(value: Value, field: &str) -> Result<Message, MapError> {
             return Err(MapError::missing_key(content_field(), available));
         }
     };
-    Ok(Message { role, content })
+    let tool_calls = match object.remove("tool_calls") {
+        None | Some(Value::Null) => None,
+        Some(calls @ Value::Array(_)) => Some(calls),
+        Some(other) => {
+            return Err(MapError::wrong(
+                &format!("{field}.tool_calls"),
+                "a list of tool calls",
+                &other,
+            ))
+        }
+    };
+    let mut optional_string = |key: &str| match object.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(MapError::wrong(
+            &format!("{field}.{key}"),
+            "a string",
+            &other,
+        )),
+    };
+    let name = optional_string("name")?;
+    let tool_call_id = optional_string("tool_call_id")?;
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        name,
+        tool_call_id,
+    })
 }
 
 /// The text of OpenAI-style content parts: `[{"type": "text", "text": "…"}, {"type": "image_url",
@@ -882,13 +911,55 @@ mod tests {
             }),
         );
         assert_eq!(sample.prompt.text(), "look\nhere");
+        let no_calls = Message {
+            tool_calls: Some(json!([])),
+            ..Message::new("assistant", "")
+        };
         assert_eq!(
             sample.completion,
-            Completion::Chat(vec![
-                Message::new("assistant", ""),
-                Message::new("assistant", "")
-            ])
+            Completion::Chat(vec![no_calls.clone(), no_calls])
         );
+
+        // Tool-use keys are kept, and the calls reach the text verifiers read.
+        let sample = one(
+            &fields,
+            json!({
+                "prompt": "q",
+                "completion": [
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c1", "type": "function",
+                         "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+                    {"role": "tool", "content": "2", "name": "f", "tool_call_id": "c1"},
+                    {"role": "assistant", "content": "It is 2."}]
+            }),
+        );
+        let Completion::Chat(messages) = &sample.completion else {
+            panic!("{:?}", sample.completion)
+        };
+        assert_eq!(messages[0].tool_calls.as_ref().unwrap()[0]["id"], "c1");
+        assert_eq!(messages[1].name.as_deref(), Some("f"));
+        assert_eq!(messages[1].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(
+            sample.completion.text(),
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\":1}}\n</tool_call>\nIt is 2."
+        );
+        for (bad, field) in [
+            (
+                json!({"role": "assistant", "tool_calls": {"name": "f"}}),
+                "completion.0.tool_calls",
+            ),
+            (
+                json!({"role": "tool", "content": "2", "name": 3}),
+                "completion.0.name",
+            ),
+            (
+                json!({"role": "tool", "content": "2", "tool_call_id": []}),
+                "completion.0.tool_call_id",
+            ),
+        ] {
+            let message = error(&fields, json!({"prompt": "q", "completion": [bad]}));
+            assert!(message.contains(field), "{message}");
+        }
     }
 
     #[test]

@@ -65,6 +65,12 @@
 //! starting with `{` or `[` must parse as calls, other text predicts no calls. The format
 //! component still asks for tags, so give it no weight when the policy answers in bare JSON.
 //!
+//! A chat completion whose assistant message carries structured OpenAI-style `tool_calls` (with
+//! null or text content) is read through the completion's text, where rewardkit-core renders
+//! each call as a `<tool_call>` block after the content, one block per call, as the Hermes/Qwen
+//! chat templates do: such calls are scored like the same calls written out, and several of them
+//! need `multiple_blocks = true`.
+//!
 //! # The reference
 //!
 //! The expected calls come from the sample's reference: a JSON list of call objects, a single call
@@ -1144,6 +1150,48 @@ mod tests {
         check(&wrap("[]"), json!([]), [3.0, 0.0, 3.0]);
         // Calls expected, an empty list predicted.
         check(&wrap("[]"), json!([{"name": "f"}]), [-2.0, 1.0, -3.0]);
+    }
+
+    /// A chat completion that calls tools through OpenAI-style `tool_calls` fields (null content)
+    /// is scored on those calls, exactly as the same calls written in `<tool_call>` blocks.
+    #[test]
+    fn structured_tool_calls_in_chat_messages_are_scored() {
+        let reference = json!([{"name": "f", "arguments": {"a": 1}}, {"name": "g"}]);
+        let structured = |calls: Value| Sample {
+            completion: rewardkit_core::Completion::Chat(vec![
+                Message::new("user", "call f and g"),
+                Message {
+                    tool_calls: Some(calls),
+                    ..Message::new("assistant", "<think>Two calls.</think>")
+                },
+            ]),
+            reference: Some(Reference::Json(reference.clone())),
+            ..Sample::default()
+        };
+        // One block per call (the Hermes/Qwen layout) needs `multiple_blocks`.
+        let options = ToolCallOptions {
+            multiple_blocks: true,
+            ..ToolCallOptions::default()
+        };
+        let openai = structured(json!([
+            {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}},
+            {"id": "2", "type": "function", "function": {"name": "g", "arguments": "{}"}}
+        ]));
+        assert_eq!(scores_with(options.clone(), &openai), [4.0, 1.0, 3.0]);
+        let tagged = sample(
+            "<think>Two calls.</think>\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n\
+             </tool_call>\n<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>",
+            reference.clone(),
+        );
+        assert_eq!(scores_with(options.clone(), &tagged), [4.0, 1.0, 3.0]);
+        // A wrong argument costs what it costs in text form.
+        let wrong = structured(json!([
+            {"function": {"name": "f", "arguments": {"a": 2}}},
+            {"function": {"name": "g"}}
+        ]));
+        let [total, format, correctness] = scores_with(options, &wrong);
+        assert_eq!(format, 1.0);
+        assert!(correctness < 3.0 && (total - format - correctness).abs() < 1e-12);
     }
 
     #[test]
