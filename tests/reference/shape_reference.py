@@ -226,6 +226,68 @@ def ref_potential_shaping(c):
     return {"values": (out, scale)}
 
 
+def ref_dense_turn(c):
+    """Dense turn rewards (methods.md 16): increments of the env score, divided by the number of
+    positive increments on a win or by max_total on a loss; sparse: the outcome on the last turn."""
+    s = unbits(c["scores"])
+    max_total = unbits([c["max_total"]])[0]
+    out, scale, start = [], [], 0
+    for length, won in zip(c["lengths"], c["won"]):
+        turns = s[start:start + length]
+        start += length
+        if not np.isfinite(turns).all():
+            out.extend([NAN] * length)
+            scale.extend([0.0] * length)
+            continue
+        if c.get("sparse"):
+            out.extend([0.0] * max(length - 1, 0) + ([1.0 if won else 0.0] if length else []))
+            scale.extend([0.0] * length)
+            continue
+        prev = np.concatenate([[0.0], turns[:-1]])
+        inc = turns - prev
+        div = max(int((inc > 0).sum()), 1) if won else max_total
+        out.extend(inc / div)
+        # An increment of two large scores is exact to an ulp of the scores, not of itself.
+        scale.extend((np.abs(turns) + np.abs(prev)) / div)
+    return {"values": (np.array(out), np.array(scale))}
+
+
+def ref_mixed_grained(c):
+    seq, items = unbits(c["sequence"]), unbits(c["items"])
+    ws, wi = unbits([c["w_seq"], c["w_item"]])
+    out, scale, start, empty = [], [], 0, 0
+    for total, length in zip(seq, c["lengths"]):
+        row = items[start:start + length]
+        start += length
+        if length == 0:
+            empty += 1
+        for j, r in enumerate(row):
+            if not (np.isfinite(r) and np.isfinite(total)):
+                out.append(NAN)
+                scale.append(0.0)
+            elif j + 1 == length:
+                out.append(wi * r + ws * total)
+                scale.append(abs(wi * r) + abs(ws * total))
+            else:
+                out.append(wi * r)
+                scale.append(0.0)
+    return {"values": (np.array(out), np.array(scale)), "empty": empty}
+
+
+def ref_count_decay(c):
+    """ONI: r / N^beta with N the key's count including the whole current batch."""
+    beta = unbits([c["beta"]])[0]
+    counts = Counter()
+    out = []
+    for batch, keys in zip(c["batches"], c["keys"]):
+        b = unbits(batch)
+        counts.update(k for k in keys if k is not None)
+        for x, k in zip(b, keys):
+            n = counts[k] if k is not None else 0
+            out.append(x / float(n) ** beta if np.isfinite(x) and n > 0 else NAN)
+    return {"values": (np.array(out), np.zeros(len(out)))}
+
+
 # ---------------------------------------------------------------- transforms
 
 def normalize_pools(x, sizes, kind, eps):
@@ -550,6 +612,9 @@ REFERENCE = {
     "advantages": ref_advantages,
     "gae": ref_gae,
     "potential_shaping": ref_potential_shaping,
+    "dense_turn": ref_dense_turn,
+    "mixed_grained": ref_mixed_grained,
+    "count_decay_batches": ref_count_decay,
     "normalize": ref_normalize,
     "normalize_running": ref_running,
     "clip_running": ref_running,
@@ -647,6 +712,31 @@ class Gen:
             n = sum(lengths)
             c.update(rewards=bits(self.values(n)), potentials=bits(self.values(n, 0.0, 0.02)),
                      lengths=lengths, gamma=fbits(rng.choice([1.0, 0.9, rng.random()])))
+        elif op == "dense_turn":
+            lengths = [rng.randint(0, 8) for _ in range(rng.randint(1, 4))]
+            offset = rng.choice([0.0, 0.0, 1e6, 1e9])
+            scores = []
+            for length in lengths:
+                level = offset
+                for _ in range(length):
+                    level += rng.choice([0.0, 1.0, 1.0, -1.0, rng.uniform(-2, 3)])
+                    scores.append(level if rng.random() > 0.03 else rng.choice([NAN, INF]))
+            c.update(scores=bits(scores), lengths=lengths, won=[rng.random() < 0.5 for _ in lengths],
+                     max_total=fbits(rng.choice([1.0, 4.0, 10.0, rng.uniform(0.5, 20)])),
+                     sparse=rng.random() < 0.2)
+        elif op == "mixed_grained":
+            lengths = [rng.randint(0, 6) for _ in range(rng.randint(1, 6))]
+            c.update(sequence=bits(self.values(len(lengths), 0.0, 0.05)),
+                     items=bits(self.values(sum(lengths), 0.0, 0.05)), lengths=lengths,
+                     w_seq=fbits(rng.choice([1.0, 0.5, rng.uniform(-2, 2)])),
+                     w_item=fbits(rng.choice([1.0, 0.1, rng.uniform(-2, 2)])))
+        elif op == "count_decay_batches":
+            batches, keys = [], []
+            for _ in range(rng.randint(1, 5)):
+                n = rng.randint(0, 6)
+                batches.append(bits(self.values(n, 0.0, 0.05)))
+                keys.append([rng.choice(["a", "b", "c", "d", None]) for _ in range(n)])
+            c.update(batches=batches, keys=keys, beta=fbits(rng.choice([3.0, 1.0, 0.5, 0.0])))
         elif op in ("normalize", "min_max"):
             sizes = self.sizes() if rng.random() < 0.5 else None
             n = sum(sizes) if sizes else rng.randint(0, 20)

@@ -10,12 +10,12 @@
 
 use std::io::{self, BufRead, BufWriter, Write};
 
-use rewardkit_core::RunningStats;
 use rewardkit_shape::combine;
 use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
-    advantages, gae, oprl_advantages, potential_shaping, Estimator, Groups, LagrangeMultipliers,
-    Lexicographic, Squash, StdKind, StdScope,
+    advantages, count_decay, dense_turn_rewards, gae, mixed_grained_rewards, oprl_advantages,
+    potential_shaping, Estimator, Groups, LagrangeMultipliers, Lexicographic, MessageCounts,
+    RunningMoments, Squash, StdKind, StdScope,
 };
 use serde_json::{json, Map, Value};
 
@@ -164,6 +164,59 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
             .map_err(e)?;
             json!({"advantages": bits(&out)})
         }
+        "dense_turn" => {
+            let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
+            let won: Vec<bool> = case
+                .get("won")
+                .and_then(Value::as_array)
+                .ok_or("`won` is required")?
+                .iter()
+                .map(|v| v.as_bool().unwrap_or(false))
+                .collect();
+            let sparse = case.get("sparse").and_then(Value::as_bool).unwrap_or(false);
+            let out = dense_turn_rewards(
+                &floats(case, "scores")?,
+                &lengths,
+                &won,
+                float(case, "max_total")?,
+                sparse,
+            )
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
+        "mixed_grained" => {
+            let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
+            let (out, empty) = mixed_grained_rewards(
+                &floats(case, "sequence")?,
+                &floats(case, "items")?,
+                &lengths,
+                float(case, "w_seq")?,
+                float(case, "w_item")?,
+            )
+            .map_err(e)?;
+            json!({"values": bits(&out), "empty": empty})
+        }
+        "count_decay_batches" => {
+            // Batches of (value, key) with counts carried across batches; a null key is none.
+            let mut counts = MessageCounts::new();
+            let mut out = Vec::new();
+            let keys = case
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or("`keys` is required")?;
+            for (batch, keys) in float_lists(case, "batches")?.iter().zip(keys) {
+                let keys: Vec<Option<&str>> = keys
+                    .as_array()
+                    .ok_or("`keys`: expected lists")?
+                    .iter()
+                    .map(Value::as_str)
+                    .collect();
+                out.extend(
+                    count_decay(batch, &keys, &mut counts, float(case, "beta")?).map_err(e)?,
+                );
+            }
+            json!({"values": bits(&out)})
+        }
         "potential_shaping" => {
             let lengths = sizes(case, "lengths")?.ok_or("`lengths` is required")?;
             let out = potential_shaping(
@@ -188,7 +241,7 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
             json!({"values": bits(&out)})
         }
         "normalize_running" | "clip_running" | "min_max_running" => {
-            let mut stats = RunningStats::new();
+            let mut stats = RunningMoments::new();
             let mut out = Vec::new();
             for batch in float_lists(case, "batches")? {
                 out.extend(match op {

@@ -60,21 +60,25 @@
 
 mod advantage;
 pub mod combine;
+mod dense;
 mod error;
 mod gae;
 mod groups;
 mod lagrange;
 mod lexicographic;
 mod oprl;
+mod running;
 mod stats;
 pub mod transform;
 
 pub use advantage::{
     advantages, advantages_into, AdvantageSummary, Advantages, Estimator, StdKind, StdScope,
 };
+pub use dense::{dense_turn_rewards, mixed_grained_advantages, mixed_grained_rewards};
 pub use error::ShapeError;
 pub use gae::{gae, gae_into, potential_shaping, Gae};
 pub use groups::Groups;
 pub use lagrange::{LagrangeMultipliers, LagrangeState, Squash};
 pub use lexicographic::Lexicographic;
 pub use oprl::oprl_advantages;
+pub use running::{count_decay, MessageCounts, RunningMoments};

@@ -32,7 +32,7 @@ pub use pipeline::{Pipeline, ScoredSample, Term};
 pub use registry::{BuiltTerm, Registry, TermBuilder};
 pub use shaping::{
     AdvantagesSpec, Combine, EstimatorName, MultiplierReport, PoolScope, ShapeInput, Shaped,
-    TransformSpec,
+    TransformSpec, TransformState,
 };
 pub use spec::{BudgetSpec, NonScorePolicy, Spec, TermSpec};
 

@@ -101,6 +101,11 @@ impl Pipeline {
                 reward,
             });
         }
+        let invalid = |(key, expected): (String, String)| SpecError::Invalid {
+            file: spec.source.clone(),
+            key,
+            expected,
+        };
         let shaping = Shaping::new(
             terms
                 .iter()
@@ -124,7 +129,8 @@ impl Pipeline {
                     a.clone(),
                 )),
             },
-        );
+        )
+        .map_err(invalid)?;
         Ok(Pipeline {
             terms,
             budget: spec.budget.to_budget(),
@@ -175,6 +181,36 @@ impl Pipeline {
                 file: self.spec.source.clone(),
                 message,
             })
+    }
+
+    /// Writes the states of the stateful transforms (running statistics, message counts) after a
+    /// batch pass to their `state_file`s, each atomically (a temporary file renamed over the old
+    /// one); returns the files written. Transforms without a `state_file` keep their state in
+    /// this pipeline only.
+    pub fn save_state(&self, shaped: &Shaped) -> Result<Vec<String>, SpecError> {
+        let mut written = Vec::new();
+        for state in &shaped.states {
+            let Some(file) = &state.state_file else {
+                continue;
+            };
+            let fail = |e: std::io::Error| SpecError::Invalid {
+                file: self.spec.source.clone(),
+                key: format!(
+                    "term `{}` transform[{}].state_file",
+                    state.term, state.transform
+                ),
+                expected: format!("a writable state file ({file}: {e})"),
+            };
+            let text = serde_json::to_string_pretty(&state.state).unwrap_or_default() + "\n";
+            let temporary = format!("{file}.tmp-{}", std::process::id());
+            std::fs::write(&temporary, text).map_err(fail)?;
+            std::fs::rename(&temporary, file).map_err(|e| {
+                let _ = std::fs::remove_file(&temporary);
+                fail(e)
+            })?;
+            written.push(file.clone());
+        }
+        Ok(written)
     }
 
     /// The terms, in spec order.
@@ -393,6 +429,7 @@ fn resolve_combine(spec: &Spec) -> Result<ResolvedCombine, SpecError> {
     };
     Ok(match &spec.combine {
         Combine::WeightedSum => ResolvedCombine::WeightedSum,
+        Combine::Conjunction => ResolvedCombine::Conjunction,
         Combine::Min => ResolvedCombine::Min,
         Combine::Product => ResolvedCombine::Product,
         Combine::Gate {

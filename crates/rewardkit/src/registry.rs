@@ -73,6 +73,16 @@ impl Default for Registry {
             "maths answer equivalence (LaTeX/plain text; exact, numeric and symbolic)",
             |t| verifier(t, rewardkit_math::Math::new),
         );
+        registry.register(
+            "field",
+            "a number carried with the sample (a precomputed reward, a margin, a label)",
+            |t| verifier(t, crate::shaping::FieldReward::new),
+        );
+        registry.register(
+            "self_aligned_reward",
+            "Self-Aligned Reward from token log-probabilities with and without the query",
+            |t| verifier(t, crate::shaping::SelfAlignedReward::new),
+        );
         #[cfg(feature = "model")]
         registry.register(
             "model",

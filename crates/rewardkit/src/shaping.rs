@@ -21,13 +21,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Mutex;
 
 use rewardkit_core::{Outcome, Sample};
 use rewardkit_shape::combine;
 use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
-    advantages, AdvantageSummary, Estimator, Groups, LagrangeMultipliers, LagrangeState, Squash,
-    StdKind, StdScope,
+    advantages, AdvantageSummary, Estimator, Groups, LagrangeMultipliers, LagrangeState,
+    MessageCounts, RunningMoments, Squash, StdKind, StdScope,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -111,6 +112,15 @@ pub enum TransformSpec {
         /// The sample field (dotted path into the row's other fields) holding the references.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reference_field: Option<String>,
+        /// A JSONL file of reference samples' rewards (relative to the spec), one object per line
+        /// with the key field (`reference_key`) and `reward` (a number or a list); lines with
+        /// the same key add up to that key's references.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_file: Option<String>,
+        /// With `reference_file`: the field that keys both the file's lines and the samples
+        /// (default `group`: the sample's group id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_key: Option<String>,
     },
     /// Log-sigmoid centring (Wang et al. 2024, eq. 5): `log σ(x − r_ref)`, with `r_ref` fixed or
     /// read from a sample field: a number is the reference itself, a list of reference-sample
@@ -122,10 +132,76 @@ pub enum TransformSpec {
         /// The sample field holding the reference reward or the reference samples' rewards.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reference_field: Option<String>,
+        /// A JSONL file of reference samples' rewards, as for `par`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_file: Option<String>,
+        /// With `reference_file`: the key field (default `group`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference_key: Option<String>,
         /// How a list of reference rewards becomes one (`{ method = "empirical" | "normal", q }`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reference_quantile: Option<ReferenceQuantile>,
     },
+    /// Running mean/std normalisation, PAR's "Meanstd" baseline (Fu et al. 2025 §5): the batch's
+    /// values join running statistics kept across batches, then `(x − μ_run)/(σ_run + ε)`.
+    NormalizeRunning {
+        /// Population or sample std.
+        #[serde(default = "sample_std")]
+        std: StdKind,
+        /// Added to the std.
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+        /// Where the running statistics are restored from (if the file exists) and saved to
+        /// (`rewardkit score --save-state`); relative to the spec.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_file: Option<String>,
+    },
+    /// PAR's "Clip" baseline: `clip(x, μ_run − σ_run, μ_run + σ_run)` with running statistics.
+    ClipRunning {
+        /// Population or sample std.
+        #[serde(default = "sample_std")]
+        std: StdKind,
+        /// As for `normalize_running`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_file: Option<String>,
+    },
+    /// PAR's "Minmax" baseline: `(x − min_run)/(max_run − min_run)` with running extremes.
+    MinMaxRunning {
+        /// As for `normalize_running`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_file: Option<String>,
+    },
+    /// ONI's count decay (Zheng et al. 2024, methods.md §15): `x / N^β`, `N` the number of times
+    /// the sample's message (the value of `key_field`) has been seen, this batch included. With
+    /// the term's weight as `α_int` and an extrinsic term, the weighted sum is ONI's reward.
+    CountDecay {
+        /// The sample field whose value is the message (a string or a number).
+        key_field: String,
+        /// The exponent β (ONI: 3).
+        #[serde(default = "three")]
+        beta: f64,
+        /// Where the counts are restored from and saved to, as for `normalize_running`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_file: Option<String>,
+    },
+    /// MM-RLHF dynamic reward scaling (Zhang et al. 2025, MM-DPO; methods.md §22): the term's
+    /// value is a reward margin `δ`, the result `β(δ) = β·(1 + w·(1 − e^{−kδ}))`, clamped below at
+    /// 1e-3 — the per-pair β of the DPO loss.
+    DynamicBeta {
+        /// β_ori (the authors: 0.1).
+        #[serde(default = "point_one")]
+        beta: f64,
+        /// w (the authors: 0.1).
+        #[serde(default = "point_one")]
+        w: f64,
+        /// k (not published **\[recon\]**).
+        #[serde(default = "default_k")]
+        k: f64,
+    },
+}
+
+fn three() -> f64 {
+    3.0
 }
 
 impl TransformSpec {
@@ -139,14 +215,64 @@ impl TransformSpec {
         }
     }
 
-    fn field(&self) -> Option<&str> {
+    /// Makes relative `reference_file` and `state_file` paths relative to `dir` (the spec's).
+    pub(crate) fn resolve_paths(&mut self, dir: &std::path::Path) {
+        let files: Vec<&mut String> = match self {
+            TransformSpec::Par { reference_file, .. }
+            | TransformSpec::LogSigmoid { reference_file, .. } => {
+                reference_file.iter_mut().collect()
+            }
+            TransformSpec::NormalizeRunning { state_file, .. }
+            | TransformSpec::ClipRunning { state_file, .. }
+            | TransformSpec::MinMaxRunning { state_file }
+            | TransformSpec::CountDecay { state_file, .. } => state_file.iter_mut().collect(),
+            _ => Vec::new(),
+        };
+        for file in files {
+            if std::path::Path::new(file.as_str()).is_relative() && !file.is_empty() {
+                *file = dir.join(file.as_str()).display().to_string();
+            }
+        }
+    }
+
+    /// Whether the transform keeps state from batch to batch (running statistics, counts), and
+    /// its state file if it has one.
+    pub fn state_file(&self) -> Option<Option<&str>> {
+        match self {
+            TransformSpec::NormalizeRunning { state_file, .. }
+            | TransformSpec::ClipRunning { state_file, .. }
+            | TransformSpec::MinMaxRunning { state_file }
+            | TransformSpec::CountDecay { state_file, .. } => Some(state_file.as_deref()),
+            _ => None,
+        }
+    }
+
+    /// Whether the transform can run only in the batch pass (it pools, or it carries state).
+    pub fn batch_only(&self) -> bool {
+        self.pooled().is_some() || self.state_file().is_some()
+    }
+
+    /// Where a reference-reading transform reads: `(field, file, key)`.
+    fn reference_source(&self) -> Option<(Option<&str>, Option<&str>, Option<&str>)> {
         match self {
             TransformSpec::Par {
-                reference_field, ..
+                references: None,
+                reference_field,
+                reference_file,
+                reference_key,
+                ..
             }
             | TransformSpec::LogSigmoid {
-                reference_field, ..
-            } => reference_field.as_deref(),
+                reference: None,
+                reference_field,
+                reference_file,
+                reference_key,
+                ..
+            } => Some((
+                reference_field.as_deref(),
+                reference_file.as_deref(),
+                reference_key.as_deref(),
+            )),
             _ => None,
         }
     }
@@ -176,45 +302,74 @@ impl TransformSpec {
                     ));
                 }
             }
-            TransformSpec::MinMax { .. } => {}
+            TransformSpec::MinMax { .. } | TransformSpec::MinMaxRunning { .. } => {}
+            TransformSpec::NormalizeRunning { epsilon, .. } => {
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return Err(format!(
+                        "`epsilon`: expected a finite number ≥ 0 (got {epsilon})"
+                    ));
+                }
+            }
+            TransformSpec::ClipRunning { .. } => {}
+            TransformSpec::CountDecay {
+                key_field, beta, ..
+            } => {
+                check_field("key_field", key_field)?;
+                finite("beta", *beta)?;
+            }
+            TransformSpec::DynamicBeta { beta, w, k } => {
+                if !(beta.is_finite() && *beta >= 0.0) {
+                    return Err(format!("`beta`: expected a finite number ≥ 0 (got {beta})"));
+                }
+                finite("w", *w)?;
+                finite("k", *k)?;
+            }
             TransformSpec::Par {
                 k,
                 references,
                 reference_field,
+                reference_file,
+                reference_key,
             } => {
                 if !(k.is_finite() && *k > 0.0) {
                     return Err(format!("`k`: expected a finite slope > 0 (got {k})"));
                 }
-                match (references, reference_field) {
-                    (Some(_), Some(_)) | (None, None) => {
-                        return Err("give exactly one of `references` and `reference_field`".into())
+                check_sources(
+                    "references",
+                    references.is_some(),
+                    reference_field.as_deref(),
+                    reference_file.as_deref(),
+                    reference_key.as_deref(),
+                )?;
+                if let Some(refs) = references {
+                    if refs.is_empty() || refs.iter().any(|r| !r.is_finite()) {
+                        return Err(
+                            "`references`: expected a non-empty list of finite numbers".into()
+                        );
                     }
-                    (Some(refs), None) => {
-                        if refs.is_empty() || refs.iter().any(|r| !r.is_finite()) {
-                            return Err(
-                                "`references`: expected a non-empty list of finite numbers".into(),
-                            );
-                        }
-                    }
-                    (None, Some(field)) => check_field(field)?,
                 }
             }
             TransformSpec::LogSigmoid {
                 reference,
                 reference_field,
+                reference_file,
+                reference_key,
                 reference_quantile,
             } => {
-                match (reference, reference_field) {
-                    (Some(_), Some(_)) | (None, None) => {
-                        return Err("give exactly one of `reference` and `reference_field`".into())
-                    }
-                    (Some(r), None) => finite("reference", *r)?,
-                    (None, Some(field)) => check_field(field)?,
+                check_sources(
+                    "reference",
+                    reference.is_some(),
+                    reference_field.as_deref(),
+                    reference_file.as_deref(),
+                    reference_key.as_deref(),
+                )?;
+                if let Some(r) = reference {
+                    finite("reference", *r)?;
                 }
                 if let Some(q) = reference_quantile {
                     if reference.is_some() {
                         return Err(
-                            "`reference_quantile` applies to a `reference_field` only".into()
+                            "`reference_quantile` applies to a `reference_field` or `reference_file` only".into()
                         );
                     }
                     // Validates q by asking for the reference of one value.
@@ -252,25 +407,23 @@ impl TransformSpec {
                 format!("(x − min)/(max − min) {} [pooled]", scope(s))
             }
             TransformSpec::Par {
-                k,
-                references,
-                reference_field,
-            } => match (references, reference_field) {
-                (Some(refs), _) => format!("PAR: mean σ({k}·(x − r_ref)) over r_ref in {refs:?}"),
-                (_, field) => format!(
-                    "PAR: mean σ({k}·(x − r_ref)) over r_ref in field `{}`",
-                    field.as_deref().unwrap_or("?")
+                k, references, ..
+            } => match references {
+                Some(refs) => format!("PAR: mean σ({k}·(x − r_ref)) over r_ref in {refs:?}"),
+                None => format!(
+                    "PAR: mean σ({k}·(x − r_ref)) over r_ref {}",
+                    self.describe_source()
                 ),
             },
             TransformSpec::LogSigmoid {
                 reference,
-                reference_field,
                 reference_quantile,
-            } => match (reference, reference_field) {
-                (Some(r), _) => format!("log σ(x − {r})"),
-                (_, field) => format!(
-                    "log σ(x − r_ref), r_ref from field `{}`{}",
-                    field.as_deref().unwrap_or("?"),
+                ..
+            } => match reference {
+                Some(r) => format!("log σ(x − {r})"),
+                None => format!(
+                    "log σ(x − r_ref), r_ref {}{}",
+                    self.describe_source(),
                     match reference_quantile {
                         Some(ReferenceQuantile::Empirical { q }) =>
                             format!(" (a list: empirical {q}-quantile)"),
@@ -280,17 +433,94 @@ impl TransformSpec {
                     }
                 ),
             },
+            TransformSpec::NormalizeRunning {
+                std: k,
+                epsilon,
+                state_file,
+            } => format!(
+                "(x − μ_run)/({} σ_run + {epsilon}), running over every batch so far{} [stateful]",
+                std(k),
+                describe_state(state_file.as_deref())
+            ),
+            TransformSpec::ClipRunning { std: k, state_file } => format!(
+                "clip(x, μ_run − σ_run, μ_run + σ_run), {} std, running{} [stateful]",
+                std(k),
+                describe_state(state_file.as_deref())
+            ),
+            TransformSpec::MinMaxRunning { state_file } => format!(
+                "(x − min_run)/(max_run − min_run), running{} [stateful]",
+                describe_state(state_file.as_deref())
+            ),
+            TransformSpec::CountDecay {
+                key_field,
+                beta,
+                state_file,
+            } => format!(
+                "x / N^{beta}, N = times field `{key_field}` was seen (this batch included){} [stateful]",
+                describe_state(state_file.as_deref())
+            ),
+            TransformSpec::DynamicBeta { beta, w, k } => format!(
+                "MM-RLHF β(δ = x) = max({beta}·(1 + {w}·(1 − e^(−{k}·x))), 1e-3)"
+            ),
+        }
+    }
+
+    fn describe_source(&self) -> String {
+        match self.reference_source() {
+            Some((Some(field), _, _)) => format!("from field `{field}`"),
+            Some((_, Some(file), key)) => format!("from {file} by `{}`", key.unwrap_or("group")),
+            _ => "?".to_owned(),
         }
     }
 }
 
-fn check_field(field: &str) -> Result<(), String> {
+fn describe_state(file: Option<&str>) -> String {
+    match file {
+        None => " (state kept in this process only)".to_owned(),
+        Some(file) if std::path::Path::new(file).exists() => format!(" (state from {file})"),
+        Some(file) => format!(" (state file {file}: not there yet, starts empty)"),
+    }
+}
+
+fn check_field(key: &str, field: &str) -> Result<(), String> {
     if field.is_empty() || field.split('.').any(str::is_empty) {
         Err(format!(
-            "`reference_field`: expected a dotted field path (got {field:?})"
+            "`{key}`: expected a dotted field path (got {field:?})"
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Exactly one source of reference rewards: fixed values (`fixed`), a sample field or a file.
+fn check_sources(
+    fixed: &str,
+    has_fixed: bool,
+    field: Option<&str>,
+    file: Option<&str>,
+    key: Option<&str>,
+) -> Result<(), String> {
+    let given = [has_fixed, field.is_some(), file.is_some()]
+        .iter()
+        .filter(|&&x| x)
+        .count();
+    if given != 1 {
+        return Err(format!(
+            "give exactly one of `{fixed}`, `reference_field` and `reference_file`"
+        ));
+    }
+    if let Some(field) = field {
+        check_field("reference_field", field)?;
+    }
+    if let Some(file) = file {
+        if file.is_empty() {
+            return Err("`reference_file`: expected a file name".into());
+        }
+    }
+    match (key, file) {
+        (Some(_), None) => Err("`reference_key` applies to a `reference_file` only".into()),
+        (Some(key), Some(_)) => check_field("reference_key", key),
+        _ => Ok(()),
     }
 }
 
@@ -303,6 +533,11 @@ pub enum Combine {
     WeightedSum,
     /// `min_i w_i·u_i` (the weakest property decides).
     Min,
+    /// Conjunction (Wang et al. 2024, eq. 6; methods.md §1): `Σ_i log σ(r_i − r_ref,i)`, the log
+    /// of the probability that every property is good, so one property far below its reference
+    /// cannot be bought back by another far above. Every term must end its transforms with
+    /// `log_sigmoid` (which supplies its reference) and keep weight 1.
+    Conjunction,
     /// `Π_i w_i·u_i` (for terms in [0, 1]: the probability that all hold).
     Product,
     /// A gate: `Σ_{i≠gate} w_i·u_i` where the gate term's value is at least `threshold`, else
@@ -505,8 +740,25 @@ impl AdvantagesSpec {
 pub struct ShapeInput {
     /// The sample's group id.
     pub group: Option<String>,
-    /// One entry per field-reading transform, in spec order: the numbers, or why there are none.
+    /// One entry per reference-reading transform (a field or a reference file), in spec order:
+    /// the numbers, or why there are none.
     references: Vec<Result<Vec<f64>, String>>,
+    /// One entry per `count_decay` transform, in spec order: the message key, or why there is
+    /// none.
+    keys: Vec<Result<String, String>>,
+}
+
+/// The state a stateful transform (running statistics, message counts) carries to the next batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformState {
+    /// The term's name.
+    pub term: String,
+    /// The transform's index in the term's `transform` list.
+    pub transform: usize,
+    /// Where it is saved (`state_file`), if anywhere.
+    pub state_file: Option<String>,
+    /// The state after this batch, as its file holds it (JSON).
+    pub state: Value,
 }
 
 /// The result of the batch pass, one entry per sample (in input order) unless said otherwise.
@@ -524,6 +776,9 @@ pub struct Shaped {
     /// For a constrained combination: the multipliers used, and their state after one update
     /// from this batch's constraint means (`None` when a constraint had no finite value).
     pub multipliers: Option<MultiplierReport>,
+    /// The stateful transforms' states after this batch (already kept by the pipeline for its
+    /// next batch; [`crate::Pipeline::save_state`] writes them to their state files).
+    pub states: Vec<TransformState>,
 }
 
 /// The multipliers of a constrained combination around one batch.
@@ -552,13 +807,53 @@ pub(crate) struct Shaping {
     pub terms: Vec<ShapeTerm>,
     pub combine: ResolvedCombine,
     pub advantages: Option<(Estimator, AdvantagesSpec)>,
-    /// `(term, transform, field path)` for each transform that reads a sample field.
-    fields: Vec<(usize, usize, Vec<String>)>,
+    /// Where each reference-reading transform gets its references, in spec order.
+    sources: Vec<Source>,
+    /// The key field path of each `count_decay` transform, in spec order.
+    key_fields: Vec<Vec<String>>,
+    /// `(term, transform, state file)` of each stateful transform, in spec order.
+    slots: Vec<(usize, usize, Option<String>)>,
+    /// Their states, carried from batch to batch (locked for a whole batch pass, so concurrent
+    /// passes — the server's — see each other's updates one after the other).
+    states: Mutex<Vec<State>>,
+}
+
+/// Where a reference-reading transform gets a sample's reference rewards.
+enum Source {
+    /// A field of the sample (a dotted path).
+    Field(Vec<String>),
+    /// A reference file, loaded when the pipeline is built.
+    File {
+        file: String,
+        /// The key's name, for messages.
+        key_name: String,
+        /// `None`: the sample's group id; else a field path.
+        key: Option<Vec<String>>,
+        table: HashMap<String, Vec<f64>>,
+    },
+}
+
+/// One stateful transform's state.
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Moments(RunningMoments),
+    Counts(MessageCounts),
+}
+
+impl State {
+    fn to_json(&self) -> Value {
+        match self {
+            State::Moments(m) => serde_json::to_value(m),
+            State::Counts(c) => serde_json::to_value(c),
+        }
+        .unwrap_or(Value::Null)
+    }
 }
 
 /// A combination with term names resolved to indices.
 pub(crate) enum ResolvedCombine {
     WeightedSum,
+    Conjunction,
     Min,
     Product,
     Gate {
@@ -595,30 +890,57 @@ pub(crate) enum ResolvedCombine {
 }
 
 impl Shaping {
+    /// Builds the shaping stages, loading reference files and saved states; the error is
+    /// `(key, expected)`.
     pub fn new(
         terms: Vec<ShapeTerm>,
         combine: ResolvedCombine,
         advantages: Option<(Estimator, AdvantagesSpec)>,
-    ) -> Shaping {
-        let fields = terms
-            .iter()
-            .enumerate()
-            .flat_map(|(t, term)| {
-                term.transforms
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(k, x)| {
-                        x.field()
-                            .map(|f| (t, k, f.split('.').map(str::to_owned).collect()))
-                    })
-            })
-            .collect();
-        Shaping {
+    ) -> Result<Shaping, (String, String)> {
+        let path = |f: &str| f.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let mut sources = Vec::new();
+        let mut key_fields = Vec::new();
+        let mut slots = Vec::new();
+        let mut states = Vec::new();
+        for (t, term) in terms.iter().enumerate() {
+            for (k, transform) in term.transforms.iter().enumerate() {
+                let key = || format!("term[{t}].transform[{k}]");
+                match transform.reference_source() {
+                    Some((Some(field), _, _)) => sources.push(Source::Field(path(field))),
+                    Some((None, Some(file), key_name)) => {
+                        let key_name = key_name.unwrap_or("group");
+                        let table = load_references(file, key_name)
+                            .map_err(|expected| (format!("{}.reference_file", key()), expected))?;
+                        sources.push(Source::File {
+                            file: file.to_owned(),
+                            key_name: key_name.to_owned(),
+                            key: (key_name != "group").then(|| path(key_name)),
+                            table,
+                        });
+                    }
+                    _ => {}
+                }
+                if let TransformSpec::CountDecay { key_field, .. } = transform {
+                    key_fields.push(path(key_field));
+                }
+                if let Some(file) = transform.state_file() {
+                    let counts = matches!(transform, TransformSpec::CountDecay { .. });
+                    let state = load_state(file, counts)
+                        .map_err(|expected| (format!("{}.state_file", key()), expected))?;
+                    slots.push((t, k, file.map(str::to_owned)));
+                    states.push(state);
+                }
+            }
+        }
+        Ok(Shaping {
             terms,
             combine,
             advantages,
-            fields,
-        }
+            sources,
+            key_fields,
+            slots,
+            states: Mutex::new(states),
+        })
     }
 
     /// The pooled stages, described; empty when the reward is computable per sample.
@@ -626,7 +948,7 @@ impl Shaping {
         let mut stages = Vec::new();
         for term in &self.terms {
             for t in &term.transforms {
-                if t.pooled().is_some() {
+                if t.batch_only() {
                     stages.push(format!("term `{}`: {}", term.name, t.describe()));
                 }
             }
@@ -673,9 +995,34 @@ impl Shaping {
                 None
             },
             references: self
-                .fields
+                .sources
                 .iter()
-                .map(|(_, _, path)| read_numbers(&sample.metadata, path))
+                .map(|source| match source {
+                    Source::Field(path) => read_numbers(&sample.metadata, path),
+                    Source::File {
+                        file,
+                        key_name,
+                        key,
+                        table,
+                    } => {
+                        let found = match key {
+                            None => sample.group.clone().ok_or_else(|| {
+                                format!("no group id to look up in {file} (keyed by `group`)")
+                            }),
+                            Some(path) => read_key(&sample.metadata, path),
+                        };
+                        found.and_then(|k| {
+                            table.get(&k).cloned().ok_or_else(|| {
+                                format!("{file} has no reference rewards for `{key_name}` = {k:?}")
+                            })
+                        })
+                    }
+                })
+                .collect(),
+            keys: self
+                .key_fields
+                .iter()
+                .map(|path| read_key(&sample.metadata, path))
                 .collect(),
         }
     }
@@ -704,14 +1051,15 @@ impl Shaping {
                 self.terms.len()
             ));
         }
-        if let Some(s) = inputs
-            .iter()
-            .position(|i| i.references.len() != self.fields.len())
-        {
+        if let Some(s) = inputs.iter().position(|i| {
+            i.references.len() != self.sources.len() || i.keys.len() != self.key_fields.len()
+        }) {
             return Err(format!(
-                "shape input {s} was made for another spec ({} reference fields, expected {})",
+                "shape input {s} was made for another spec ({} reference sources and {} keys, expected {} and {})",
                 inputs[s].references.len(),
-                self.fields.len()
+                inputs[s].keys.len(),
+                self.sources.len(),
+                self.key_fields.len()
             ));
         }
         if self.uses_groups(with_advantages) && n > 0 && inputs.iter().all(|i| i.group.is_none()) {
@@ -780,7 +1128,14 @@ impl Shaping {
                 }
             }
         }
-        // Stage 2: transforms.
+        // Stage 2: transforms. Stateful ones work on a copy of the states, kept only if the whole
+        // pass succeeds; the lock is held to the end so passes update the state one at a time.
+        // Specs without stateful transforms (every per-sample pipeline) never take the lock.
+        let mut state_guard =
+            (!self.slots.is_empty()).then(|| self.states.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut states: Vec<State> = state_guard.as_deref().cloned().unwrap_or_default();
+        let mut state_slot = 0;
+        let mut key_slot = 0;
         let mut slot = 0;
         let mut shaped_terms = Vec::with_capacity(self.terms.len());
         for (t, term) in self.terms.iter().enumerate() {
@@ -853,6 +1208,52 @@ impl Shaping {
                         }
                         Ok(out)
                     }
+                    TransformSpec::DynamicBeta { beta, w, k } => Ok(column
+                        .iter()
+                        .map(|&x| transform::dynamic_beta(x, *beta, *w, *k))
+                        .collect()),
+                    TransformSpec::NormalizeRunning { std, epsilon, .. } => {
+                        state_slot += 1;
+                        match &mut states[state_slot - 1] {
+                            State::Moments(m) => {
+                                transform::normalize_running(column, m, *std, *epsilon)
+                            }
+                            State::Counts(_) => unreachable_state(),
+                        }
+                    }
+                    TransformSpec::ClipRunning { std, .. } => {
+                        state_slot += 1;
+                        match &mut states[state_slot - 1] {
+                            State::Moments(m) => Ok(transform::clip_running(column, m, *std)),
+                            State::Counts(_) => unreachable_state(),
+                        }
+                    }
+                    TransformSpec::MinMaxRunning { .. } => {
+                        state_slot += 1;
+                        match &mut states[state_slot - 1] {
+                            State::Moments(m) => Ok(transform::min_max_running(column, m)),
+                            State::Counts(_) => unreachable_state(),
+                        }
+                    }
+                    TransformSpec::CountDecay { beta, .. } => {
+                        state_slot += 1;
+                        key_slot += 1;
+                        let keys: Vec<Option<&str>> = inputs
+                            .iter()
+                            .map(|i| i.keys[key_slot - 1].as_deref().ok())
+                            .collect();
+                        for (s, input) in inputs.iter().enumerate() {
+                            if let Err(why) = &input.keys[key_slot - 1] {
+                                note(&mut verdict[s], &term.name, "count_decay", why, column[s]);
+                            }
+                        }
+                        match &mut states[state_slot - 1] {
+                            State::Counts(c) => {
+                                rewardkit_shape::count_decay(column, &keys, c, *beta)
+                            }
+                            State::Moments(_) => unreachable_state(),
+                        }
+                    }
                 };
                 *column = next.map_err(|e| format!("term `{}`: {e}", term.name))?;
             }
@@ -874,6 +1275,8 @@ impl Shaping {
         let mut multipliers = None;
         let combined = match &self.combine {
             ResolvedCombine::WeightedSum => combine::weighted_sum(&views, &weights),
+            // The terms are already log σ(r_i − r_ref,i) (validated), the weights 1.
+            ResolvedCombine::Conjunction => combine::weighted_sum(&views, &weights),
             ResolvedCombine::Min => {
                 let w = weighted(&views);
                 combine::minimum(&w.iter().map(Vec::as_slice).collect::<Vec<_>>())
@@ -1032,13 +1435,130 @@ impl Shaping {
             }
             _ => (None, None),
         };
+        let states_out = self
+            .slots
+            .iter()
+            .zip(&states)
+            .map(|((t, k, file), state)| TransformState {
+                term: self.terms[*t].name.clone(),
+                transform: *k,
+                state_file: file.clone(),
+                state: state.to_json(),
+            })
+            .collect();
+        if let Some(guard) = state_guard.as_mut() {
+            **guard = states;
+        }
         Ok(Shaped {
             rewards,
             shaped_terms,
             advantages,
             advantage_summary,
             multipliers,
+            states: states_out,
         })
+    }
+}
+
+fn unreachable_state() -> Result<Vec<f64>, rewardkit_shape::ShapeError> {
+    Err(rewardkit_shape::ShapeError::InvalidOption {
+        option: "state",
+        value: "of another kind".into(),
+        expected: "the state kind of the transform (a bug)",
+    })
+}
+
+/// Reads a reference file: JSONL, each line an object with the key field and `reward` (a number
+/// or a list of numbers); lines with the same key add up. The error names file, line and field.
+fn load_references(file: &str, key: &str) -> Result<HashMap<String, Vec<f64>>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("a readable JSONL file of reference rewards ({file}: {e})"))?;
+    let mut table: HashMap<String, Vec<f64>> = HashMap::new();
+    let key_path: Vec<String> = key.split('.').map(str::to_owned).collect();
+    let reward_path = vec!["reward".to_owned()];
+    for (number, line) in text.lines().enumerate() {
+        let at = number + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields = match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(other) => {
+                return Err(format!(
+                    "one JSON object per line ({file}:{at}: found {})",
+                    kind_of(&other)
+                ))
+            }
+            Err(e) => return Err(format!("one JSON object per line ({file}:{at}: {e})")),
+        };
+        let k =
+            read_key(&fields, &key_path).map_err(|why| format!("a key ({file}:{at}: {why})"))?;
+        let rewards = read_numbers(&fields, &reward_path)
+            .map_err(|why| format!("reference rewards ({file}:{at}: {why})"))?;
+        table.entry(k).or_default().extend(rewards);
+    }
+    if table.is_empty() {
+        return Err(format!("at least one reference reward ({file} has none)"));
+    }
+    Ok(table)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A saved state, or an empty one when the file does not exist (yet).
+fn load_state(file: Option<&str>, counts: bool) -> Result<State, String> {
+    let empty = if counts {
+        State::Counts(MessageCounts::new())
+    } else {
+        State::Moments(RunningMoments::new())
+    };
+    let Some(file) = file else { return Ok(empty) };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
+        Err(e) => return Err(format!("a readable state file ({file}: {e})")),
+    };
+    if counts {
+        serde_json::from_str::<MessageCounts>(&text)
+            .map(State::Counts)
+            .map_err(|e| {
+                format!("message counts in JSON, as --save-state writes them ({file}: {e})")
+            })
+    } else {
+        let moments: RunningMoments = serde_json::from_str(&text).map_err(|e| {
+            format!("running statistics in JSON, as --save-state writes them ({file}: {e})")
+        })?;
+        moments
+            .validate()
+            .map_err(|e| format!("a valid running state ({file}: {e})"))?;
+        Ok(State::Moments(moments))
+    }
+}
+
+/// Reads a string or number at a dotted path of the sample's fields, as a key.
+fn read_key(fields: &serde_json::Map<String, Value>, path: &[String]) -> Result<String, String> {
+    let display = path.join(".");
+    let mut value = fields.get(&path[0]);
+    for key in &path[1..] {
+        value = value.and_then(|v| v.get(key));
+    }
+    match value {
+        None | Some(Value::Null) => Err(format!("field `{display}` is missing")),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(format!(
+            "field `{display}`: expected a string or a number as the key, found {}",
+            kind_of(other)
+        )),
     }
 }
 
@@ -1137,6 +1657,15 @@ pub(crate) fn describe_combine(combine: &Combine, terms: &[(String, f64)]) -> St
     let mut out = String::new();
     let _ = match combine {
         Combine::WeightedSum => write!(out, "{}", weighted(&[])),
+        Combine::Conjunction => write!(
+            out,
+            "conjunction: {} (each log σ(r − r_ref); log Π P(good))",
+            terms
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
         Combine::Min => write!(out, "min({})", weighted(&[]).replace(" + ", ", ")),
         Combine::Product => write!(out, "product({})", weighted(&[]).replace(" + ", ", ")),
         Combine::Gate {
@@ -1230,4 +1759,140 @@ pub(crate) fn describe_combine(combine: &Combine, terms: &[(String, f64)]) -> St
         ),
     };
     out
+}
+
+/// Options of the `field` term kind.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldOptions {
+    /// The sample field (dotted path into the row's other fields) holding the value.
+    pub field: String,
+}
+
+/// A number carried with the sample (kind `field`): a precomputed reward, a reward margin for
+/// `dynamic_beta`, ONI's intrinsic label for `count_decay`. `true`/`false` count as 1/0; a
+/// missing or null field does not score.
+#[derive(Clone, Debug)]
+pub struct FieldReward {
+    path: Vec<String>,
+}
+
+impl FieldReward {
+    /// Checks the path.
+    pub fn new(options: FieldOptions) -> Result<FieldReward, String> {
+        check_field("field", &options.field)?;
+        Ok(FieldReward {
+            path: options.field.split('.').map(str::to_owned).collect(),
+        })
+    }
+}
+
+fn field_value<'a>(sample: &'a Sample, path: &[String]) -> Option<&'a Value> {
+    let mut value = sample.metadata.get(&path[0]);
+    for key in &path[1..] {
+        value = value.and_then(|v| v.get(key));
+    }
+    value.filter(|v| !v.is_null())
+}
+
+impl rewardkit_core::Reward for FieldReward {
+    fn kind(&self) -> &str {
+        "field"
+    }
+
+    fn score(
+        &self,
+        sample: &Sample,
+        _meter: &mut rewardkit_core::Meter,
+    ) -> rewardkit_core::RewardOutput {
+        let display = self.path.join(".");
+        match field_value(sample, &self.path) {
+            None => Outcome::unscorable(format!("field `{display}` is missing")),
+            Some(Value::Number(n)) => Outcome::scored(n.as_f64().unwrap_or(f64::NAN)),
+            Some(Value::Bool(b)) => Outcome::scored(if *b { 1.0 } else { 0.0 }),
+            Some(other) => Outcome::unscorable(format!(
+                "field `{display}`: expected a number or a boolean, found {}",
+                kind_of(other)
+            )),
+        }
+        .into()
+    }
+}
+
+/// Options of the `self_aligned_reward` term kind.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfAlignedOptions {
+    /// The field with the answer's token log-probabilities scored *without* the query.
+    pub logprobs_without_query: String,
+    /// The field with the answer's token log-probabilities scored *with* the query.
+    pub logprobs_with_query: String,
+}
+
+/// The Self-Aligned Reward (Han et al. 2025; methods.md §12) from token log-probabilities carried
+/// with the sample (kind `self_aligned_reward`): `clip((ppl(a) − ppl(a|q))/ppl(a), −1, 1)`,
+/// positive when the query makes the answer more likely. The paper adds it to the task reward
+/// with weight 0.2.
+#[derive(Clone, Debug)]
+pub struct SelfAlignedReward {
+    without: Vec<String>,
+    with: Vec<String>,
+}
+
+impl SelfAlignedReward {
+    /// Checks the paths.
+    pub fn new(options: SelfAlignedOptions) -> Result<SelfAlignedReward, String> {
+        check_field("logprobs_without_query", &options.logprobs_without_query)?;
+        check_field("logprobs_with_query", &options.logprobs_with_query)?;
+        let path = |f: &str| f.split('.').map(str::to_owned).collect();
+        Ok(SelfAlignedReward {
+            without: path(&options.logprobs_without_query),
+            with: path(&options.logprobs_with_query),
+        })
+    }
+}
+
+impl rewardkit_core::Reward for SelfAlignedReward {
+    fn kind(&self) -> &str {
+        "self_aligned_reward"
+    }
+
+    fn score(
+        &self,
+        sample: &Sample,
+        meter: &mut rewardkit_core::Meter,
+    ) -> rewardkit_core::RewardOutput {
+        let list = |path: &[String]| -> Result<Vec<f64>, String> {
+            let display = path.join(".");
+            match field_value(sample, path) {
+                None => Err(format!("field `{display}` is missing")),
+                Some(Value::Array(items)) if items.is_empty() => {
+                    Err(format!("field `{display}` is an empty list"))
+                }
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| {
+                        v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                            format!("field `{display}`[{k}]: expected a finite log-probability")
+                        })
+                    })
+                    .collect(),
+                Some(other) => Err(format!(
+                    "field `{display}`: expected a list of token log-probabilities, found {}",
+                    kind_of(other)
+                )),
+            }
+        };
+        let lists = list(&self.without).and_then(|a| Ok((a, list(&self.with)?)));
+        match lists {
+            Err(why) => Outcome::unscorable(why).into(),
+            Ok((without, with)) => {
+                if let Err(e) = meter.step((without.len() + with.len()) as u64) {
+                    return e.into_outcome().into();
+                }
+                Outcome::scored(transform::self_aligned_reward(&without, &with)).into()
+            }
+        }
+    }
 }

@@ -175,6 +175,9 @@ impl Spec {
             }
         }
         for term in &mut self.terms {
+            for transform in &mut term.transform {
+                transform.resolve_paths(dir);
+            }
             for (key, value) in term.options.iter_mut() {
                 let is_path =
                     key == "tokenizer" || key.ends_with("_path") || key.ends_with("_file");
@@ -311,6 +314,33 @@ impl Spec {
         };
         match &self.combine {
             Combine::WeightedSum | Combine::Min | Combine::Product => Ok(()),
+            Combine::Conjunction => {
+                for (index, term) in self.terms.iter().enumerate() {
+                    if !matches!(
+                        term.transform.last(),
+                        Some(TransformSpec::LogSigmoid { .. })
+                    ) {
+                        return Err(self.invalid(
+                            format!("term[{index}].transform"),
+                            format!(
+                                "a list ending with {{ kind = \"log_sigmoid\", ... }} (term `{}`): \
+                                 a conjunction sums log σ(r_i − r_ref,i)",
+                                term.name
+                            ),
+                        ));
+                    }
+                    if term.weight != 1.0 {
+                        return Err(self.invalid(
+                            format!("term[{index}].weight"),
+                            format!(
+                                "1 under a conjunction, which sums the log-probabilities unweighted (got {})",
+                                term.weight
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Combine::Gate {
                 gate,
                 threshold,

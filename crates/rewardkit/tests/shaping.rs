@@ -714,3 +714,298 @@ fn per_sample_shaping_is_batched_equal_single() {
     let single: Vec<_> = samples.iter().map(|s| p.score_one(s)).collect();
     assert_eq!(batched, single);
 }
+
+/// Scores `rows` with the pipeline and runs one batch pass; the rewards, with NaN for non-scores.
+fn pass(p: &Pipeline, rows: &[(&str, Value)]) -> (Vec<f64>, rewardkit::Shaped) {
+    let samples = samples(rows);
+    let scored = p.score_batch(&samples);
+    let inputs: Vec<_> = samples.iter().map(|s| p.shape_input(s)).collect();
+    let shaped = p.shape(&scored, &inputs).unwrap();
+    let values = shaped
+        .rewards
+        .iter()
+        .map(|o| o.value().unwrap_or(f64::NAN))
+        .collect();
+    (values, shaped)
+}
+
+fn all_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g.is_nan() && w.is_nan()) || close(*g, *w),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn running_transforms_carry_state_across_batches_and_files() {
+    let a = |x: f64| ("", json!({ "a": x }));
+    let dir = tempfile::tempdir().unwrap();
+    let text = spec(
+        &[(
+            "a",
+            "transform = [{ kind = \"normalize_running\", std = \"population\", epsilon = 0.0, state_file = \"run.json\" }]",
+        )],
+        "",
+    );
+    std::fs::write(dir.path().join("s.toml"), &text).unwrap();
+    let spec_path = dir.path().join("s.toml");
+    let p = Pipeline::build_with(&Spec::from_path(&spec_path).unwrap(), &registry()).unwrap();
+    // Batch 1: {1, 3}: μ 2, σ 1. Batch 2 adds 5: μ 3, σ √(8/3).
+    let (first, shaped) = pass(&p, &[a(1.0), a(3.0)]);
+    all_close(&first, &[-1.0, 1.0]);
+    assert!(
+        p.pooled_stages()[0].contains("stateful"),
+        "{:?}",
+        p.pooled_stages()
+    );
+    let (second, _) = pass(&p, &[a(5.0)]);
+    all_close(&second, &[2.0 / (8.0f64 / 3.0).sqrt()]);
+    // Saving after batch 1 and building a fresh pipeline from the file continues the same way.
+    assert_eq!(p.save_state(&shaped).unwrap().len(), 1);
+    let fresh = Pipeline::build_with(&Spec::from_path(&spec_path).unwrap(), &registry()).unwrap();
+    let (again, _) = pass(&fresh, &[a(5.0)]);
+    assert_eq!(again, second);
+    // A corrupt state file is refused with the key and the file.
+    std::fs::write(dir.path().join("run.json"), "{\"count\": 2}").unwrap();
+    let e = Pipeline::build_with(&Spec::from_path(&spec_path).unwrap(), &registry())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("term[0].transform[0].state_file") && e.contains("run.json"),
+        "{e}"
+    );
+
+    // Clip and min-max with running statistics (state in the pipeline only).
+    let clip = build(&spec(
+        &[(
+            "a",
+            "transform = [{ kind = \"clip_running\", std = \"population\" }]",
+        )],
+        "",
+    ))
+    .unwrap();
+    all_close(&pass(&clip, &[a(0.0), a(2.0)]).0, &[0.0, 2.0]);
+    all_close(&pass(&clip, &[a(10.0)]).0, &[4.0 + (56.0f64 / 3.0).sqrt()]);
+    let mm = build(&spec(
+        &[("a", "transform = [{ kind = \"min_max_running\" }]")],
+        "",
+    ))
+    .unwrap();
+    all_close(&pass(&mm, &[a(1.0), a(3.0)]).0, &[0.0, 1.0]);
+    all_close(
+        &pass(&mm, &[a(2.0), a(5.0), a(f64::NAN)]).0,
+        &[0.25, 1.0, f64::NAN],
+    );
+}
+
+#[test]
+fn oni_count_decay_and_mm_rlhf_scaling() {
+    // ONI: r = 10·ext + 0.4·int/N³, N counted over batches by the `msg` field.
+    let text = spec(
+        &[
+            ("ext", "weight = 10.0"),
+            (
+                "int",
+                "weight = 0.4\ntransform = [{ kind = \"count_decay\", key_field = \"msg\" }]",
+            ),
+        ],
+        "",
+    );
+    let p = build(&text).unwrap();
+    let row = |ext: f64, int: f64, msg: &str| ("", json!({"ext": ext, "int": int, "msg": msg}));
+    let (r, _) = pass(
+        &p,
+        &[
+            row(0.0, 1.0, "hi"),
+            row(1.0, 1.0, "hi"),
+            row(0.0, 1.0, "new"),
+        ],
+    );
+    all_close(&r, &[0.4 / 8.0, 10.0 + 0.4 / 8.0, 0.4]);
+    let (r, shaped) = pass(&p, &[row(0.0, 1.0, "hi")]);
+    all_close(&r, &[0.4 / 27.0]);
+    assert_eq!(shaped.states[0].state["counts"]["hi"], 3);
+    // A sample without the key does not score, and says why.
+    let (r, shaped) = pass(&p, &[("", json!({"ext": 0.0, "int": 1.0}))]);
+    assert!(r[0].is_nan());
+    let reason = shaped.rewards[0].reason().unwrap();
+    assert!(
+        reason.contains("count_decay") && reason.contains("msg"),
+        "{reason}"
+    );
+
+    // MM-RLHF: β(δ) = 0.1·(1 + 0.1·(1 − e^{−δ})), per sample.
+    check(
+        &spec(&[("a", "transform = [{ kind = \"dynamic_beta\" }]")], ""),
+        &[("", json!({"a": 0.0})), ("", json!({"a": 2.0}))],
+        &[Ok(0.1), Ok(0.1 * (1.0 + 0.1 * (1.0 - (-2.0f64).exp())))],
+        None,
+    );
+}
+
+#[test]
+fn reference_rewards_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("refs.jsonl"),
+        "{\"group\": \"p1\", \"reward\": 0.0}\n{\"group\": \"p1\", \"reward\": 2.0}\n\n{\"group\": \"p2\", \"reward\": [1.0]}\n",
+    )
+    .unwrap();
+    let build_in = |extra: &str| {
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, spec(&[("a", extra)], "")).unwrap();
+        Spec::from_path(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|s| Pipeline::build_with(&s, &registry()).map_err(|e| e.to_string()))
+    };
+    // PAR over the file's references of the sample's group: p1 → {0, 2}, p2 → {1}.
+    let p = build_in("transform = [{ kind = \"par\", reference_file = \"refs.jsonl\" }]").unwrap();
+    let (r, shaped) = pass(
+        &p,
+        &[
+            ("p1", json!({"a": 1.0})),
+            ("p2", json!({"a": 1.0})),
+            ("p9", json!({"a": 1.0})),
+        ],
+    );
+    all_close(&r[..2], &[0.5, 0.5]);
+    assert!(shaped.rewards[2]
+        .reason()
+        .unwrap()
+        .contains("no reference rewards for `group` = \"p9\""));
+    // Log-sigmoid with the normal-fit quantile, keyed by a sample field instead.
+    std::fs::write(
+        dir.path().join("by_id.jsonl"),
+        "{\"id\": 7, \"reward\": [1.0, 3.0]}\n",
+    )
+    .unwrap();
+    let p = build_in(
+        "transform = [{ kind = \"log_sigmoid\", reference_file = \"by_id.jsonl\", reference_key = \"id\", reference_quantile = { method = \"normal\", q = 0.5 } }]",
+    )
+    .unwrap();
+    let (r, _) = pass(&p, &[("", json!({"a": 2.0, "id": 7}))]);
+    all_close(&r, &[-LN2]);
+    // Bad files are refused with file:line and the field.
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"group\": \"p\", \"reward\": 1}\n{\"group\": \"p\", \"reward\": \"x\"}\n",
+    )
+    .unwrap();
+    let e = build_in("transform = [{ kind = \"par\", reference_file = \"bad.jsonl\" }]")
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("term[0].transform[0].reference_file")
+            && e.contains("bad.jsonl:2")
+            && e.contains("`reward`"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"reward\": 1}\n").unwrap();
+    let e = build_in("transform = [{ kind = \"par\", reference_file = \"bad.jsonl\" }]")
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("bad.jsonl:1") && e.contains("`group` is missing"),
+        "{e}"
+    );
+    let e = build_in("transform = [{ kind = \"par\", reference_file = \"none.jsonl\" }]")
+        .err()
+        .unwrap();
+    assert!(e.contains("none.jsonl"), "{e}");
+    let e = build_in(
+        "transform = [{ kind = \"par\", reference_file = \"refs.jsonl\", references = [1.0] }]",
+    )
+    .err()
+    .unwrap();
+    assert!(e.contains("exactly one of"), "{e}");
+    let e =
+        build_in("transform = [{ kind = \"par\", references = [1.0], reference_key = \"id\" }]")
+            .err()
+            .unwrap();
+    assert!(
+        e.contains("`reference_key` applies to a `reference_file` only"),
+        "{e}"
+    );
+}
+
+#[test]
+fn conjunction_sums_log_sigmoid_centred_terms() {
+    let ls = |x: f64| -(1.0 + (-x).exp()).ln();
+    let centred = |r: f64| format!("transform = [{{ kind = \"log_sigmoid\", reference = {r:?} }}]");
+    let text = spec(
+        &[("a", &centred(1.0)), ("b", &centred(-1.0))],
+        "[combine]\nmethod = \"conjunction\"\n",
+    );
+    check(
+        &text,
+        &[
+            ("", json!({"a": 1.0, "b": 1.0})),
+            ("", json!({"a": 4.0, "b": -3.0})),
+        ],
+        &[Ok(-LN2 + ls(2.0)), Ok(ls(3.0) + ls(-2.0))],
+        None,
+    );
+    error(
+        &spec(
+            &[("a", &centred(1.0)), ("b", "")],
+            "[combine]\nmethod = \"conjunction\"\n",
+        ),
+        &["term[1].transform", "log_sigmoid"],
+    );
+    error(
+        &spec(
+            &[("a", &format!("weight = 2.0\n{}", centred(1.0)))],
+            "[combine]\nmethod = \"conjunction\"\n",
+        ),
+        &["term[0].weight", "unweighted"],
+    );
+}
+
+#[test]
+fn field_and_self_aligned_terms_from_the_default_registry() {
+    let text = "[[term]]\nname = \"task\"\nkind = \"field\"\noptions = { field = \"score\" }\n\
+        [[term]]\nname = \"sar\"\nkind = \"self_aligned_reward\"\nweight = 0.2\n\
+        options = { logprobs_without_query = \"lp.alone\", logprobs_with_query = \"lp.given\" }\n";
+    let spec = Spec::from_toml_str(text, "t.toml").unwrap();
+    let p = Pipeline::build(&spec).unwrap();
+    let half = std::f64::consts::LN_2;
+    let mut s = Sample::new("q", "a");
+    s.metadata =
+        json!({"score": 1, "lp": {"alone": [-1.0, -1.0], "given": [-1.0 + half, -1.0 + half]}})
+            .as_object()
+            .unwrap()
+            .clone();
+    // The query halves the perplexity: R_SA = 0.5; total 1 + 0.2·0.5.
+    let scored = p.score_one(&s);
+    assert!(close(scored.reward.value().unwrap(), 1.1), "{scored:?}");
+    s.metadata["lp"]["given"] = json!([]);
+    let scored = p.score_one(&s);
+    assert!(scored.terms[1]
+        .outcome
+        .reason()
+        .unwrap()
+        .contains("`lp.given` is an empty list"));
+    s.metadata["lp"]["given"] = json!([-1.0, "x"]);
+    let scored = p.score_one(&s);
+    assert!(scored.terms[1]
+        .outcome
+        .reason()
+        .unwrap()
+        .contains("`lp.given`[1]"));
+    s.metadata.remove("score");
+    assert!(p.score_one(&s).terms[0]
+        .outcome
+        .reason()
+        .unwrap()
+        .contains("`score` is missing"));
+    let bad = "[[term]]\nname = \"x\"\nkind = \"self_aligned_reward\"\noptions = { logprobs_with_query = \"a\" }\n";
+    let e = Pipeline::build(&Spec::from_toml_str(bad, "t.toml").unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("logprobs_without_query"), "{e}");
+}
