@@ -5,6 +5,7 @@
 
 mod advantages;
 mod eval;
+mod prefer;
 mod score;
 mod serve;
 mod summary;
@@ -32,6 +33,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// Turn a scored file into advantages (GRPO, Dr.GRPO, RLOO, REINFORCE++, OPRL, GAE).
     Advantages(advantages::AdvantagesArgs),
+    /// Label preference pairs within groups by factors ranked by importance (HERON's
+    /// lexicographic comparator with margins); writes pairs `rewardkit train` reads.
+    Prefer(prefer::PreferArgs),
     /// Serve rewards over HTTP (JSON, OpenRLHF's /get_reward, Prometheus metrics).
     Serve(serve::ServeArgs),
     /// Inspect reward specs.
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Score(args) => score::run(args),
         Command::Advantages(args) => advantages::run(args),
+        Command::Prefer(args) => prefer::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(*args),

@@ -82,6 +82,11 @@ pub struct ScoreArgs {
     /// to continue from there).
     #[arg(long)]
     multipliers_out: Option<PathBuf>,
+    /// For a spec with stateful transforms (`normalize_running`, `clip_running`,
+    /// `min_max_running`, `count_decay`) that name a `state_file`: write their state after this
+    /// file's batch pass back to those files, so the next run continues from it.
+    #[arg(long)]
+    save_state: bool,
 }
 
 /// What the reader thread sends: a chunk of rows (or skips), or the error that ended reading.
@@ -108,6 +113,15 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let constrained = matches!(spec.combine, rewardkit::Combine::Constrained { .. });
     if args.multipliers_out.is_some() && !constrained {
         bail!("--multipliers-out needs a spec with [combine] method = \"constrained\"");
+    }
+    if args.save_state
+        && !pipeline
+            .terms()
+            .iter()
+            .flat_map(|t| &t.transforms)
+            .any(|t| matches!(t.state_file(), Some(Some(_))))
+    {
+        bail!("--save-state needs a spec with a stateful transform (normalize_running, clip_running, min_max_running, count_decay) that names a `state_file`");
     }
     let shapes_terms = pipeline.terms().iter().any(|t| !t.transforms.is_empty());
     let batch_mode = pipeline.needs_batch_pass() || constrained;
@@ -256,6 +270,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         };
         std::fs::write(path, serde_json::to_string_pretty(next)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (true, Some(shaped)) = (args.save_state, &last_shaped) {
+        for file in pipeline.save_state(shaped)? {
+            eprintln!("saved state to {file}");
+        }
     }
     let batch_text = batch_report_text(&pipeline, last_shaped.as_ref());
     if args.json {

@@ -232,3 +232,242 @@ fn shaping_errors_are_named() {
         &["--multipliers-out needs", "constrained"],
     );
 }
+
+/// Scores `examples/<spec>` on `examples/<input>` and compares with `examples/<expected>`
+/// byte for byte; returns the rows.
+fn example(spec: &str, input: &str, expected: &str, extra: &[&str]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scored.jsonl");
+    score(repo(spec), repo(input), &out, extra);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(repo(expected)).unwrap(),
+        "{spec} on {input} differs from {expected}"
+    );
+    common::json_lines(&out)
+}
+
+fn close(v: &Value, x: f64) -> bool {
+    (v.as_f64().unwrap() - x).abs() <= 1e-12 * x.abs().max(1.0)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn reference_relative_examples_match_their_expected_output() {
+    let rows = example(
+        "examples/shaping-par-reference.toml",
+        "examples/shaping-rm-rollouts.jsonl",
+        "examples/shaping-par-reference.expected.jsonl",
+        &[],
+    );
+    // Row 1: rm 1.8 against the egg references {0.8, 1.3, 0.4} (from the file), k = 1.
+    let par = (sigmoid(1.0) + sigmoid(0.5) + sigmoid(1.4)) / 3.0;
+    assert!(close(&rows[0]["rm.shaped"], par), "{}", rows[0]);
+    // The haiku's references are one list line: {1.5, 1.7, 1.1}; alone in its group: RLOO 0.
+    let par = (sigmoid(0.5) + sigmoid(0.3) + sigmoid(0.9)) / 3.0;
+    assert!(close(&rows[7]["rm.shaped"], par) && close(&rows[7]["advantage"], 0.0));
+
+    let rows = example(
+        "examples/shaping-conjunction.toml",
+        "examples/shaping-rm-rollouts.jsonl",
+        "examples/shaping-conjunction.expected.jsonl",
+        &[],
+    );
+    // France, row 5: helpful refs {1.5, 1.6} → 1.55 + 0.05·Φ⁻¹(0.85); harmless {1.6, 1.8} → 1.7 +
+    // 0.1·Φ⁻¹(0.85).
+    let z = 1.0364333894937894;
+    let ls = |x: f64| -(1.0 + (-x).exp()).ln();
+    let want = ls(1.6 - (1.55 + 0.05 * z)) + ls(1.7 - (1.7 + 0.1 * z));
+    assert!(close(&rows[4]["reward"], want), "{}", rows[4]);
+    // The off-topic answer (row 4) is the most helpful and ends last: harmlessness −2.
+    let reward = |r: &Value| r["reward"].as_f64().unwrap();
+    assert!(rows[..4].iter().all(|r| reward(r) >= reward(&rows[3])));
+}
+
+#[test]
+fn constrained_example_matches_and_saves_its_multipliers() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("m.json");
+    let rows = example(
+        "examples/shaping-constrained.toml",
+        "examples/shaping-rm-rollouts.jsonl",
+        "examples/shaping-constrained.expected.jsonl",
+        &["--multipliers-out", state.to_str().unwrap()],
+    );
+    // λ = sigmoid(0) = 0.5: reward = 0.5·rm + 0.5·harmless.
+    assert!(
+        close(&rows[0]["reward"], 0.5 * 1.8 + 0.5 * 1.5),
+        "{}",
+        rows[0]
+    );
+    // Mean harmlessness (1.5 + 1.4 + 0.2 − 2 + 1.7 + 1.7 + 1.6 + 1.9)/8 = 1.0 < 1.5: μ rises.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(saved["mu"][0].as_f64().unwrap() > 0.0, "{saved}");
+}
+
+#[test]
+fn stateful_example_continues_from_its_saved_state() {
+    // The example's state files are relative to the spec: run a copy in a scratch directory.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["shaping-stateful.toml", "shaping-rm-rollouts.jsonl"] {
+        std::fs::copy(repo(&format!("examples/{name}")), dir.path().join(name)).unwrap();
+    }
+    let spec = dir.path().join("shaping-stateful.toml");
+    let input = dir.path().join("shaping-rm-rollouts.jsonl");
+    let (first, second) = (dir.path().join("1.jsonl"), dir.path().join("2.jsonl"));
+    let check = ok(&["spec", "check", spec.to_str().unwrap()]);
+    assert!(
+        check.contains("not there yet, starts empty") && check.contains("[stateful]"),
+        "{check}"
+    );
+    score(&spec, &input, &first, &["--save-state"]);
+    assert_eq!(
+        std::fs::read_to_string(&first).unwrap(),
+        std::fs::read_to_string(repo("examples/shaping-stateful.expected.jsonl")).unwrap()
+    );
+    let counts: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("shaping-stateful-counts.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts["counts"]["boiled egg"], 2);
+    // Run 2 sees the same file again: the running mean and population std do not change, every
+    // caption's count doubles, so the novelty bonus is divided by 2³.
+    score(&spec, &input, &second, &["--save-state"]);
+    let (a, b) = (common::json_lines(&first), common::json_lines(&second));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            close(&y["task.shaped"], x["task.shaped"].as_f64().unwrap()),
+            "{x} {y}"
+        );
+        let novelty = x["novelty.shaped"].as_f64().unwrap() / 8.0;
+        assert!(close(&y["novelty.shaped"], novelty), "{x} {y}");
+    }
+    // Row 1 of run 1: "boiled egg" seen twice → 0.4 × 1/2³.
+    assert!(close(&a[0]["novelty.shaped"], 1.0 / 8.0) && close(&a[4]["novelty.shaped"], 1.0 / 8.0));
+    // --save-state without a state file is refused.
+    fails_with(
+        &[
+            "score",
+            "--spec",
+            repo("examples/shaping-par-reference.toml")
+                .to_str()
+                .unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--save-state",
+        ],
+        &["--save-state needs a spec with a stateful transform"],
+    );
+}
+
+#[test]
+fn a_bad_reference_file_is_refused_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "refs.jsonl",
+        "{\"group\": \"a\", \"reward\": 1}\n{\"group\": \"a\", \"reward\": [1, \"x\"]}\n",
+    );
+    let spec = write(
+        dir.path(),
+        "s.toml",
+        "[[term]]\nname = \"rm\"\nkind = \"field\"\noptions = { field = \"rm\" }\ntransform = [{ kind = \"par\", reference_file = \"refs.jsonl\" }]\n",
+    );
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"completion\": \"c\", \"group\": \"a\", \"rm\": 1}\n",
+    );
+    fails_with(
+        &["score", "--spec", &spec, "--input", &input],
+        &[
+            "term[0].transform[0].reference_file",
+            "refs.jsonl:2",
+            "`reward`",
+        ],
+    );
+}
+
+#[test]
+fn prefer_labels_pairs_lexicographically() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "rows.jsonl",
+        concat!(
+            "{\"prompt\": \"p\", \"completion\": \"long right\", \"group\": \"g\", \"correct\": 1, \"length\": 100}\n",
+            "{\"prompt\": \"p\", \"completion\": \"short right\", \"group\": \"g\", \"correct\": 1, \"length\": 50}\n",
+            "{\"prompt\": \"p\", \"completion\": \"wrong\", \"group\": \"g\", \"correct\": 0, \"length\": 10}\n",
+            "{\"prompt\": \"p\", \"completion\": \"almost as short\", \"group\": \"g\", \"correct\": 1, \"length\": 55}\n",
+            "{\"prompt\": \"q\", \"completion\": \"alone\", \"group\": \"h\", \"correct\": 1, \"length\": 5}\n",
+            "{\"prompt\": \"q\", \"completion\": \"no group\", \"correct\": 1, \"length\": 5}\n",
+        ),
+    );
+    let out = dir.path().join("pairs.jsonl");
+    let text = ok(&[
+        "prefer",
+        "--input",
+        &input,
+        "--order",
+        "correct,length",
+        "--lower-is-better",
+        "length",
+        "--margins",
+        "0,10",
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&text).unwrap();
+    // Group g: 6 pairs; (2, 4) differ by 5 in length, within the margin: skipped.
+    assert_eq!(report["pairs_compared"], 6);
+    assert_eq!(report["pairs_decided"], 5);
+    assert_eq!(report["rows_without_group"], 1);
+    let pairs = common::json_lines(&out);
+    let has = |chosen: &str, rejected: &str| {
+        pairs
+            .iter()
+            .any(|p| p["chosen"] == chosen && p["rejected"] == rejected && p["prompt"] == "p")
+    };
+    assert!(has("short right", "long right") && has("long right", "wrong"));
+    assert!(has("almost as short", "long right") && has("short right", "wrong"));
+    assert!(!pairs.iter().any(|p| p["chosen"] == "wrong"));
+    assert_eq!(pairs[0]["chosen_line"], 2);
+    // Errors name the file, line and field.
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"group\": \"g\", \"correct\": 1}\n",
+    );
+    fails_with(
+        &["prefer", "--input", &bad, "--order", "correct,length"],
+        &["bad.jsonl:1: field `length`: missing"],
+    );
+    fails_with(
+        &[
+            "prefer",
+            "--input",
+            &input,
+            "--order",
+            "correct",
+            "--lower-is-better",
+            "length",
+        ],
+        &["--lower-is-better length: not a factor in --order"],
+    );
+    fails_with(
+        &[
+            "prefer",
+            "--input",
+            &input,
+            "--order",
+            "correct,length",
+            "--margins",
+            "1",
+        ],
+        &["--margins: 1 values for 2 factors"],
+    );
+}
