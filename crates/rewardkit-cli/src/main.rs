@@ -8,6 +8,7 @@ mod eval;
 mod prefer;
 mod score;
 mod serve;
+mod steps;
 mod summary;
 mod train;
 mod verify;
@@ -36,6 +37,9 @@ enum Command {
     /// Label preference pairs within groups by factors ranked by importance (HERON's
     /// lexicographic comparator with margins); writes pairs `rewardkit train` reads.
     Prefer(prefer::PreferArgs),
+    /// Build per-step rewards from episode signals (dense turn rewards, mixed-grained
+    /// sequence-plus-item rewards, potential-based shaping) for `advantages --estimator gae`.
+    Steps(steps::StepsArgs),
     /// Serve rewards over HTTP (JSON, OpenRLHF's /get_reward, Prometheus metrics).
     Serve(serve::ServeArgs),
     /// Inspect reward specs.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score::run(args),
         Command::Advantages(args) => advantages::run(args),
         Command::Prefer(args) => prefer::run(args),
+        Command::Steps(args) => steps::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(*args),

@@ -471,3 +471,170 @@ fn prefer_labels_pairs_lexicographically() {
         &["--margins: 1 values for 2 factors"],
     );
 }
+
+#[test]
+fn step_reward_examples_match_their_expected_output() {
+    // examples/steps-episodes.jsonl: four episodes; e4 has a null turn score (masked).
+    let dir = tempfile::tempdir().unwrap();
+    let episodes = repo("examples/steps-episodes.jsonl");
+    let episodes = episodes.to_str().unwrap();
+    let run_to = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--output", out.to_str().unwrap()]);
+        ok(&all);
+        let expected = repo(&format!("examples/{name}"));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(&expected).unwrap(),
+            "{name}"
+        );
+        common::json_lines(&out)
+    };
+    let dense = run_to(
+        "steps-dense.expected.jsonl",
+        &[
+            "steps",
+            "--input",
+            episodes,
+            "--method",
+            "dense_turn",
+            "--max-total",
+            "4",
+        ],
+    );
+    // e1 won with increments 0, 1, 0, 1: over P = 2 they sum to 1; e2 lost at 3 of 4.
+    assert_eq!(
+        dense[0]["step_rewards"],
+        serde_json::json!([0.0, 0.5, 0.0, 0.5])
+    );
+    assert_eq!(
+        dense[1]["step_rewards"],
+        serde_json::json!([0.25, 0.0, 0.25, 0.0, 0.25])
+    );
+    assert_eq!(
+        dense[3]["step_rewards"],
+        serde_json::json!([null, null, null])
+    );
+    let dense_path = dir.path().join("steps-dense.expected.jsonl");
+    let gae = run_to(
+        "steps-dense-gae.expected.jsonl",
+        &[
+            "advantages",
+            "--input",
+            dense_path.to_str().unwrap(),
+            "--estimator",
+            "gae",
+            "--steps-field",
+            "step_rewards",
+            "--values-field",
+            "values",
+            "--gamma",
+            "0.99",
+            "--lambda",
+            "0.95",
+        ],
+    );
+    // e3: δ1 = 1 − 0.7 = 0.3; δ0 = 0.5 + 0.99·0.7 − 0.5 = 0.693; A0 = 0.693 + 0.99·0.95·0.3.
+    let a: Vec<f64> = serde_json::from_str(gae[2]["advantage"].as_str().unwrap()).unwrap();
+    assert!((a[0] - (0.693 + 0.99 * 0.95 * 0.3)).abs() < 1e-12 && (a[1] - 0.3).abs() < 1e-12);
+    let mixed = run_to(
+        "steps-mixed.expected.jsonl",
+        &[
+            "steps",
+            "--input",
+            episodes,
+            "--method",
+            "mixed_grained",
+            "--w-item",
+            "0.5",
+        ],
+    );
+    // e1: 0.5 × items, + 1 × reward 1.0 on the last item.
+    assert_eq!(
+        mixed[0]["step_rewards"],
+        serde_json::json!([0.25, 0.0, 0.5, 1.5])
+    );
+    run_to(
+        "advantages-oprl.expected.jsonl",
+        &[
+            "advantages",
+            "--input",
+            episodes,
+            "--estimator",
+            "oprl",
+            "--steps-field",
+            "items",
+        ],
+    );
+    // Potential shaping: r + γΦ(s') − Φ(s), Φ(terminal) = 0.
+    let input = write(
+        dir.path(),
+        "p.jsonl",
+        "{\"steps\": [1.0, 0.0], \"potentials\": [0.5, 2.0]}\n",
+    );
+    let out = dir.path().join("p.out.jsonl");
+    ok(&[
+        "steps",
+        "--input",
+        &input,
+        "--method",
+        "potential",
+        "--gamma",
+        "0.5",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        common::json_lines(&out)[0]["step_rewards"],
+        serde_json::json!([1.5, -2.0])
+    );
+    // Errors name the flag, or the file, line and field.
+    fails_with(
+        &[
+            "steps",
+            "--input",
+            episodes,
+            "--method",
+            "dense_turn",
+            "--output",
+            "-",
+        ],
+        &["--max-total"],
+    );
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"turn_scores\": [1], \"won\": \"yes\"}\n",
+    );
+    fails_with(
+        &[
+            "steps",
+            "--input",
+            &bad,
+            "--method",
+            "dense_turn",
+            "--max-total",
+            "1",
+            "--output",
+            "-",
+        ],
+        &["bad.jsonl:1: field `won`: expected a boolean"],
+    );
+    fails_with(
+        &[
+            "steps",
+            "--input",
+            &input,
+            "--method",
+            "potential",
+            "--potentials-field",
+            "steps",
+            "--steps-field",
+            "nope",
+            "--output",
+            "-",
+        ],
+        &["p.jsonl:1: field `nope`: missing"],
+    );
+}
