@@ -20,7 +20,8 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, ValueEnum};
 use rewardkit_data::{Cell, Column, ColumnKind, Format, RecordReader, TableWriter};
 use rewardkit_shape::{
-    advantages, gae, oprl_advantages, AdvantageSummary, Estimator, Groups, StdKind, StdScope,
+    advantages, gae, oprl_advantages, AdvantageMethod, AdvantageOptions, AdvantageSummary,
+    Estimator, Groups, ShapeError, StdKind, StdScope,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -139,6 +140,8 @@ pub enum StdName {
 /// The validated configuration.
 struct Config {
     estimator: Estimator,
+    /// Mask zero-variance groups.
+    filter_zero_variance: bool,
     /// OPRL's α, when the estimator is OPRL (then `estimator` is its GRPO part).
     oprl_alpha: Option<f64>,
     /// GAE's (γ, λ), when the estimator is GAE (then `estimator` is unused).
@@ -146,87 +149,65 @@ struct Config {
 }
 
 impl Config {
+    /// The estimator options are checked by [`AdvantageOptions::resolve`] (shared with the
+    /// server's `POST /v1/advantages`); only what is about files and flags is checked here.
     fn from_args(args: &AdvantagesArgs) -> anyhow::Result<Config> {
         if args.input.as_os_str() == "-" {
             bail!("--input: advantages read the file twice (groups need not be adjacent); give a file name, not `-`");
         }
-        let std = args.std.map(|s| match s {
-            StdName::Population => StdKind::Population,
-            StdName::Sample => StdKind::Sample,
-        });
-        let named = args.estimator;
-        let oprl = named == EstimatorName::Oprl;
-        let is_gae = named == EstimatorName::Gae;
-        if !is_gae
+        let method = match args.estimator {
+            EstimatorName::Grpo => AdvantageMethod::Grpo,
+            EstimatorName::DrGrpo => AdvantageMethod::DrGrpo,
+            EstimatorName::Rloo => AdvantageMethod::Rloo,
+            EstimatorName::ReinforcePp => AdvantageMethod::ReinforcePp,
+            EstimatorName::ReinforcePpBaseline => AdvantageMethod::ReinforcePpBaseline,
+            EstimatorName::Oprl => AdvantageMethod::Oprl,
+            EstimatorName::Gae => AdvantageMethod::Gae,
+        };
+        if method != AdvantageMethod::Gae
             && (args.gamma.is_some() || args.lambda.is_some() || args.bootstrap_field.is_some())
         {
             bail!("--gamma, --lambda and --bootstrap-field apply to --estimator gae only");
         }
-        for (flag, value) in [("--gamma", args.gamma), ("--lambda", args.lambda)] {
-            if let Some(v) = value {
-                if !(0.0..=1.0).contains(&v) {
-                    bail!("{flag} {v}: expected a number in [0, 1]");
-                }
-            }
-        }
-        if is_gae && (args.std.is_some() || args.epsilon.is_some() || args.scale.is_some()) {
-            bail!("--std, --epsilon and --scale do not apply to --estimator gae");
-        }
-        if args.alpha.is_some() && !oprl {
-            bail!("--alpha applies to --estimator oprl only");
-        }
-        if let Some(alpha) = args.alpha {
-            if !alpha.is_finite() {
-                bail!("--alpha {alpha}: expected a finite number");
-            }
-        }
-        let grpo = named == EstimatorName::Grpo || oprl;
-        let normalises = grpo
-            || matches!(
-                named,
-                EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline
-            );
-        if args.scale.is_some() && (!grpo || oprl) {
-            bail!("--scale applies to --estimator grpo only");
-        }
-        if !normalises && (args.std.is_some() || args.epsilon.is_some()) {
-            let name = named
-                .to_possible_value()
-                .expect("every estimator has a name; this is a bug");
-            bail!(
-                "--std and --epsilon apply to grpo, reinforce_pp and reinforce_pp_baseline; {} does not divide by a std",
-                name.get_name()
-            );
-        }
-        if let Some(epsilon) = args.epsilon {
-            if !(epsilon.is_finite() && epsilon >= 0.0) {
-                bail!("--epsilon {epsilon}: expected a finite number ≥ 0");
-            }
-        }
-        let estimator = match named {
-            EstimatorName::Grpo | EstimatorName::Oprl => Estimator::Grpo {
-                scale: match args.scale.unwrap_or(ScaleName::Group) {
-                    ScaleName::Group => StdScope::Group,
-                    ScaleName::Batch => StdScope::Batch,
-                    ScaleName::None => StdScope::None,
-                },
-                std: std.unwrap_or(StdKind::Sample),
-                epsilon: args.epsilon.unwrap_or(1e-6),
-            },
-            EstimatorName::DrGrpo | EstimatorName::Gae => Estimator::DrGrpo,
-            EstimatorName::Rloo => Estimator::Rloo,
-            EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline => {
-                Estimator::ReinforcePlusPlus {
-                    baseline: named == EstimatorName::ReinforcePpBaseline,
-                    std: std.unwrap_or(StdKind::Sample),
-                    epsilon: args.epsilon.unwrap_or(1e-8),
-                }
-            }
+        let options = AdvantageOptions {
+            scale: args.scale.map(|s| match s {
+                ScaleName::Group => StdScope::Group,
+                ScaleName::Batch => StdScope::Batch,
+                ScaleName::None => StdScope::None,
+            }),
+            std: args.std.map(|s| match s {
+                StdName::Population => StdKind::Population,
+                StdName::Sample => StdKind::Sample,
+            }),
+            epsilon: args.epsilon,
+            filter_zero_variance: args.filter_zero_variance,
+            alpha: args.alpha,
+            gamma: args.gamma,
+            lambda: args.lambda,
         };
+        let flag = |option: &str| format!("--{}", option.replace('_', "-"));
+        let config = options.resolve(method).map_err(|e| match e {
+            ShapeError::NotApplicable {
+                option,
+                estimator,
+                applies_to,
+                why,
+            } => anyhow!(
+                "{} applies to --estimator {applies_to} only; {estimator} {why}",
+                flag(option)
+            ),
+            ShapeError::InvalidOption {
+                option,
+                value,
+                expected,
+            } => anyhow!("{} {value}: expected {expected}", flag(option)),
+            other => anyhow!(other),
+        })?;
         Ok(Config {
-            estimator,
-            oprl_alpha: oprl.then(|| args.alpha.unwrap_or(1.0)),
-            gae: is_gae.then(|| (args.gamma.unwrap_or(1.0), args.lambda.unwrap_or(1.0))),
+            estimator: config.estimator,
+            filter_zero_variance: config.filter_zero_variance,
+            oprl_alpha: config.oprl_alpha,
+            gae: config.gae,
         })
     }
 }
@@ -516,7 +497,7 @@ pub fn run(args: AdvantagesArgs) -> anyhow::Result<()> {
         &scan.rewards,
         &groups,
         &config.estimator,
-        args.filter_zero_variance,
+        config.filter_zero_variance,
     )
     .context("computing advantages")?;
 

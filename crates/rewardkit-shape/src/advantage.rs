@@ -117,6 +117,189 @@ impl Estimator {
     }
 }
 
+/// The advantage estimators by the names the CLI (`rewardkit advantages --estimator`) and the
+/// server (`POST /v1/advantages`) use: the outcome-reward [`Estimator`]s plus OPRL's
+/// episode-plus-step combination ([`crate::oprl_advantages`]) and GAE ([`crate::gae`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageMethod {
+    /// [`Estimator::Grpo`].
+    Grpo,
+    /// [`Estimator::DrGrpo`].
+    DrGrpo,
+    /// [`Estimator::Rloo`].
+    Rloo,
+    /// [`Estimator::ReinforcePlusPlus`] without baseline.
+    ReinforcePp,
+    /// [`Estimator::ReinforcePlusPlus`] with the group-mean baseline.
+    ReinforcePpBaseline,
+    /// OPRL: GRPO of the outcome + α × the step rewards normalised over the group's steps.
+    Oprl,
+    /// Generalised advantage estimation over per-step rewards and critic values.
+    Gae,
+}
+
+impl AdvantageMethod {
+    /// Every method, in documentation order.
+    pub const ALL: [AdvantageMethod; 7] = [
+        AdvantageMethod::Grpo,
+        AdvantageMethod::DrGrpo,
+        AdvantageMethod::Rloo,
+        AdvantageMethod::ReinforcePp,
+        AdvantageMethod::ReinforcePpBaseline,
+        AdvantageMethod::Oprl,
+        AdvantageMethod::Gae,
+    ];
+
+    /// The snake-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdvantageMethod::Grpo => "grpo",
+            AdvantageMethod::DrGrpo => "dr_grpo",
+            AdvantageMethod::Rloo => "rloo",
+            AdvantageMethod::ReinforcePp => "reinforce_pp",
+            AdvantageMethod::ReinforcePpBaseline => "reinforce_pp_baseline",
+            AdvantageMethod::Oprl => "oprl",
+            AdvantageMethod::Gae => "gae",
+        }
+    }
+
+    /// The method called `name`, if any.
+    pub fn from_name(name: &str) -> Option<AdvantageMethod> {
+        AdvantageMethod::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// The options of an [`AdvantageMethod`], each optional: [`AdvantageOptions::resolve`] fills the
+/// defaults of the chosen method (those of verl and OpenRLHF) and refuses options the method does
+/// not use, so a typo'd configuration is an error, not a silent no-op.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvantageOptions {
+    /// GRPO only: where the std comes from (default `group`).
+    #[serde(default)]
+    pub scale: Option<StdScope>,
+    /// GRPO, OPRL and REINFORCE++: population or sample std (default `sample`).
+    #[serde(default)]
+    pub std: Option<StdKind>,
+    /// GRPO, OPRL and REINFORCE++: added to the std (default 1e-6 for GRPO and OPRL as verl,
+    /// 1e-8 for REINFORCE++ as OpenRLHF).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// Mask the samples of zero-variance groups instead of giving them 0 (not for GAE).
+    #[serde(default)]
+    pub filter_zero_variance: bool,
+    /// OPRL only: the weight α of the step advantages (default 1).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// GAE only: the discount γ ∈ [0, 1] (default 1, as verl).
+    #[serde(default)]
+    pub gamma: Option<f64>,
+    /// GAE only: λ ∈ [0, 1] (default 1, as verl).
+    #[serde(default)]
+    pub lambda: Option<f64>,
+}
+
+/// A validated advantage configuration: what to call with what.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdvantageConfig {
+    /// The method.
+    pub method: AdvantageMethod,
+    /// The outcome estimator; for OPRL its GRPO part, for GAE unused ([`Estimator::DrGrpo`]).
+    pub estimator: Estimator,
+    /// Mask zero-variance groups.
+    pub filter_zero_variance: bool,
+    /// OPRL's α, for OPRL.
+    pub oprl_alpha: Option<f64>,
+    /// GAE's `(γ, λ)`, for GAE.
+    pub gae: Option<(f64, f64)>,
+}
+
+impl AdvantageOptions {
+    /// Checks the options against `method` and fills in its defaults.
+    pub fn resolve(&self, method: AdvantageMethod) -> Result<AdvantageConfig, ShapeError> {
+        use AdvantageMethod as M;
+        let name = method.name();
+        let not_for = |option, applies_to, why| ShapeError::NotApplicable {
+            option,
+            estimator: name,
+            applies_to,
+            why,
+        };
+        let is_gae = method == M::Gae;
+        let oprl = method == M::Oprl;
+        let grpo = matches!(method, M::Grpo | M::Oprl);
+        let normalises = grpo || matches!(method, M::ReinforcePp | M::ReinforcePpBaseline);
+        if !is_gae {
+            if self.gamma.is_some() {
+                return Err(not_for("gamma", "gae", "has no discount"));
+            }
+            if self.lambda.is_some() {
+                return Err(not_for("lambda", "gae", "has no λ"));
+            }
+        }
+        for (option, value) in [("gamma", self.gamma), ("lambda", self.lambda)] {
+            if let Some(v) = value {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(ShapeError::invalid(option, v, "a number in [0, 1]"));
+                }
+            }
+        }
+        if self.alpha.is_some() && !oprl {
+            return Err(not_for("alpha", "oprl", "has no step rewards"));
+        }
+        if let Some(alpha) = self.alpha {
+            if !alpha.is_finite() {
+                return Err(ShapeError::invalid("alpha", alpha, "a finite number"));
+            }
+        }
+        if self.scale.is_some() && method != M::Grpo {
+            return Err(not_for("scale", "grpo", "has no std scope"));
+        }
+        let std_users = "grpo, oprl, reinforce_pp and reinforce_pp_baseline";
+        if !normalises {
+            if self.std.is_some() {
+                return Err(not_for("std", std_users, "does not divide by a std"));
+            }
+            if self.epsilon.is_some() {
+                return Err(not_for("epsilon", std_users, "does not divide by a std"));
+            }
+        }
+        if is_gae && self.filter_zero_variance {
+            return Err(not_for(
+                "filter_zero_variance",
+                "the group estimators",
+                "has no groups",
+            ));
+        }
+        if let Some(epsilon) = self.epsilon {
+            check_finite_at_least("epsilon", epsilon, 0.0, "a finite number ≥ 0")?;
+        }
+        let std = self.std.unwrap_or(StdKind::Sample);
+        let estimator = match method {
+            M::Grpo | M::Oprl => Estimator::Grpo {
+                scale: self.scale.unwrap_or(StdScope::Group),
+                std,
+                epsilon: self.epsilon.unwrap_or(1e-6),
+            },
+            M::DrGrpo | M::Gae => Estimator::DrGrpo,
+            M::Rloo => Estimator::Rloo,
+            M::ReinforcePp | M::ReinforcePpBaseline => Estimator::ReinforcePlusPlus {
+                baseline: method == M::ReinforcePpBaseline,
+                std,
+                epsilon: self.epsilon.unwrap_or(1e-8),
+            },
+        };
+        Ok(AdvantageConfig {
+            method,
+            estimator,
+            filter_zero_variance: self.filter_zero_variance,
+            oprl_alpha: oprl.then(|| self.alpha.unwrap_or(1.0)),
+            gae: is_gae.then(|| (self.gamma.unwrap_or(1.0), self.lambda.unwrap_or(1.0))),
+        })
+    }
+}
+
 /// Counts of what the estimator could not use, for the run's report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdvantageSummary {
@@ -181,15 +364,67 @@ pub fn advantages(
     estimator: &Estimator,
     filter_zero_variance: bool,
 ) -> Result<Advantages, ShapeError> {
-    let mut values = vec![0.0f64; rewards.len()];
-    let summary = advantages_into(
+    let Some(offsets) = groups.ranges() else {
+        let mut values = vec![0.0f64; rewards.len()];
+        let summary = advantages_into(
+            rewards,
+            groups,
+            estimator,
+            filter_zero_variance,
+            &mut values,
+        )?;
+        return Ok(Advantages { values, summary });
+    };
+    // Consecutive groups are written front to back, so the output is appended to a vector with
+    // the capacity reserved: no zero-filling first (`vec![0.0; n]` is a memset, or a page fault
+    // per 4 KiB of fresh memory) and each element written once. The values are those of
+    // `advantages_into`: the same `compute`, only the store differs.
+    groups.check("rewards", rewards.len())?;
+    estimator.validate()?;
+    let mut values = Vec::with_capacity(rewards.len());
+    let summary = compute(
         rewards,
-        groups,
+        &Ranges(offsets),
         estimator,
         filter_zero_variance,
         &mut values,
-    )?;
+    );
+    debug_assert_eq!(values.len(), rewards.len());
     Ok(Advantages { values, summary })
+}
+
+/// Where [`compute`] stores the advantages: a caller's slice (any order), or a vector appended
+/// to (consecutive groups only, written in order).
+trait Out {
+    /// `out[start + k] = f(src[k])` for every `k`.
+    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64);
+    /// The values written so far (all of them once every group is written).
+    fn slice(&mut self) -> &mut [f64];
+}
+
+impl Out for [f64] {
+    #[inline(always)]
+    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64) {
+        for (value, &x) in self[start..start + src.len()].iter_mut().zip(src) {
+            *value = f(x);
+        }
+    }
+
+    fn slice(&mut self) -> &mut [f64] {
+        self
+    }
+}
+
+impl Out for Vec<f64> {
+    #[inline(always)]
+    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64) {
+        debug_assert_eq!(self.len(), start, "groups are appended in order");
+        self.extend(src.iter().map(|&x| f(x)));
+    }
+
+    fn slice(&mut self) -> &mut [f64] {
+        self
+    }
 }
 
 /// [`advantages`] into a caller's buffer (one value per reward), for a trainer that reuses its
@@ -233,7 +468,7 @@ trait Layout {
     fn len(&self, g: usize) -> usize;
     fn centre(&self, rewards: &[f64], g: usize) -> Centre;
     /// `out[i] = f(rewards[i])` for every member `i`.
-    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64);
+    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64);
     /// Calls `f(i)` for every member `i`.
     fn each(&self, g: usize, f: impl FnMut(usize));
 }
@@ -253,15 +488,22 @@ impl Layout for Ranges<'_> {
 
     #[inline(always)]
     fn centre(&self, rewards: &[f64], g: usize) -> Centre {
-        Centre::of_slice(&rewards[self.0[g]..self.0[g + 1]])
+        let members = &rewards[self.0[g]..self.0[g + 1]];
+        // The usual group sizes get a copy of the statistics with the length known at compile
+        // time (fully unrolled, no loop control); the sums are the same, lane for lane.
+        match members.len() {
+            8 => fixed::<8>(members),
+            16 => fixed::<16>(members),
+            32 => fixed::<32>(members),
+            64 => fixed::<64>(members),
+            _ => Centre::of_slice(members),
+        }
     }
 
     #[inline(always)]
-    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64) {
-        let range = self.0[g]..self.0[g + 1];
-        for (value, &x) in out[range.clone()].iter_mut().zip(&rewards[range]) {
-            *value = f(x);
-        }
+    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64) {
+        let (start, end) = (self.0[g], self.0[g + 1]);
+        out.fill(start, &rewards[start..end], f);
     }
 
     fn each(&self, g: usize, f: impl FnMut(usize)) {
@@ -285,7 +527,9 @@ impl Layout for Lists<'_> {
         Centre::of_indices(rewards, self.0.members(g))
     }
 
-    fn map(&self, rewards: &[f64], out: &mut [f64], g: usize, f: impl Fn(f64) -> f64) {
+    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64) {
+        // Only ever called with a caller's slice (scattered groups are not appendable).
+        let out = out.slice();
         for &i in self.0.members(g) {
             out[i] = f(rewards[i]);
         }
@@ -296,13 +540,22 @@ impl Layout for Lists<'_> {
     }
 }
 
+/// [`Centre::of_slice`] of a slice of length `N`, with `N` known to the compiler.
+#[inline(always)]
+fn fixed<const N: usize>(members: &[f64]) -> Centre {
+    match <&[f64; N]>::try_from(members) {
+        Ok(array) => Centre::of_slice_inline(array),
+        Err(_) => Centre::of_slice(members),
+    }
+}
+
 /// Writes `f(x)` for every finite member `x` of group `g` and NaN for the others; `dense` says
 /// that every member is finite, so the check is skipped and the loop vectorises.
 #[inline(always)]
-fn apply(
+fn apply<O: Out + ?Sized>(
     layout: &impl Layout,
     rewards: &[f64],
-    values: &mut [f64],
+    values: &mut O,
     g: usize,
     dense: bool,
     f: impl Fn(f64) -> f64,
@@ -322,12 +575,12 @@ fn apply(
 
 /// The advantages, in one visit per group (statistics, then writes while the group is still in
 /// cache) plus, for REINFORCE++, one batch normalisation. Every output is written.
-fn compute(
+fn compute<O: Out + ?Sized>(
     rewards: &[f64],
     layout: &impl Layout,
     estimator: &Estimator,
     filter_zero_variance: bool,
-    values: &mut [f64],
+    values: &mut O,
 ) -> AdvantageSummary {
     let n = rewards.len();
     let count = layout.count();
@@ -435,6 +688,7 @@ fn compute(
     if let Estimator::ReinforcePlusPlus { std, epsilon, .. } = *estimator {
         // One batch normalisation over the samples that take part (finite, not filtered, and —
         // with a baseline — not alone in their group).
+        let values = values.slice();
         let batch = Centre::of_slice(values);
         let divisor = batch.std(std).map(|s| s + epsilon);
         let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
@@ -642,6 +896,97 @@ mod tests {
         assert!(out.values[6] < 0.0 && out.values[7] > 0.0);
         let unfiltered = advantages(&rewards, &groups, &Estimator::GRPO, false).unwrap();
         assert_eq!(&unfiltered.values[..2], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn options_resolve_with_defaults_and_refuse_strangers() {
+        use AdvantageMethod as M;
+        let none = AdvantageOptions::default();
+        let check = |method: M, options: AdvantageOptions, expected: Result<Estimator, &str>| {
+            let got = options.resolve(method);
+            match (got, expected) {
+                (Ok(config), Ok(estimator)) => {
+                    assert_eq!(config.estimator, estimator, "{method:?}")
+                }
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{method:?}: {e}"),
+                (got, expected) => panic!("{method:?} {options:?}: {got:?}, expected {expected:?}"),
+            }
+        };
+        check(M::Grpo, none, Ok(Estimator::GRPO));
+        check(M::Oprl, none, Ok(Estimator::GRPO));
+        check(M::Rloo, none, Ok(Estimator::Rloo));
+        check(M::Gae, none, Ok(Estimator::DrGrpo));
+        check(
+            M::ReinforcePp,
+            none,
+            Ok(Estimator::reinforce_plus_plus(false)),
+        );
+        check(
+            M::ReinforcePpBaseline,
+            none,
+            Ok(Estimator::reinforce_plus_plus(true)),
+        );
+        let scale = AdvantageOptions {
+            scale: Some(StdScope::None),
+            ..none
+        };
+        check(
+            M::Grpo,
+            scale,
+            Ok(grpo(StdScope::None, StdKind::Sample, 1e-6)),
+        );
+        check(
+            M::Rloo,
+            scale,
+            Err("option `scale` applies to estimator grpo only"),
+        );
+        check(
+            M::Oprl,
+            scale,
+            Err("option `scale` applies to estimator grpo only"),
+        );
+        let eps = AdvantageOptions {
+            epsilon: Some(0.0),
+            std: Some(StdKind::Population),
+            ..none
+        };
+        check(
+            M::Grpo,
+            eps,
+            Ok(grpo(StdScope::Group, StdKind::Population, 0.0)),
+        );
+        check(M::DrGrpo, eps, Err("dr_grpo does not divide by a std"));
+        let negative = AdvantageOptions {
+            epsilon: Some(-1.0),
+            ..none
+        };
+        check(M::Grpo, negative, Err("option `epsilon` = -1"));
+        let gamma = AdvantageOptions {
+            gamma: Some(0.5),
+            ..none
+        };
+        check(M::Grpo, gamma, Err("applies to estimator gae only"));
+        let gamma = AdvantageOptions {
+            gamma: Some(1.5),
+            ..none
+        };
+        check(M::Gae, gamma, Err("option `gamma` = 1.5"));
+        let alpha = AdvantageOptions {
+            alpha: Some(2.0),
+            ..none
+        };
+        check(M::Grpo, alpha, Err("applies to estimator oprl only"));
+        assert_eq!(alpha.resolve(M::Oprl).unwrap().oprl_alpha, Some(2.0));
+        let filter = AdvantageOptions {
+            filter_zero_variance: true,
+            ..none
+        };
+        check(M::Gae, filter, Err("gae has no groups"));
+        assert_eq!(none.resolve(M::Gae).unwrap().gae, Some((1.0, 1.0)));
+        for method in M::ALL {
+            assert_eq!(M::from_name(method.name()), Some(method));
+        }
+        assert_eq!(M::from_name("ppo"), None);
     }
 
     #[test]

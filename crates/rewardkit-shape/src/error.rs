@@ -29,6 +29,18 @@ pub enum ShapeError {
         /// What was expected instead.
         expected: &'static str,
     },
+    /// An option given for an estimator that does not use it (e.g. `scale` with RLOO).
+    #[error("option `{option}` applies to estimator {applies_to} only; {estimator} {why}")]
+    NotApplicable {
+        /// The option's name.
+        option: &'static str,
+        /// The estimator chosen.
+        estimator: &'static str,
+        /// The estimators that use the option.
+        applies_to: &'static str,
+        /// Why the chosen one does not, e.g. `does not divide by a std`.
+        why: &'static str,
+    },
 }
 
 impl ShapeError {

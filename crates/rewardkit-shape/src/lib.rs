@@ -72,7 +72,8 @@ mod stats;
 pub mod transform;
 
 pub use advantage::{
-    advantages, advantages_into, AdvantageSummary, Advantages, Estimator, StdKind, StdScope,
+    advantages, advantages_into, AdvantageConfig, AdvantageMethod, AdvantageOptions,
+    AdvantageSummary, Advantages, Estimator, StdKind, StdScope,
 };
 pub use dense::{dense_turn_rewards, mixed_grained_advantages, mixed_grained_rewards};
 pub use error::ShapeError;

@@ -48,6 +48,13 @@ impl Centre {
     /// the same lane order, so they agree to the bit on finite data.
     #[inline]
     pub fn of_slice(values: &[f64]) -> Centre {
+        Centre::of_slice_inline(values)
+    }
+
+    /// [`Centre::of_slice`], always inlined: for callers that know the length at compile time
+    /// (a fixed group size), where the inlined copy is fully unrolled.
+    #[inline(always)]
+    pub fn of_slice_inline(values: &[f64]) -> Centre {
         let Some(&pivot) = values.first() else {
             return Centre::of_fn(0, |_| 0.0);
         };
