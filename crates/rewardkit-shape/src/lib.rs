@@ -12,7 +12,12 @@
 //!   min-max, ceiling, PAR with `M` reference rewards and slope `k`, log-sigmoid centring with a
 //!   per-prompt reference reward (an empirical quantile or PAR's normal fit of reference
 //!   samples), MM-RLHF dynamic scaling, the Self-Aligned Reward from token log-probabilities,
-//!   ONI's count-decayed intrinsic reward, and [`potential_shaping`] for step rewards;
+//!   ONI's count-decayed intrinsic reward ([`count_decay`] with [`MessageCounts`]), and
+//!   [`potential_shaping`] for step rewards; transforms with state across batches keep it in
+//!   plain serde data the caller owns ([`RunningMoments`], [`MessageCounts`]), so saving and
+//!   restoring it is exact;
+//! * **step rewards** for per-step estimators: [`dense_turn_rewards`] (multi-turn agents) and
+//!   [`mixed_grained_rewards`] (sequence plus item rewards);
 //! * **combinations** ([`combine`]): weighted sum, sum-then-normalise, normalise-then-sum,
 //!   conjunction, minimum, product and gates; HERON's [`Lexicographic`] comparator and its
 //!   scalarisation within groups; and

@@ -3,7 +3,12 @@
 //!
 //! Both are plain data with `serde` support, so a caller can save them between runs (the spec's
 //! `state_file`) and restore them exactly: a restored state continues bit for bit where the saved
-//! one stopped.
+//! one stopped. For that, the floats of [`RunningMoments`] are written as strings of their
+//! shortest round-trip decimal (`"-79.47133784175435"`) and read back with Rust's correctly
+//! rounded parser: a JSON *number* goes through serde_json's fast float parser, which may be one
+//! ulp off (its `float_roundtrip` feature is off in this workspace), and a running mean one ulp
+//! off drifts from the uninterrupted run. Plain numbers are accepted when reading (a state
+//! written by hand).
 
 use std::collections::BTreeMap;
 
@@ -20,12 +25,16 @@ pub struct RunningMoments {
     /// Number of finite values seen.
     pub count: u64,
     /// Their mean (0 while `count` is 0).
+    #[serde(with = "exact")]
     pub mean: f64,
     /// Sum of squared deviations from the mean.
+    #[serde(with = "exact")]
     pub m2: f64,
     /// The smallest (meaningless while `count` is 0).
+    #[serde(with = "exact")]
     pub min: f64,
     /// The largest (meaningless while `count` is 0).
+    #[serde(with = "exact")]
     pub max: f64,
     /// Number of non-finite values refused.
     pub non_finite: u64,
@@ -91,6 +100,39 @@ impl RunningMoments {
     /// The smallest and largest values, `None` when nothing was seen.
     pub fn range(&self) -> Option<(f64, f64)> {
         (self.count > 0).then_some((self.min, self.max))
+    }
+}
+
+/// Floats as strings of their shortest round-trip decimal; read from a string or a number.
+mod exact {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{x:?}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        struct Exact;
+        impl de::Visitor<'_> for Exact {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<f64, E> {
+                text.parse()
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
+            }
+            fn visit_f64<E: de::Error>(self, x: f64) -> Result<f64, E> {
+                Ok(x)
+            }
+            fn visit_i64<E: de::Error>(self, x: i64) -> Result<f64, E> {
+                Ok(x as f64)
+            }
+            fn visit_u64<E: de::Error>(self, x: u64) -> Result<f64, E> {
+                Ok(x as f64)
+            }
+        }
+        deserializer.deserialize_any(Exact)
     }
 }
 

@@ -150,3 +150,67 @@ proptest! {
         prop_assert_eq!(greedy(&reward), greedy(&shaped));
     }
 }
+
+proptest! {
+    #[test]
+    fn dense_turn_rewards_sum_to_one_on_a_win_and_to_the_score_share_on_a_loss(
+        increments in prop::collection::vec(0u8..2, 1..12),
+        max_total in 1.0..20.0f64,
+    ) {
+        use rewardkit_shape::dense_turn_rewards;
+        let scores: Vec<f64> = increments
+            .iter()
+            .scan(0.0, |level, &i| { *level += f64::from(i); Some(*level) })
+            .collect();
+        let won = dense_turn_rewards(&scores, &[scores.len()], &[true], max_total, false).unwrap();
+        let sum: f64 = won.iter().sum();
+        let expected = if increments.contains(&1) { 1.0 } else { 0.0 };
+        prop_assert!((sum - expected).abs() < 1e-12, "{sum}");
+        let lost = dense_turn_rewards(&scores, &[scores.len()], &[false], max_total, false).unwrap();
+        let sum: f64 = lost.iter().sum();
+        prop_assert!((sum - scores[scores.len() - 1] / max_total).abs() < 1e-12, "{sum}");
+    }
+
+    #[test]
+    fn running_state_saved_and_restored_continues_bit_for_bit(
+        batches in prop::collection::vec(prop::collection::vec(-1e3..1e3f64, 0..6), 1..6),
+        offset in prop_oneof![Just(0.0), Just(1e9)],
+    ) {
+        use rewardkit_shape::transform::normalize_running;
+        use rewardkit_shape::RunningMoments;
+        let mut live = RunningMoments::new();
+        let mut saved = RunningMoments::new();
+        for batch in &batches {
+            let batch: Vec<f64> = batch.iter().map(|x| x + offset).collect();
+            let a = normalize_running(&batch, &mut live, StdKind::Sample, 1e-6).unwrap();
+            // Round-trip the state through its JSON file format before every batch.
+            let mut restored: RunningMoments =
+                serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+            let b = normalize_running(&batch, &mut restored, StdKind::Sample, 1e-6).unwrap();
+            prop_assert_eq!(
+                a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+            saved = restored;
+        }
+        prop_assert_eq!(live, saved);
+    }
+
+    #[test]
+    fn count_decay_does_not_depend_on_the_order_within_a_batch(
+        keys in prop::collection::vec(0u8..4, 1..10),
+        rotate in 0usize..10,
+    ) {
+        use rewardkit_shape::{count_decay, MessageCounts};
+        let names: Vec<Option<String>> = keys.iter().map(|k| Some(format!("m{k}"))).collect();
+        let values = vec![1.0; names.len()];
+        let forward = count_decay(&values, &names, &mut MessageCounts::new(), 3.0).unwrap();
+        let r = rotate % names.len();
+        let mut rotated = names.clone();
+        rotated.rotate_left(r);
+        let back = count_decay(&values, &rotated, &mut MessageCounts::new(), 3.0).unwrap();
+        let mut realigned = back.clone();
+        realigned.rotate_right(r);
+        prop_assert_eq!(forward, realigned);
+    }
+}
