@@ -638,3 +638,43 @@ fn step_reward_examples_match_their_expected_output() {
         &["p.jsonl:1: field `nope`: missing"],
     );
 }
+
+#[test]
+fn prefer_example_matches_its_expected_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pairs.jsonl");
+    let text = ok(&[
+        "prefer",
+        "--input",
+        repo("examples/prefer-rows.jsonl").to_str().unwrap(),
+        "--order",
+        "correct,format,length",
+        "--lower-is-better",
+        "length",
+        "--margins",
+        "0,0,5",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("12 pairs compared: 9 decided, 3 skipped"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(repo("examples/prefer-pairs.expected.jsonl")).unwrap()
+    );
+    // Correct beats incorrect whatever the format; among correct ones a valid format wins; then
+    // the shorter answer, if shorter by more than 5 words (5 vs 21 yes, 3 vs 10 yes).
+    let pairs = common::json_lines(&out);
+    assert!(pairs
+        .iter()
+        .any(|p| p["chosen_line"] == 3 && p["rejected_line"] == 4));
+    assert!(pairs
+        .iter()
+        .any(|p| p["chosen_line"] == 5 && p["rejected_line"] == 6));
+    // Line 8 has a null factor: never in a pair.
+    assert!(pairs
+        .iter()
+        .all(|p| p["chosen_line"] != 8 && p["rejected_line"] != 8));
+}
