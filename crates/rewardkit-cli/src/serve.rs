@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// Longest accepted completion in bytes (422 beyond, naming the sample).
     #[arg(long, default_value_t = 1 << 20)]
     max_completion_bytes: usize,
+    /// Most rows in one `POST /v1/advantages` request (422 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_advantage_rows: usize,
+    /// For a spec with `[combine] method = "constrained"`: save the multipliers the server
+    /// carries between requests to the spec's `state_file` every N updates (0: only before a
+    /// reload and at shutdown). Without it they live in memory only (GET /v1/multipliers).
+    #[arg(long, value_name = "N")]
+    save_multipliers_every: Option<u64>,
     /// Deadline of a request without an `x-deadline-ms` header, in milliseconds; samples not
     /// done by then are answered as timed out.
     #[arg(long, env = "REWARDKIT_DEADLINE_MS", default_value_t = 60_000)]
@@ -119,6 +127,7 @@ impl ServeArgs {
             ("--chunk-samples", self.chunk_samples),
             ("--max-body-bytes", self.max_body_bytes),
             ("--max-samples-per-request", self.max_samples_per_request),
+            ("--max-advantage-rows", self.max_advantage_rows),
             ("--http-threads", self.http_threads),
         ] {
             if value == 0 {
@@ -147,6 +156,8 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 max_samples_per_request: self.max_samples_per_request,
                 max_completion_bytes: self.max_completion_bytes,
+                max_advantage_rows: self.max_advantage_rows,
+                save_multipliers_every: self.save_multipliers_every,
                 max_batch_samples: self.max_batch_samples,
                 max_batch_wait: Duration::from_millis(self.max_batch_wait_ms),
                 max_queue_samples: self.max_queue_samples,
@@ -188,6 +199,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .expect("the CLI always serves a spec file; this is a bug");
     let spec = Spec::from_path(&path)?;
     let pipeline = Pipeline::build(&spec).context("the spec is valid TOML but does not build")?;
+    if serve.config.save_multipliers_every.is_some() {
+        match &spec.combine {
+            rewardkit::Combine::Constrained {
+                state_file: Some(_),
+                ..
+            } => {}
+            rewardkit::Combine::Constrained { .. } => bail!(
+                "--save-multipliers-every: {} has no [combine] state_file to save to (create one with `rewardkit score --multipliers-out`)",
+                path.display()
+            ),
+            _ => bail!(
+                "--save-multipliers-every: {} has no constrained combination, so no multipliers",
+                path.display()
+            ),
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(serve.http_threads)
         .thread_name("rewardkit-http")

@@ -13,6 +13,12 @@ pub struct ServerConfig {
     pub max_samples_per_request: usize,
     /// Completions longer than this (in bytes) are refused with 422, naming the sample.
     pub max_completion_bytes: usize,
+    /// `POST /v1/advantages` requests with more rows than this are refused with 422 (the body
+    /// size limit bounds their step lists).
+    pub max_advantage_rows: usize,
+    /// For a constrained combination: save the carried multipliers to the spec's `state_file`
+    /// every this many updates (0: only before a reload and at shutdown); `None`: never.
+    pub save_multipliers_every: Option<u64>,
     /// A batch is closed once it holds this many samples …
     pub max_batch_samples: usize,
     /// … or once its first request has waited this long for company.
@@ -48,6 +54,8 @@ impl Default for ServerConfig {
             max_body_bytes: 64 << 20,
             max_samples_per_request: 4096,
             max_completion_bytes: 1 << 20,
+            max_advantage_rows: 1 << 20,
+            save_multipliers_every: None,
             max_batch_samples: 256,
             max_batch_wait: Duration::from_millis(2),
             max_queue_samples: 65_536,

@@ -86,6 +86,9 @@ pub enum ServerError {
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The multiplier endpoints on a spec without a constrained combination.
+    #[error("the spec has no constrained combination, so no multipliers ([combine] method = \"constrained\")")]
+    NoMultipliers,
     /// A reload was asked for but the server has no spec file to reload from.
     #[error("the server was not started from a spec file; nothing to reload")]
     NoSpecFile,
@@ -128,7 +131,7 @@ impl ServerError {
             ServerError::NotFound { .. } => StatusCode::NOT_FOUND,
             ServerError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            ServerError::NoSpecFile => StatusCode::CONFLICT,
+            ServerError::NoSpecFile | ServerError::NoMultipliers => StatusCode::CONFLICT,
             ServerError::Reload { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ServerError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -150,6 +153,7 @@ impl ServerError {
             ServerError::QueueFull { .. } => "queue_full",
             ServerError::ShuttingDown => "shutting_down",
             ServerError::NoSpecFile => "no_spec_file",
+            ServerError::NoMultipliers => "no_multipliers",
             ServerError::Reload { .. } => "reload_failed",
             ServerError::NotFound { .. } => "not_found",
             ServerError::Internal { .. } => "internal",

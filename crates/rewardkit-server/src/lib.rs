@@ -10,8 +10,11 @@
 //! | `GET /health`       | liveness: the process answers                                         |
 //! | `GET /ready`        | readiness: the scoring pool runs and no shutdown has begun            |
 //! | `GET /metrics`      | Prometheus text: requests, latencies, queue depth and time, batch sizes, outcomes by term, kind and reason |
+//! | `POST /v1/advantages` | rewards (+ group ids, step lists) → advantages with the estimators and options of `rewardkit advantages` |
 //! | `GET /v1/spec`      | what the server computes (terms, weights, policies, budget)           |
 //! | `POST /admin/reload`| re-reads the spec file (needs an API key); SIGHUP does the same       |
+//! | `GET /v1/multipliers` | a constrained combination's Lagrange multipliers, carried between requests |
+//! | `POST /admin/multipliers` | replaces them (needs an API key)                                |
 //!
 //! # Execution: a queue, a batcher, a pool
 //!
@@ -41,6 +44,16 @@
 //! the shaped reward and, with `[advantages]`, an `advantage` per sample; a pass that cannot run
 //! (a group-scope stage and no group ids) is a 422. A request cut by its deadline keeps its
 //! per-sample outcomes and no pass.
+//!
+//! # Constrained combinations: multipliers carried between requests
+//!
+//! A spec with `[combine] method = "constrained"` gets a pass per request too: its rewards are
+//! combined with multipliers the server carries from request to request, each request applying
+//! one update from its constraint means, in queue order, under one lock — none is lost, and a
+//! request's rewards do not depend on coalescing. `GET /v1/multipliers` shows them,
+//! `POST /admin/multipliers` replaces them, a reload keeps them when the constraints are
+//! unchanged, and `ServerConfig::save_multipliers_every` persists them to the spec's
+//! `state_file`. The details are in the `multipliers` module.
 //!
 //! # Non-scores on the wire
 //!
@@ -75,9 +88,11 @@
 
 #![deny(missing_docs)]
 
+mod advantages;
 mod config;
 mod error;
 mod metrics;
+mod multipliers;
 mod queue;
 mod routes;
 mod wire;

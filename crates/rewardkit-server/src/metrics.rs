@@ -83,6 +83,8 @@ pub(crate) struct Metrics {
     rejected_full: AtomicU64,
     non_score_substituted: AtomicU64,
     reloads: Mutex<BTreeMap<&'static str, u64>>,
+    /// `POST /v1/advantages` rows answered, by estimator.
+    advantage_rows: Mutex<BTreeMap<&'static str, u64>>,
     /// (term, kind, reason) → count; the combined reward is term `_reward`.
     outcomes: Mutex<BTreeMap<(String, &'static str, String), u64>>,
 }
@@ -99,6 +101,7 @@ impl Default for Metrics {
             rejected_full: AtomicU64::new(0),
             non_score_substituted: AtomicU64::new(0),
             reloads: Mutex::default(),
+            advantage_rows: Mutex::default(),
             outcomes: Mutex::default(),
         }
     }
@@ -158,6 +161,10 @@ impl Metrics {
 
     pub(crate) fn substituted(&self, n: u64) {
         self.non_score_substituted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn advantage_rows(&self, estimator: &'static str, rows: usize) {
+        *lock(&self.advantage_rows).entry(estimator).or_default() += rows as u64;
     }
 
     pub(crate) fn reload(&self, ok: bool) {
@@ -302,6 +309,18 @@ impl Metrics {
             "rewardkit_non_score_substitutions_total {}",
             self.non_score_substituted.load(Ordering::Relaxed)
         );
+        family(
+            &mut out,
+            "rewardkit_advantage_rows_total",
+            "counter",
+            "Rows answered by POST /v1/advantages, by estimator.",
+        );
+        for (estimator, n) in lock(&self.advantage_rows).iter() {
+            let _ = writeln!(
+                out,
+                "rewardkit_advantage_rows_total{{estimator=\"{estimator}\"}} {n}"
+            );
+        }
         family(
             &mut out,
             "rewardkit_spec_reloads_total",

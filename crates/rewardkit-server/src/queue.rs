@@ -12,6 +12,7 @@ use rewardkit_core::{Outcome, RewardOutput, Sample};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
+use crate::multipliers::Carried;
 use crate::ServerError;
 
 /// The pipeline now serving and its generation (1 at start, +1 per reload).
@@ -103,7 +104,7 @@ impl Ticket {
         self.shared.cancelled.store(true, Ordering::Relaxed);
         let slots = std::mem::take(&mut *lock(&self.shared.slots));
         let mut timed_out = 0;
-        let results = slots
+        let results: Vec<ScoredSample> = slots
             .into_iter()
             .map(|slot| {
                 slot.unwrap_or_else(|| {
@@ -123,6 +124,14 @@ impl Ticket {
             .collect();
         let timing = *lock(&self.shared.timing);
         let shaped = lock(&self.shared.shaped).take();
+        let mut results: Vec<ScoredSample> = results;
+        if shaped.is_none() && Carried::applies(&self.serving.0) {
+            // Constrained combination and no pass (deadline): the rewards at hand were combined
+            // with the spec's starting multipliers, not the carried ones; say so instead.
+            for result in &mut results {
+                result.reward = Outcome::TimedOut;
+            }
+        }
         Scored {
             results,
             serving: self.serving.clone(),
@@ -160,6 +169,8 @@ pub(crate) struct Scheduler {
     serving: Arc<RwLock<Serving>>,
     running: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The constrained combination's multipliers, carried between requests.
+    pub(crate) carried: Arc<Carried>,
 }
 
 impl Scheduler {
@@ -168,7 +179,9 @@ impl Scheduler {
         pipeline: Pipeline,
         config: QueueConfig,
         metrics: Arc<Metrics>,
+        save_multipliers_every: Option<u64>,
     ) -> Result<Scheduler, ServerError> {
+        let carried = Arc::new(Carried::new(&pipeline, save_multipliers_every));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers)
             .thread_name(|i| format!("rewardkit-score-{i}"))
@@ -189,6 +202,7 @@ impl Scheduler {
             config: config.clone(),
             metrics,
             pool,
+            carried: carried.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("rewardkit-batcher".into())
@@ -204,6 +218,7 @@ impl Scheduler {
             serving,
             running,
             thread: Mutex::new(Some(thread)),
+            carried,
         })
     }
 
@@ -295,6 +310,7 @@ impl Scheduler {
     /// Swaps in a new pipeline; batches already started finish with the old one.
     pub(crate) fn replace(&self, pipeline: Pipeline) -> u64 {
         let mut serving = self.serving.write().unwrap_or_else(|p| p.into_inner());
+        self.carried.reload(&pipeline, serving.1 + 1);
         serving.1 += 1;
         serving.0 = Arc::new(pipeline);
         serving.1
@@ -308,6 +324,7 @@ impl Scheduler {
             .take();
         if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
+            self.carried.shutdown();
         }
     }
 }
@@ -338,6 +355,7 @@ struct Batcher {
     config: QueueConfig,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
+    carried: Arc<Carried>,
 }
 
 impl Batcher {
@@ -420,15 +438,19 @@ impl Batcher {
             }
             begin = end;
         }
-        if pipeline.needs_batch_pass() {
+        if pipeline.needs_batch_pass() || Carried::applies(&pipeline) {
             // Only requests whose every sample was scored; a request cut by its deadline keeps
-            // its per-sample outcomes (its reward stays pending).
+            // its per-sample outcomes (its reward stays pending, or is a time-out under carried
+            // multipliers). In queue order: carried multipliers are updated request after
+            // request (see `multipliers`).
+            let generation = jobs[0].serving.1;
             for (j, job) in jobs.iter().enumerate() {
                 let results: Option<Vec<ScoredSample>> =
                     lock(&job.shared.slots).iter().cloned().collect();
-                if let Some(results) = results {
+                if let Some(results) = results.filter(|r| !r.is_empty()) {
                     let own = &samples[starts[j]..starts[j] + results.len()];
-                    *lock(&job.shared.shaped) = shape(&pipeline, own, &results);
+                    *lock(&job.shared.shaped) =
+                        self.carried.pass(&pipeline, generation, own, &results);
                 }
             }
         }

@@ -63,6 +63,7 @@ impl AppState {
                 workers: config.workers,
             },
             metrics.clone(),
+            config.save_multipliers_every,
         )?;
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -260,9 +261,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/score", post(score))
         .route("/get_reward", post(get_reward))
+        .route("/v1/advantages", post(advantages))
         .route("/v1/spec", get(spec))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/v1/multipliers", get(multipliers))
+        .route("/admin/multipliers", post(admin_multipliers))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -495,6 +499,20 @@ async fn get_reward(
     Ok(response)
 }
 
+/// `POST /v1/advantages` (see [`crate::advantages`]): no queue and no scoring pool — the work
+/// is linear and small next to parsing — but never on the async runtime for large bodies.
+async fn advantages(State(state): State<AppState>, body: Body) -> Result<Response, ServerError> {
+    state.refuse_if_shutting_down()?;
+    let bytes = state.read_body(body).await?;
+    let answering = state.clone();
+    let (body, rows, estimator) = json_work(bytes.len(), move || {
+        crate::advantages::answer(&bytes, &answering.inner.config)
+    })
+    .await??;
+    state.inner.metrics.advantage_rows(estimator, rows);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 async fn spec(State(state): State<AppState>) -> Json<serde_json::Value> {
     let (pipeline, generation) = state.inner.scheduler.serving();
     let budget = pipeline.budget();
@@ -532,11 +550,12 @@ async fn spec(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.inner.metrics.render(
+    let mut text = state.inner.metrics.render(
         state.inner.scheduler.depth(),
         state.generation(),
         state.is_ready(),
     );
+    state.inner.scheduler.carried.render(&mut text);
     (
         [(
             header::CONTENT_TYPE,
@@ -553,6 +572,33 @@ async fn admin_reload(State(state): State<AppState>) -> Result<Response, ServerE
     }
     let generation = state.reload().await?;
     Ok(Json(serde_json::json!({ "generation": generation })).into_response())
+}
+
+/// `GET /v1/multipliers`: the carried Lagrange multipliers (see [`crate::multipliers`]).
+async fn multipliers(State(state): State<AppState>) -> Result<Response, ServerError> {
+    let view = state.inner.scheduler.carried.view()?;
+    Ok(Json(view).into_response())
+}
+
+/// `POST /admin/multipliers`: replaces the carried state with the body (a state as `GET` shows
+/// it under `state`, or as `rewardkit score --multipliers-out` writes it). Needs an API key.
+async fn admin_multipliers(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Response, ServerError> {
+    if state.inner.config.api_key.is_none() {
+        return Err(ServerError::AdminDisabled);
+    }
+    let bytes = state.read_body(body).await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ServerError::BadJson {
+            message: e.to_string(),
+        })?;
+    let new: rewardkit_shape::LagrangeState =
+        serde_json::from_value(value).map_err(|e| ServerError::shape("(body)", e.to_string()))?;
+    let view = state.inner.scheduler.carried.replace(new)?;
+    tracing::info!("multipliers replaced through /admin/multipliers");
+    Ok(Json(view).into_response())
 }
 
 async fn health() -> &'static str {

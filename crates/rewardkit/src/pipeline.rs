@@ -176,7 +176,35 @@ impl Pipeline {
         inputs: &[ShapeInput],
     ) -> Result<Shaped, SpecError> {
         self.shaping
-            .run(scored, inputs, true)
+            .run(scored, inputs, true, None)
+            .map_err(|message| SpecError::Batch {
+                file: self.spec.source.clone(),
+                message,
+            })
+    }
+
+    /// The multipliers of a constrained combination (`[combine] method = "constrained"`) as the
+    /// spec starts them (from `initial_mu` or its `state_file`); `None` for other combinations.
+    pub fn multipliers(&self) -> Option<&rewardkit_shape::LagrangeMultipliers> {
+        match &self.shaping.combine {
+            ResolvedCombine::Constrained { multipliers, .. } => Some(multipliers),
+            _ => None,
+        }
+    }
+
+    /// [`Pipeline::shape`] with a constrained combination's multipliers taken from
+    /// `multipliers` instead of the spec's, for a caller that carries them from batch to batch
+    /// (the server): the rewards use them, and [`Shaped::multipliers`]' `next` is their state
+    /// after this batch's update. Errors as `shape` does, and when `multipliers` has another
+    /// number of constraints than the spec.
+    pub fn shape_with_multipliers(
+        &self,
+        scored: &[ScoredSample],
+        inputs: &[ShapeInput],
+        multipliers: &rewardkit_shape::LagrangeMultipliers,
+    ) -> Result<Shaped, SpecError> {
+        self.shaping
+            .run(scored, inputs, true, Some(multipliers))
             .map_err(|message| SpecError::Batch {
                 file: self.spec.source.clone(),
                 message,
@@ -284,7 +312,7 @@ impl Pipeline {
             .iter()
             .map(|s| self.shaping.input(s, false))
             .collect();
-        match self.shaping.run(&scored, &inputs, false) {
+        match self.shaping.run(&scored, &inputs, false, None) {
             Ok(shaped) => {
                 for (sample, reward) in scored.iter_mut().zip(shaped.rewards) {
                     sample.reward = reward;

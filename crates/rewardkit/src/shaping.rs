@@ -1027,12 +1027,15 @@ impl Shaping {
         }
     }
 
-    /// The whole computation over a batch. `inputs[s]` belongs to `scored[s]`.
+    /// The whole computation over a batch. `inputs[s]` belongs to `scored[s]`. `carried`
+    /// replaces a constrained combination's multipliers (a server carrying them between batches,
+    /// [`crate::Pipeline::shape_with_multipliers`]).
     pub fn run(
         &self,
         scored: &[ScoredSample],
         inputs: &[ShapeInput],
         with_advantages: bool,
+        carried: Option<&LagrangeMultipliers>,
     ) -> Result<Shaped, String> {
         let n = scored.len();
         if inputs.len() != n {
@@ -1381,8 +1384,9 @@ impl Shaping {
             ResolvedCombine::Constrained {
                 base,
                 constraints,
-                multipliers: lagrange,
+                multipliers: from_spec,
             } => {
+                let lagrange = carried.unwrap_or(from_spec);
                 let terms: Vec<&[f64]> = constraints.iter().map(|&c| views[c]).collect();
                 let means: Vec<f64> = terms
                     .iter()
