@@ -1473,7 +1473,8 @@ fn unreachable_state() -> Result<Vec<f64>, rewardkit_shape::ShapeError> {
 }
 
 /// Reads a reference file: JSONL, each line an object with the key field and `reward` (a number
-/// or a list of numbers); lines with the same key add up. The error names file, line and field.
+/// or a list of numbers; null — a reference sample that did not score — is skipped); lines with
+/// the same key add up. The error names file, line and field.
 fn load_references(file: &str, key: &str) -> Result<HashMap<String, Vec<f64>>, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("a readable JSONL file of reference rewards ({file}: {e})"))?;
@@ -1495,6 +1496,10 @@ fn load_references(file: &str, key: &str) -> Result<HashMap<String, Vec<f64>>, S
             }
             Err(e) => return Err(format!("one JSON object per line ({file}:{at}: {e})")),
         };
+        // A reference sample that did not score (`rewardkit score` writes null) is no reference.
+        if fields.get("reward") == Some(&Value::Null) {
+            continue;
+        }
         let k =
             read_key(&fields, &key_path).map_err(|why| format!("a key ({file}:{at}: {why})"))?;
         let rewards = read_numbers(&fields, &reward_path)

@@ -852,7 +852,7 @@ fn reference_rewards_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("refs.jsonl"),
-        "{\"group\": \"p1\", \"reward\": 0.0}\n{\"group\": \"p1\", \"reward\": 2.0}\n\n{\"group\": \"p2\", \"reward\": [1.0]}\n",
+        "{\"group\": \"p1\", \"reward\": 0.0}\n{\"group\": \"p1\", \"reward\": 2.0}\n\n{\"group\": \"p2\", \"reward\": [1.0]}\n{\"group\": \"p2\", \"reward\": null}\n",
     )
     .unwrap();
     let build_in = |extra: &str| {
