@@ -93,20 +93,24 @@ pub fn gae_into(
         gamma,
         gamma_lambda: gamma * lambda,
     };
-    // Episodes with a non-finite input are masked whole; the others are scanned four at a time.
+    // Episodes are scanned four at a time. One with a non-finite input is masked whole: a
+    // non-finite bootstrap value is seen here, a non-finite reward or value by the recursion
+    // itself (each lane sums `(r − r) + (V − V)`, NaN exactly when an input was NaN or ±∞), and
+    // the episode is then overwritten with NaN — no separate pass over the inputs.
     let mut live: Vec<Lane> = Vec::with_capacity(lengths.len());
     let mut masked_episodes = 0;
     let mut start = 0;
     for (e, &length) in lengths.iter().enumerate() {
         let end = start + length;
         let last = bootstrap.map_or(0.0, |b| b[e]);
-        let all_finite = |xs: &[f64]| xs.iter().fold(true, |ok, x| ok & x.is_finite());
-        if last.is_finite() && all_finite(&rewards[start..end]) && all_finite(&values[start..end]) {
+        if last.is_finite() {
             live.push(Lane {
                 start,
+                end,
                 next: end,
                 next_value: last,
                 running: 0.0,
+                poison: 0.0,
             });
         } else {
             masked_episodes += 1;
@@ -135,6 +139,11 @@ pub fn gae_into(
             while lane.next > lane.start {
                 out.step(lane);
             }
+            if lane.poison.is_nan() {
+                masked_episodes += 1;
+                out.advantages[lane.start..lane.end].fill(f64::NAN);
+                out.returns[lane.start..lane.end].fill(f64::NAN);
+            }
         }
     }
     Ok(masked_episodes)
@@ -143,10 +152,14 @@ pub fn gae_into(
 /// One episode's backward recursion in progress.
 struct Lane {
     start: usize,
+    end: usize,
     /// One past the next step to compute (steps are computed from the end backwards).
     next: usize,
     next_value: f64,
     running: f64,
+    /// `Σ (r_t − r_t) + (V_t − V_t)` over the steps so far: 0, or NaN once an input was not
+    /// finite.
+    poison: f64,
 }
 
 /// The inputs and outputs of [`gae`], for the step function.
@@ -166,7 +179,9 @@ impl GaeOut<'_> {
     fn step(&mut self, lane: &mut Lane) {
         let t = lane.next - 1;
         let value = self.values[t];
-        let delta = self.rewards[t] + self.gamma * lane.next_value - value;
+        let reward = self.rewards[t];
+        lane.poison += (reward - reward) + (value - value);
+        let delta = reward + self.gamma * lane.next_value - value;
         lane.running = delta + self.gamma_lambda * lane.running;
         self.advantages[t] = lane.running;
         self.returns[t] = lane.running + value;
