@@ -180,7 +180,10 @@ impl GaeOut<'_> {
         let t = lane.next - 1;
         let value = self.values[t];
         let reward = self.rewards[t];
-        lane.poison += (reward - reward) + (value - value);
+        // `x − x` is 0 for a finite `x` and NaN otherwise: that is the check.
+        #[allow(clippy::eq_op)]
+        let poison = (reward - reward) + (value - value);
+        lane.poison += poison;
         let delta = reward + self.gamma * lane.next_value - value;
         lane.running = delta + self.gamma_lambda * lane.running;
         self.advantages[t] = lane.running;
