@@ -271,8 +271,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(next)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let (true, Some(shaped)) = (args.save_state, &last_shaped) {
-        for file in pipeline.save_state(shaped)? {
+    if args.save_state && last_shaped.is_some() {
+        for file in pipeline.save_state()? {
             eprintln!("saved state to {file}");
         }
     }

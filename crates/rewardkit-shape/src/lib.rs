@@ -87,4 +87,4 @@ pub use groups::Groups;
 pub use lagrange::{LagrangeMultipliers, LagrangeState, Squash};
 pub use lexicographic::Lexicographic;
 pub use oprl::oprl_advantages;
-pub use running::{count_decay, MessageCounts, RunningMoments};
+pub use running::{count_decay, decay_by_counts, MessageCounts, RunningMoments};

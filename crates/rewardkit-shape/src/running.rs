@@ -165,6 +165,23 @@ impl MessageCounts {
             .map(|key| key.as_ref().map_or(0, |k| self.counts[k.as_ref()]))
             .collect()
     }
+
+    /// What [`MessageCounts::add_batch`] would return, without adding: a caller that must keep
+    /// the counts unchanged until a whole pass succeeds peeks first and adds at the end (no copy
+    /// of the table per batch).
+    pub fn batch_counts<S: AsRef<str>>(&self, keys: &[Option<S>]) -> Vec<u64> {
+        let mut in_batch: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for key in keys.iter().flatten() {
+            *in_batch.entry(key.as_ref()).or_insert(0) += 1;
+        }
+        keys.iter()
+            .map(|key| {
+                key.as_ref().map_or(0, |k| {
+                    self.counts.get(k.as_ref()).copied().unwrap_or(0) + in_batch[k.as_ref()]
+                })
+            })
+            .collect()
+    }
 }
 
 /// ONI's count decay (Zheng et al. 2024, facebookresearch/oni `learner.py`; methods.md §15) for a
@@ -182,11 +199,20 @@ pub fn count_decay<S: AsRef<str>>(
     if !beta.is_finite() {
         return Err(ShapeError::invalid("beta", beta, "a finite exponent"));
     }
-    let seen = counts.add_batch(keys);
+    decay_by_counts(values, &counts.add_batch(keys), beta)
+}
+
+/// The decay of [`count_decay`] with the counts given: `x / N^β`, NaN for a non-finite value or
+/// `N = 0`.
+pub fn decay_by_counts(values: &[f64], counts: &[u64], beta: f64) -> Result<Vec<f64>, ShapeError> {
+    ShapeError::check_len("counts", counts.len(), values.len(), "value")?;
+    if !beta.is_finite() {
+        return Err(ShapeError::invalid("beta", beta, "a finite exponent"));
+    }
     Ok(values
         .iter()
-        .zip(seen)
-        .map(|(&x, n)| {
+        .zip(counts)
+        .map(|(&x, &n)| {
             if x.is_finite() && n > 0 {
                 x / (n as f64).powf(beta)
             } else {
@@ -232,7 +258,10 @@ mod tests {
     fn counts_include_the_whole_batch() {
         let mut counts = MessageCounts::new();
         let keys = [Some("a"), Some("b"), Some("a"), None];
+        assert_eq!(counts.batch_counts(&keys), [2, 1, 2, 0]);
+        assert!(counts.counts.is_empty());
         assert_eq!(counts.add_batch(&keys), [2, 1, 2, 0]);
+        assert_eq!(counts.batch_counts(&[Some("a"), Some("z")]), [3, 1]);
         assert_eq!(counts.add_batch(&[Some("a")]), [3]);
         let out = count_decay(
             &[1.0, 1.0, f64::NAN],

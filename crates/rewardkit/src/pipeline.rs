@@ -211,13 +211,19 @@ impl Pipeline {
             })
     }
 
-    /// Writes the states of the stateful transforms (running statistics, message counts) after a
-    /// batch pass to their `state_file`s, each atomically (a temporary file renamed over the old
-    /// one); returns the files written. Transforms without a `state_file` keep their state in
-    /// this pipeline only.
-    pub fn save_state(&self, shaped: &Shaped) -> Result<Vec<String>, SpecError> {
+    /// The current states of the stateful transforms (running statistics, message counts), in
+    /// spec order; they change with every batch pass.
+    pub fn transform_states(&self) -> Vec<crate::TransformState> {
+        self.shaping.states()
+    }
+
+    /// Writes the current states of the stateful transforms (after the batch passes so far) to
+    /// their `state_file`s, each atomically (a temporary file renamed over the old one); returns
+    /// the files written. Transforms without a `state_file` keep their state in this pipeline
+    /// only.
+    pub fn save_state(&self) -> Result<Vec<String>, SpecError> {
         let mut written = Vec::new();
-        for state in &shaped.states {
+        for state in &self.shaping.states() {
             let Some(file) = &state.state_file else {
                 continue;
             };

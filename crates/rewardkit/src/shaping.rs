@@ -776,9 +776,6 @@ pub struct Shaped {
     /// For a constrained combination: the multipliers used, and their state after one update
     /// from this batch's constraint means (`None` when a constraint had no finite value).
     pub multipliers: Option<MultiplierReport>,
-    /// The stateful transforms' states after this batch (already kept by the pipeline for its
-    /// next batch; [`crate::Pipeline::save_state`] writes them to their state files).
-    pub states: Vec<TransformState>,
 }
 
 /// The multipliers of a constrained combination around one batch.
@@ -941,6 +938,25 @@ impl Shaping {
             slots,
             states: Mutex::new(states),
         })
+    }
+
+    /// The stateful transforms' current states, in spec order (serialised on demand: a table of
+    /// message counts can be large).
+    pub fn states(&self) -> Vec<TransformState> {
+        if self.slots.is_empty() {
+            return Vec::new();
+        }
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        self.slots
+            .iter()
+            .zip(states.iter())
+            .map(|((t, k, file), state)| TransformState {
+                term: self.terms[*t].name.clone(),
+                transform: *k,
+                state_file: file.clone(),
+                state: state.to_json(),
+            })
+            .collect()
     }
 
     /// The pooled stages, described; empty when the reward is computable per sample.
@@ -1136,7 +1152,21 @@ impl Shaping {
         // Specs without stateful transforms (every per-sample pipeline) never take the lock.
         let mut state_guard =
             (!self.slots.is_empty()).then(|| self.states.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut states: Vec<State> = state_guard.as_deref().cloned().unwrap_or_default();
+        // Running moments are small: copied, and written back at the end. Message counts can be
+        // large: read in place, and the batch's keys added at the end.
+        let mut moments: Vec<Option<RunningMoments>> = state_guard
+            .as_deref()
+            .map(|states| {
+                states
+                    .iter()
+                    .map(|s| match s {
+                        State::Moments(m) => Some(*m),
+                        State::Counts(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut pending_keys: Vec<(usize, Vec<Option<String>>)> = Vec::new();
         let mut state_slot = 0;
         let mut key_slot = 0;
         let mut slot = 0;
@@ -1217,44 +1247,44 @@ impl Shaping {
                         .collect()),
                     TransformSpec::NormalizeRunning { std, epsilon, .. } => {
                         state_slot += 1;
-                        match &mut states[state_slot - 1] {
-                            State::Moments(m) => {
-                                transform::normalize_running(column, m, *std, *epsilon)
-                            }
-                            State::Counts(_) => unreachable_state(),
+                        match &mut moments[state_slot - 1] {
+                            Some(m) => transform::normalize_running(column, m, *std, *epsilon),
+                            None => unreachable_state(),
                         }
                     }
                     TransformSpec::ClipRunning { std, .. } => {
                         state_slot += 1;
-                        match &mut states[state_slot - 1] {
-                            State::Moments(m) => Ok(transform::clip_running(column, m, *std)),
-                            State::Counts(_) => unreachable_state(),
+                        match &mut moments[state_slot - 1] {
+                            Some(m) => Ok(transform::clip_running(column, m, *std)),
+                            None => unreachable_state(),
                         }
                     }
                     TransformSpec::MinMaxRunning { .. } => {
                         state_slot += 1;
-                        match &mut states[state_slot - 1] {
-                            State::Moments(m) => Ok(transform::min_max_running(column, m)),
-                            State::Counts(_) => unreachable_state(),
+                        match &mut moments[state_slot - 1] {
+                            Some(m) => Ok(transform::min_max_running(column, m)),
+                            None => unreachable_state(),
                         }
                     }
                     TransformSpec::CountDecay { beta, .. } => {
                         state_slot += 1;
                         key_slot += 1;
-                        let keys: Vec<Option<&str>> = inputs
+                        let keys: Vec<Option<String>> = inputs
                             .iter()
-                            .map(|i| i.keys[key_slot - 1].as_deref().ok())
+                            .map(|i| i.keys[key_slot - 1].as_ref().ok().cloned())
                             .collect();
                         for (s, input) in inputs.iter().enumerate() {
                             if let Err(why) = &input.keys[key_slot - 1] {
                                 note(&mut verdict[s], &term.name, "count_decay", why, column[s]);
                             }
                         }
-                        match &mut states[state_slot - 1] {
-                            State::Counts(c) => {
-                                rewardkit_shape::count_decay(column, &keys, c, *beta)
+                        match state_guard.as_deref().map(|states| &states[state_slot - 1]) {
+                            Some(State::Counts(c)) => {
+                                let seen = c.batch_counts(&keys);
+                                pending_keys.push((state_slot - 1, keys));
+                                rewardkit_shape::decay_by_counts(column, &seen, *beta)
                             }
-                            State::Moments(_) => unreachable_state(),
+                            _ => unreachable_state(),
                         }
                     }
                 };
@@ -1439,19 +1469,17 @@ impl Shaping {
             }
             _ => (None, None),
         };
-        let states_out = self
-            .slots
-            .iter()
-            .zip(&states)
-            .map(|((t, k, file), state)| TransformState {
-                term: self.terms[*t].name.clone(),
-                transform: *k,
-                state_file: file.clone(),
-                state: state.to_json(),
-            })
-            .collect();
-        if let Some(guard) = state_guard.as_mut() {
-            **guard = states;
+        if let Some(states) = state_guard.as_deref_mut() {
+            for (slot, m) in moments.into_iter().enumerate() {
+                if let Some(m) = m {
+                    states[slot] = State::Moments(m);
+                }
+            }
+            for (slot, keys) in pending_keys {
+                if let State::Counts(c) = &mut states[slot] {
+                    c.add_batch(&keys);
+                }
+            }
         }
         Ok(Shaped {
             rewards,
@@ -1459,7 +1487,6 @@ impl Shaping {
             advantages,
             advantage_summary,
             multipliers,
-            states: states_out,
         })
     }
 }
