@@ -212,5 +212,10 @@ proptest! {
         let mut realigned = back.clone();
         realigned.rotate_right(r);
         prop_assert_eq!(forward, realigned);
+        // Peeking (what the spec's batch pass does) equals adding, on a table with history.
+        let mut table = MessageCounts::new();
+        table.add_batch(&rotated[..r]);
+        let peeked = table.batch_counts(&names);
+        prop_assert_eq!(peeked, table.add_batch(&names));
     }
 }
