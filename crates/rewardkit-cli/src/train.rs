@@ -152,6 +152,9 @@ pub struct TrainArgs {
 enum HeadKind {
     Linear,
     Mlp,
+    /// BERT's dense + tanh pooler and a linear classifier; with `--pooling cls` on an encoder
+    /// the output directory is a `BertForSequenceClassification` checkpoint.
+    BertPooler,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,6 +233,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         HeadKind::Mlp => HeadConfig::Mlp {
             hidden: args.head_hidden,
         },
+        HeadKind::BertPooler => HeadConfig::BertPooler,
     };
     if objective.is_pairwise() && !args.attributes.is_empty() {
         bail!("--attributes only applies to --objective regression");
@@ -330,10 +334,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .map(|v| format!(", validating on {}", v.len()))
             .unwrap_or_default(),
         args.backbone,
-        match head {
-            HeadConfig::Linear => "linear head".to_owned(),
-            HeadConfig::Mlp { hidden } => format!("MLP head, {hidden} hidden"),
-        },
+        head.describe(),
         objective.name(),
     ));
     std::fs::create_dir_all(&args.out)

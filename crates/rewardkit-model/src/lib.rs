@@ -8,10 +8,16 @@
 //!   [`hashed::HashedBackbone`] needs no download: hashed word and character n-grams projected to
 //!   a fixed width. [`encoder::EncoderBackbone`] runs BERT-family encoders (MiniLM, BERT) from a
 //!   Hugging Face directory, frozen or trained (its LayerNorm is differentiable, unlike candle's
-//!   fused one). Decoders are a further implementation of the same trait, still to come.
-//! * [`RewardModel`] — a backbone plus a linear or two-layer MLP head with one output (a reward)
-//!   or several (rating attributes), saved as `config.json` + `model.safetensors` +
-//!   `rewardkit.json` (see [`TrainingRecord`]).
+//!   fused one). [`decoder::DecoderBackbone`] runs published Qwen2/Qwen3/Llama
+//!   `*ForSequenceClassification` reward models (inference): [`RewardModel::load`] recognises
+//!   their directories, so a spec's `model` term scores with them directly.
+//! * [`RewardModel`] — a backbone plus a linear, two-layer MLP or BERT-pooler head with one
+//!   output (a reward) or several (rating attributes), saved as `config.json` +
+//!   `model.safetensors` + `rewardkit.json` (see [`TrainingRecord`]). An encoder with `[CLS]`
+//!   pooling under the BERT-pooler head is exactly `BertForSequenceClassification` and is saved
+//!   in that format, so `transformers` loads the directory too ([`RewardModel::save`]).
+//! * [`expo`] — ExPO weight extrapolation `θ_from + α(θ_to − θ_from)` between two checkpoints,
+//!   the last step of the HelpSteer2-Preference recipe.
 //! * [`Objective`] — Bradley–Terry and its variants (margin, scaled, label smoothing, log-exp,
 //!   the centring regulariser) and regression. Each computes the loss *and its gradient with
 //!   respect to the rewards* in `f64`, outside the autograd graph; the trainer back-propagates
@@ -39,8 +45,10 @@
 
 mod backbone;
 pub mod data;
+pub mod decoder;
 pub mod encoder;
 mod error;
+pub mod expo;
 pub mod hashed;
 mod model;
 pub mod objective;

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::Backbone;
+use crate::decoder::{DecoderBackbone, DecoderConfig};
 use crate::encoder::{EncoderBackbone, EncoderConfig};
 use crate::hashed::{HashedBackbone, HashedConfig};
 use crate::rng::SplitMix64;
@@ -26,6 +27,21 @@ pub enum HeadConfig {
         /// Hidden width.
         hidden: usize,
     },
+    /// BERT's pooler and classifier: `Linear(width, width) → tanh → Linear(width, outputs)`.
+    /// With an encoder and `[CLS]` pooling this is exactly `BertForSequenceClassification`, and
+    /// the model is saved in that format (see [`RewardModel::save`]).
+    BertPooler,
+}
+
+impl HeadConfig {
+    /// A short description for logs (`linear head`, `MLP head, 64 hidden`, …).
+    pub fn describe(&self) -> String {
+        match self {
+            HeadConfig::Linear => "linear head".to_owned(),
+            HeadConfig::Mlp { hidden } => format!("MLP head, {hidden} hidden"),
+            HeadConfig::BertPooler => "BERT pooler head (dense + tanh, classifier)".to_owned(),
+        }
+    }
 }
 
 /// Which backbone, with its settings.
@@ -37,6 +53,8 @@ pub enum BackboneConfig {
     Hashed(HashedConfig),
     /// A BERT-family encoder (see [`crate::encoder`]).
     Encoder(EncoderConfig),
+    /// A Qwen2/Qwen3/Llama decoder (see [`crate::decoder`]), frozen.
+    Decoder(DecoderConfig),
 }
 
 /// `config.json` of a saved model: the keys `transformers` reads for any model
@@ -68,6 +86,7 @@ impl ModelConfig {
             labels.to_vec()
         };
         let (architecture, model_type) = match &backbone {
+            _ if bert_compatible(&backbone, head) => ("BertForSequenceClassification", "bert"),
             BackboneConfig::Hashed(_) => (
                 "RewardkitHashedForSequenceClassification",
                 "rewardkit-hashed",
@@ -75,6 +94,10 @@ impl ModelConfig {
             BackboneConfig::Encoder(_) => (
                 "RewardkitEncoderForSequenceClassification",
                 "rewardkit-encoder",
+            ),
+            BackboneConfig::Decoder(_) => (
+                "RewardkitDecoderForSequenceClassification",
+                "rewardkit-decoder",
             ),
         };
         ModelConfig {
@@ -168,6 +191,16 @@ impl RewardModel {
                 config.backbone = BackboneConfig::Encoder(encoder.config().clone());
                 Box::new(encoder)
             }
+            BackboneConfig::Decoder(decoder) => {
+                // A frozen decoder under a fresh head (head-only training).
+                let tensors = crate::decoder::load_safetensors(&decoder.source, device)?;
+                Box::new(DecoderBackbone::from_tensors(
+                    decoder.clone(),
+                    &decoder.source.join("tokenizer.json"),
+                    &tensors,
+                    device,
+                )?)
+            }
         };
         RewardModel::with_backbone(config, backbone, seed, device)
     }
@@ -186,6 +219,16 @@ impl RewardModel {
                 "score".to_owned(),
                 Linear::new(width, config.num_labels, &mut rng, device)?,
             )],
+            HeadConfig::BertPooler => vec![
+                (
+                    "score.dense".to_owned(),
+                    Linear::new(width, width, &mut rng, device)?,
+                ),
+                (
+                    "score.out_proj".to_owned(),
+                    Linear::new(width, config.num_labels, &mut rng, device)?,
+                ),
+            ],
             HeadConfig::Mlp { hidden } => {
                 if hidden == 0 {
                     return Err(ModelError::option(
@@ -234,15 +277,26 @@ impl RewardModel {
                 tensors,
                 device,
             )?),
+            BackboneConfig::Decoder(decoder) => Box::new(DecoderBackbone::from_tensors(
+                decoder.clone(),
+                &dir.join("tokenizer.json"),
+                tensors,
+                device,
+            )?),
         };
         // The head starts with placeholder weights of the right shapes, then is overwritten.
         let mut model = RewardModel::with_backbone(config, backbone, 0, device)?;
         for (name, layer) in &mut model.layers {
             for (suffix, var) in [("weight", &mut layer.weight), ("bias", &mut layer.bias)] {
                 let key = format!("{name}.{suffix}");
-                let tensor = tensors.get(&key).ok_or_else(|| {
-                    ModelError::load(WEIGHTS_FILE, format!("missing tensor `{key}`"))
-                })?;
+                // A BERT-compatible save names the head as transformers does.
+                let bert_key = bert_name(&key);
+                let tensor = tensors
+                    .get(&key)
+                    .or_else(|| tensors.get(&bert_key))
+                    .ok_or_else(|| {
+                        ModelError::load(WEIGHTS_FILE, format!("missing tensor `{key}`"))
+                    })?;
                 if tensor.dims() != var.dims() {
                     return Err(ModelError::load(
                         WEIGHTS_FILE,
@@ -264,8 +318,44 @@ impl RewardModel {
         match &mut self.config.backbone {
             BackboneConfig::Hashed(hashed) => hashed.max_length = max_length,
             BackboneConfig::Encoder(encoder) => encoder.max_length = max_length,
+            BackboneConfig::Decoder(decoder) => decoder.max_length = max_length,
         }
         self.backbone.set_max_length(max_length)?;
+        Ok(self)
+    }
+
+    /// The same model with its outputs renamed (one output named `reward` if `labels` is
+    /// empty), for training a loaded model on another objective: a Bradley–Terry model started
+    /// from a one-attribute regression model (HelpSteer2-Preference). The number of outputs
+    /// cannot change.
+    pub fn with_labels(mut self, labels: &[String]) -> Result<RewardModel, ModelError> {
+        let labels: Vec<String> = if labels.is_empty() {
+            vec!["reward".to_owned()]
+        } else {
+            labels.to_vec()
+        };
+        if labels.len() != self.config.num_labels {
+            return Err(ModelError::option(
+                "init",
+                format!(
+                    "the model has {} output(s) ({}), the objective needs {} ({})",
+                    self.config.num_labels,
+                    self.config
+                        .id2label
+                        .values()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    labels.len(),
+                    labels.join(", ")
+                ),
+            ));
+        }
+        self.config.id2label = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.clone()))
+            .collect();
         Ok(self)
     }
 
@@ -286,12 +376,22 @@ impl RewardModel {
 
     /// Rewards for a batch: a `[inputs.len(), num_labels]` tensor in the autograd graph.
     pub fn forward(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError> {
-        let mut x = self.backbone.forward(inputs)?;
+        self.head(&self.backbone.forward(inputs)?)
+    }
+
+    /// The head alone: rewards `[rows, num_labels]` from backbone vectors `[rows, width]` (what
+    /// [`Backbone::forward`] returns). The trainer calls it on cached vectors of a frozen
+    /// backbone.
+    pub fn head(&self, features: &Tensor) -> Result<Tensor, ModelError> {
+        let mut x = features.clone();
         let last = self.layers.len() - 1;
         for (i, (_, layer)) in self.layers.iter().enumerate() {
             x = layer.forward(&x)?;
             if i < last {
-                x = x.gelu()?;
+                x = match self.config.head {
+                    HeadConfig::BertPooler => x.tanh()?,
+                    _ => x.gelu()?,
+                };
             }
         }
         Ok(x)
@@ -328,24 +428,87 @@ impl RewardModel {
             .collect()
     }
 
+    /// Whether [`RewardModel::save`] writes this model in `BertForSequenceClassification`
+    /// format (an encoder with `[CLS]` pooling under the `bert-pooler` head).
+    pub fn is_bert_compatible(&self) -> bool {
+        bert_compatible(&self.config.backbone, self.config.head)
+    }
+
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed), each through
     /// a temporary file renamed into place.
+    ///
+    /// When [`RewardModel::is_bert_compatible`], the directory is also a
+    /// `BertForSequenceClassification` checkpoint: `config.json` carries the encoder's BERT keys
+    /// at top level (with `architectures = ["BertForSequenceClassification"]`, `model_type =
+    /// "bert"`, `num_labels`, `id2label`, `label2id`) next to rewardkit's own, and the tensors
+    /// have transformers' names (`bert.…`, `bert.pooler.dense.…`, `classifier.…`), so
+    /// `AutoModelForSequenceClassification.from_pretrained(dir)` computes the same scores.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-        let config = serde_json::to_vec_pretty(&self.config)
-            .expect("a model config serialises: this is a bug");
+        let mut config =
+            serde_json::to_value(&self.config).expect("a model config serialises: this is a bug");
+        let mut tensors = self.named_tensors();
+        if let (true, BackboneConfig::Encoder(encoder), Some(object)) = (
+            self.is_bert_compatible(),
+            &self.config.backbone,
+            config.as_object_mut(),
+        ) {
+            if let Some(bert) = encoder.bert.as_object() {
+                for (key, value) in bert {
+                    if !object.contains_key(key) {
+                        object.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            let label2id: serde_json::Map<String, serde_json::Value> = self
+                .config
+                .id2label
+                .iter()
+                .filter_map(|(i, l)| Some((l.clone(), serde_json::json!(i.parse::<u64>().ok()?))))
+                .collect();
+            object.insert("label2id".to_owned(), label2id.into());
+            for (name, _) in &mut tensors {
+                *name = bert_name(name);
+            }
+        }
+        let config =
+            serde_json::to_vec_pretty(&config).expect("a model config serialises: this is a bug");
         write_atomically(&dir.join(CONFIG_FILE), &config)?;
-        let bytes = safetensors::serialize(self.named_tensors(), None)
+        let bytes = safetensors::serialize(tensors, None)
             .map_err(|e| ModelError::load(dir.join(WEIGHTS_FILE), e.to_string()))?;
         write_atomically(&dir.join(WEIGHTS_FILE), &bytes)?;
         self.backbone.save_files(dir)
     }
 
-    /// Loads a model directory written by [`RewardModel::save`].
+    /// Loads a model directory written by [`RewardModel::save`], or a Hugging Face
+    /// sequence-classification reward model whose `config.json` names one of
+    /// [`crate::decoder::ARCHITECTURES`] (see [`RewardModel::load_hf_decoder`]).
     pub fn load(dir: &Path, device: &Device) -> Result<RewardModel, ModelError> {
         let config_path = dir.join(CONFIG_FILE);
         let text = fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
-        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| {
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::load(&config_path, format!("not JSON: {e}")))?;
+        if json.get("backbone").is_none() {
+            let architectures: Vec<&str> = json
+                .get("architectures")
+                .and_then(|a| a.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if architectures
+                .iter()
+                .any(|a| crate::decoder::ARCHITECTURES.contains(a))
+            {
+                return RewardModel::load_hf_decoder(dir, None, device);
+            }
+            return Err(ModelError::load(
+                &config_path,
+                format!(
+                    "not a rewardkit model config (no `backbone`) and `architectures` {architectures:?} names none of the Hugging Face reward models rewardkit loads ({}); expected the config.json `rewardkit train` writes, or one of those",
+                    crate::decoder::ARCHITECTURES.join(", ")
+                ),
+            ));
+        }
+        let config: ModelConfig = serde_json::from_value(json).map_err(|e| {
             ModelError::load(&config_path, format!("not a rewardkit model config ({e}); expected the config.json `rewardkit train` writes"))
         })?;
         let weights_path = dir.join(WEIGHTS_FILE);
@@ -356,6 +519,88 @@ impl RewardModel {
             ModelError::Load { reason, .. } => ModelError::load(&weights_path, reason),
             other => other,
         })
+    }
+}
+
+impl RewardModel {
+    /// Loads a Hugging Face `Qwen2ForSequenceClassification`, `Qwen3ForSequenceClassification`
+    /// or `LlamaForSequenceClassification` directory (see [`crate::decoder`]): the decoder, and
+    /// its bias-free `score` head as this crate's linear head with a zero bias. Output names come
+    /// from `id2label`.
+    pub fn load_hf_decoder(
+        dir: &Path,
+        max_length: Option<usize>,
+        device: &Device,
+    ) -> Result<RewardModel, ModelError> {
+        let decoder_config = DecoderBackbone::config_for(dir, max_length)?;
+        let tensors = crate::decoder::load_safetensors(dir, device)?;
+        let backbone = DecoderBackbone::from_tensors(
+            decoder_config.clone(),
+            &dir.join("tokenizer.json"),
+            &tensors,
+            device,
+        )?;
+        let num_labels = backbone.shape().num_labels;
+        let score = tensors.get("score.weight").ok_or_else(|| {
+            ModelError::load(dir, "missing tensor `score.weight` (the reward head)")
+        })?;
+        if score.dims() != [num_labels, backbone.shape().hidden_size] {
+            return Err(ModelError::load(
+                dir,
+                format!(
+                    "tensor `score.weight` has shape {:?}, config.json implies [{num_labels}, {}]",
+                    score.dims(),
+                    backbone.shape().hidden_size
+                ),
+            ));
+        }
+        let labels: Vec<String> = (0..num_labels)
+            .map(|i| {
+                decoder_config
+                    .hf
+                    .get("id2label")
+                    .and_then(|m| m.get(i.to_string()))
+                    .and_then(|v| v.as_str())
+                    .map_or_else(|| format!("LABEL_{i}"), str::to_owned)
+            })
+            .collect();
+        let config = ModelConfig::new(
+            BackboneConfig::Decoder(decoder_config),
+            HeadConfig::Linear,
+            &labels,
+        );
+        let mut model = RewardModel::with_backbone(config, Box::new(backbone), 0, device)?;
+        let layer = &mut model.layers[0].1;
+        layer.weight = Var::from_tensor(&score.to_dtype(DType::F32)?.to_device(device)?)?;
+        layer.bias = Var::zeros(num_labels, DType::F32, device)?;
+        Ok(model)
+    }
+}
+
+/// Whether a configuration is exactly `BertForSequenceClassification`: the BERT pooler reads the
+/// `[CLS]` vector (`pooled = tanh(W_p·h_cls + b_p)`) and the classifier is linear
+/// (`logits = W_c·pooled + b_c`), which is this crate's encoder with `[CLS]` pooling under the
+/// `bert-pooler` head. Mean pooling has no BERT counterpart (the pooler only sees `[CLS]`), and
+/// the linear and MLP heads lack the tanh layer or use GELU, so those are saved in rewardkit's
+/// own format only.
+fn bert_compatible(backbone: &BackboneConfig, head: HeadConfig) -> bool {
+    matches!(
+        (backbone, head),
+        (BackboneConfig::Encoder(encoder), HeadConfig::BertPooler)
+            if encoder.pooling == crate::encoder::Pooling::Cls
+    )
+}
+
+/// The transformers name of a tensor of a BERT-compatible model.
+fn bert_name(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("backbone.") {
+        format!("bert.{rest}")
+    } else if let Some(rest) = name.strip_prefix("score.dense.") {
+        format!("bert.pooler.dense.{rest}")
+    } else if let Some(rest) = name.strip_prefix("score.out_proj.") {
+        format!("classifier.{rest}")
+    } else {
+        name.to_owned()
     }
 }
 
