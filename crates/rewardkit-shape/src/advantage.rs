@@ -875,6 +875,63 @@ mod tests {
     }
 
     #[test]
+    fn fixed_size_groups_and_appended_output_equal_the_general_path() {
+        // Sizes with a compile-time copy of the statistics (8, 16, 32, 64) and without, in the
+        // appended-vector path (consecutive groups) vs the member-list path (the same groups
+        // interleaved), bit for bit; NaN and 1e9 offsets included.
+        let sizes = [16, 16, 8, 32, 64, 3, 1, 17, 16];
+        let n: usize = sizes.iter().sum();
+        let mut state = 11u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rewards: Vec<f64> = (0..n)
+            .map(|i| match i % 37 {
+                5 => NAN,
+                9 => 1e9 + next(),
+                _ => next(),
+            })
+            .collect();
+        let mut labels = Vec::new();
+        let mut rank = Vec::new();
+        for (g, &size) in sizes.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(g, size));
+            rank.extend(0..size);
+        }
+        // Round-robin interleave (each group's members keep their order, so the sums are taken
+        // in the same order): row r of the scattered layout is row order[r] of the consecutive.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (rank[i], labels[i]));
+        let scattered_rewards: Vec<f64> = order.iter().map(|&i| rewards[i]).collect();
+        let scattered_labels: Vec<usize> = order.iter().map(|&i| labels[i]).collect();
+        for estimator in [
+            Estimator::GRPO,
+            Estimator::DrGrpo,
+            Estimator::Rloo,
+            Estimator::reinforce_plus_plus(true),
+        ] {
+            let consecutive =
+                advantages(&rewards, &Groups::from_sizes(&sizes), &estimator, false).unwrap();
+            let scattered = advantages(
+                &scattered_rewards,
+                &Groups::from_labels(&scattered_labels),
+                &estimator,
+                false,
+            )
+            .unwrap();
+            for (r, &i) in order.iter().enumerate() {
+                let (a, b) = (scattered.values[r], consecutive.values[i]);
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{estimator:?} row {i}: {a} vs {b}"
+                );
+            }
+            assert_eq!(scattered.summary, consecutive.summary);
+        }
+    }
+
+    #[test]
     fn summary_counts_and_filtering() {
         let rewards = [1.0, 1.0, 2.0, NAN, NAN, NAN, 3.0, 4.0];
         let groups = Groups::from_sizes(&[2, 2, 2, 2]);
