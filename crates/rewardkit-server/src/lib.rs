@@ -180,8 +180,9 @@ pub async fn serve(
 
 /// What `POST /v1/score` answers for `body`, computed in process: the same parsing (and errors),
 /// the same scoring and the same JSON, without HTTP, queue or batcher; scoring runs on the
-/// caller's rayon pool, and `generation` is reported as 1. For embedding the wire format, and for
-/// measuring what HTTP adds (`examples/http_overhead.rs`).
+/// caller's rayon pool, and `generation` is reported as 1. A constrained combination uses the
+/// spec's starting multipliers here (nothing is carried between calls). For embedding the wire
+/// format, and for measuring what HTTP adds (`examples/http_overhead.rs`).
 pub fn score_body(
     pipeline: &rewardkit::Pipeline,
     body: &[u8],

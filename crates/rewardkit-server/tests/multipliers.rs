@@ -23,6 +23,9 @@ impl Reward for Field {
         "field"
     }
     fn score(&self, sample: &Sample, _: &mut Meter) -> RewardOutput {
+        if let Some(ms) = sample.metadata.get("sleep_ms").and_then(Value::as_u64) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         match sample.metadata.get(&self.0).and_then(Value::as_f64) {
             Some(v) => Outcome::scored(v).into(),
             None => Outcome::unscorable("no field").into(),
@@ -389,4 +392,41 @@ async fn reload_keeps_fitting_multipliers_and_shutdown_saves_them() {
     assert_eq!(now, 0.5, "the new spec's start (initial_mu 0)");
     assert_eq!(view["state"]["thresholds"], json!([0.8]));
     assert_eq!(view["state"]["steps"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_by_its_deadline_neither_updates_nor_gets_a_stale_reward() {
+    // One sample per chunk: the first is scored at once, the second sleeps past the deadline.
+    // The first has its terms but no combined reward (the pass did not run, and a reward
+    // combined with the spec's starting multipliers would be wrong without saying so).
+    let app = app(state(
+        &spec_text(0.5, 0.5, None),
+        ServerConfig {
+            chunk_samples: 1,
+            ..ServerConfig::default()
+        },
+    ));
+    let body = json!({"samples": [
+        {"completion": "x", "metadata": {"task": 1.0, "safe": 0.0}},
+        {"completion": "x", "metadata": {"task": 1.0, "safe": 0.0, "sleep_ms": 1200}},
+    ]});
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/score")
+        .header("x-deadline-ms", "300")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let reply: Value = serde_json::from_slice(&bytes).unwrap();
+    let results = reply["results"].as_array().unwrap();
+    assert_eq!(results[0]["kind"], "timed_out", "{reply}");
+    assert_eq!(results[0]["terms"][0]["kind"], "scored", "{reply}");
+    assert_eq!(results[1]["kind"], "timed_out", "{reply}");
+    // Let the batcher finish the slow sample, then check nothing was updated.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (now, view) = lambda(&app, false).await;
+    assert_eq!(now, 0.5, "{view}");
+    assert_eq!(view["updates"], 0);
 }
