@@ -1,13 +1,29 @@
+use serde::{Deserialize, Serialize};
+
 /// Mean, variance, minimum and maximum of a stream of values by Welford's algorithm, which stays
 /// accurate when values are large and close together (no `Σx² − (Σx)²/n` cancellation).
 ///
 /// Non-finite values are not folded in; they are counted in [`RunningStats::non_finite`].
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+///
+/// The statistics are plain serde data, so a caller can save them between runs (a spec's
+/// `state_file`) and restore them exactly: a restored state continues bit for bit where the saved
+/// one stopped. For that, the floats are written as strings of their shortest round-trip decimal
+/// (`"-79.47133784175435"`) and read back with Rust's correctly rounded parser: a JSON *number*
+/// goes through serde_json's fast float parser, which may be one ulp off, and a running mean one
+/// ulp off drifts away from the uninterrupted run. Plain numbers are accepted when reading (a
+/// state written by hand); a state read from outside should be checked with
+/// [`RunningStats::validate`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunningStats {
     count: u64,
+    #[serde(with = "exact")]
     mean: f64,
+    #[serde(with = "exact")]
     m2: f64,
+    #[serde(with = "exact")]
     min: f64,
+    #[serde(with = "exact")]
     max: f64,
     non_finite: u64,
 }
@@ -94,6 +110,55 @@ impl RunningStats {
     pub fn max(&self) -> Option<f64> {
         (self.count > 0).then_some(self.max)
     }
+
+    /// Checks statistics read from outside (a state file): `Err` says what was expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = self.mean.is_finite()
+            && self.m2.is_finite()
+            && self.m2 >= 0.0
+            && (self.count == 0
+                || (self.min.is_finite() && self.max.is_finite() && self.min <= self.max));
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "finite mean and m2 ≥ 0, and min ≤ max once a value was seen (got {self:?})"
+            ))
+        }
+    }
+}
+
+/// Floats as strings of their shortest round-trip decimal; read from a string or a number.
+mod exact {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{x:?}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        struct Exact;
+        impl de::Visitor<'_> for Exact {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<f64, E> {
+                text.parse()
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
+            }
+            fn visit_f64<E: de::Error>(self, x: f64) -> Result<f64, E> {
+                Ok(x)
+            }
+            fn visit_i64<E: de::Error>(self, x: i64) -> Result<f64, E> {
+                Ok(x as f64)
+            }
+            fn visit_u64<E: de::Error>(self, x: u64) -> Result<f64, E> {
+                Ok(x as f64)
+            }
+        }
+        deserializer.deserialize_any(Exact)
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +192,29 @@ mod tests {
         assert!((left.mean().unwrap() - whole.mean().unwrap()).abs() < 1e-12);
         assert!((left.sample_variance().unwrap() - whole.sample_variance().unwrap()).abs() < 1e-12);
         assert_eq!(RunningStats::new().mean(), None);
+    }
+
+    #[test]
+    fn a_saved_state_reads_back_exactly_and_is_checked() {
+        let mut stats = RunningStats::new();
+        for x in [1e9 + 4.0, 1e9 + 7.0, f64::NAN, 1e9 + 13.0, 0.1 + 0.2] {
+            stats.push(x);
+        }
+        let text = serde_json::to_string(&stats).unwrap();
+        let back: RunningStats = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, stats);
+        back.validate().unwrap();
+        // Plain numbers are accepted; unknown or missing fields are not.
+        let by_hand: RunningStats = serde_json::from_str(
+            r#"{"count": 1, "mean": 2, "m2": 0.0, "min": 2, "max": 2, "non_finite": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(by_hand.mean(), Some(2.0));
+        assert!(serde_json::from_str::<RunningStats>(r#"{"count": 1}"#).is_err());
+        let bad: RunningStats = serde_json::from_str(
+            r#"{"count": 2, "mean": 0, "m2": -1, "min": 0, "max": 0, "non_finite": 0}"#,
+        )
+        .unwrap();
+        assert!(bad.validate().unwrap_err().contains("m2 ≥ 0"));
     }
 }

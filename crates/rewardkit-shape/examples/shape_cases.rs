@@ -15,7 +15,7 @@ use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
     advantages, count_decay, dense_turn_rewards, gae, mixed_grained_rewards, oprl_advantages,
     potential_shaping, Estimator, Groups, LagrangeMultipliers, Lexicographic, MessageCounts,
-    RunningMoments, Squash, StdKind, StdScope,
+    RunningStats, Squash, StdKind, StdScope,
 };
 use serde_json::{json, Map, Value};
 
@@ -241,7 +241,7 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
             json!({"values": bits(&out)})
         }
         "normalize_running" | "clip_running" | "min_max_running" => {
-            let mut stats = RunningMoments::new();
+            let mut stats = RunningStats::new();
             let mut out = Vec::new();
             for batch in float_lists(case, "batches")? {
                 out.extend(match op {

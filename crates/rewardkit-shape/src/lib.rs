@@ -14,7 +14,7 @@
 //!   samples), MM-RLHF dynamic scaling, the Self-Aligned Reward from token log-probabilities,
 //!   ONI's count-decayed intrinsic reward ([`count_decay`] with [`MessageCounts`]), and
 //!   [`potential_shaping`] for step rewards; transforms with state across batches keep it in
-//!   plain serde data the caller owns ([`RunningMoments`], [`MessageCounts`]), so saving and
+//!   plain serde data the caller owns ([`RunningStats`], [`MessageCounts`]), so saving and
 //!   restoring it is exact;
 //! * **step rewards** for per-step estimators: [`dense_turn_rewards`] (multi-turn agents) and
 //!   [`mixed_grained_rewards`] (sequence plus item rewards);
@@ -87,4 +87,5 @@ pub use groups::Groups;
 pub use lagrange::{LagrangeMultipliers, LagrangeState, Squash};
 pub use lexicographic::Lexicographic;
 pub use oprl::oprl_advantages;
-pub use running::{count_decay, decay_by_counts, MessageCounts, RunningMoments};
+pub use rewardkit_core::RunningStats;
+pub use running::{count_decay, decay_by_counts, running_std, MessageCounts};

@@ -3,137 +3,25 @@
 //!
 //! Both are plain data with `serde` support, so a caller can save them between runs (the spec's
 //! `state_file`) and restore them exactly: a restored state continues bit for bit where the saved
-//! one stopped. For that, the floats of [`RunningMoments`] are written as strings of their
-//! shortest round-trip decimal (`"-79.47133784175435"`) and read back with Rust's correctly
-//! rounded parser: a JSON *number* goes through serde_json's fast float parser, which may be one
-//! ulp off (its `float_roundtrip` feature is off in this workspace), and a running mean one ulp
-//! off drifts from the uninterrupted run. Plain numbers are accepted when reading (a state
-//! written by hand).
+//! one stopped. The moments are rewardkit-core's [`RunningStats`] (Welford's update; its docs say
+//! how its floats are saved exactly).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use rewardkit_core::RunningStats;
+
 use crate::{ShapeError, StdKind};
 
-/// Count, mean, spread and extremes of every finite value seen so far, by Welford's update
-/// (accurate when values are large and close together: no `Σx² − (Σx)²/n` cancellation).
-/// Non-finite values are not folded in; they are counted in `non_finite`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunningMoments {
-    /// Number of finite values seen.
-    pub count: u64,
-    /// Their mean (0 while `count` is 0).
-    #[serde(with = "exact")]
-    pub mean: f64,
-    /// Sum of squared deviations from the mean.
-    #[serde(with = "exact")]
-    pub m2: f64,
-    /// The smallest (meaningless while `count` is 0).
-    #[serde(with = "exact")]
-    pub min: f64,
-    /// The largest (meaningless while `count` is 0).
-    #[serde(with = "exact")]
-    pub max: f64,
-    /// Number of non-finite values refused.
-    pub non_finite: u64,
-}
-
-impl RunningMoments {
-    /// Nothing seen yet.
-    pub fn new() -> RunningMoments {
-        RunningMoments::default()
+/// The population or sample standard deviation of running statistics; `None` when undefined
+/// (nothing seen, or a single value for the sample std).
+pub fn running_std(stats: &RunningStats, kind: StdKind) -> Option<f64> {
+    match kind {
+        StdKind::Population => stats.population_variance(),
+        StdKind::Sample => stats.sample_variance(),
     }
-
-    /// Adds one value (a non-finite one is only counted).
-    pub fn push(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.non_finite += 1;
-            return;
-        }
-        self.count += 1;
-        if self.count == 1 {
-            (self.mean, self.m2, self.min, self.max) = (x, 0.0, x, x);
-            return;
-        }
-        let delta = x - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (x - self.mean);
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-    }
-
-    /// Checks a state read from outside (a state file): the error names what is wrong.
-    pub fn validate(&self) -> Result<(), ShapeError> {
-        let ok = self.mean.is_finite()
-            && self.m2.is_finite()
-            && self.m2 >= 0.0
-            && (self.count == 0
-                || (self.min.is_finite() && self.max.is_finite() && self.min <= self.max));
-        if ok {
-            Ok(())
-        } else {
-            Err(ShapeError::invalid(
-                "running state",
-                format!("{self:?}"),
-                "finite mean and m2 ≥ 0, and min ≤ max once a value was seen",
-            ))
-        }
-    }
-
-    /// The mean, `None` when nothing was seen.
-    pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.mean)
-    }
-
-    /// The population or sample std; `None` when undefined (nothing seen, or one value for the
-    /// sample std).
-    pub fn std(&self, kind: StdKind) -> Option<f64> {
-        let divisor = match kind {
-            StdKind::Population => self.count,
-            StdKind::Sample => self.count.saturating_sub(1),
-        };
-        (divisor > 0).then(|| (self.m2 / divisor as f64).sqrt())
-    }
-
-    /// The smallest and largest values, `None` when nothing was seen.
-    pub fn range(&self) -> Option<(f64, f64)> {
-        (self.count > 0).then_some((self.min, self.max))
-    }
-}
-
-/// Floats as strings of their shortest round-trip decimal; read from a string or a number.
-mod exact {
-    use serde::{de, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(x: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("{x:?}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        struct Exact;
-        impl de::Visitor<'_> for Exact {
-            type Value = f64;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number, or a string holding one")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<f64, E> {
-                text.parse()
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(text), &self))
-            }
-            fn visit_f64<E: de::Error>(self, x: f64) -> Result<f64, E> {
-                Ok(x)
-            }
-            fn visit_i64<E: de::Error>(self, x: i64) -> Result<f64, E> {
-                Ok(x as f64)
-            }
-            fn visit_u64<E: de::Error>(self, x: u64) -> Result<f64, E> {
-                Ok(x as f64)
-            }
-        }
-        deserializer.deserialize_any(Exact)
-    }
+    .map(f64::sqrt)
 }
 
 /// How often each message (any string key: a caption, a prompt id, a hashed state) was seen —
@@ -227,31 +115,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn moments_match_hand_values_and_survive_a_round_trip() {
-        let mut m = RunningMoments::new();
-        assert_eq!(
-            (m.mean(), m.std(StdKind::Sample), m.range()),
-            (None, None, None)
-        );
-        for x in [1e9 + 4.0, 1e9 + 7.0, f64::NAN, 1e9 + 13.0, 1e9 + 16.0] {
+    fn running_std_is_population_or_sample() {
+        let mut m = RunningStats::new();
+        assert_eq!(running_std(&m, StdKind::Sample), None);
+        m.push(1e9 + 4.0);
+        assert_eq!(running_std(&m, StdKind::Population), Some(0.0));
+        assert_eq!(running_std(&m, StdKind::Sample), None);
+        for x in [1e9 + 7.0, f64::NAN, 1e9 + 13.0, 1e9 + 16.0] {
             m.push(x);
         }
-        assert_eq!(m.mean(), Some(1e9 + 10.0));
-        assert_eq!(m.std(StdKind::Sample), Some(30f64.sqrt()));
-        assert_eq!(m.std(StdKind::Population), Some(22.5f64.sqrt()));
-        assert_eq!(m.range(), Some((1e9 + 4.0, 1e9 + 16.0)));
-        assert_eq!(m.non_finite, 1);
-        let text = serde_json::to_string(&m).unwrap();
-        let back: RunningMoments = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, m);
-        back.validate().unwrap();
-        let bad = RunningMoments {
-            count: 2,
-            m2: -1.0,
-            ..m
-        };
-        assert!(bad.validate().is_err());
-        assert!(serde_json::from_str::<RunningMoments>(r#"{"count": 1}"#).is_err());
+        assert_eq!(running_std(&m, StdKind::Sample), Some(30f64.sqrt()));
+        assert_eq!(running_std(&m, StdKind::Population), Some(22.5f64.sqrt()));
     }
 
     #[test]

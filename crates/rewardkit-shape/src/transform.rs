@@ -3,8 +3,10 @@
 //! Every transform maps a non-finite input to NaN (a masked sample stays masked) and never turns
 //! a finite input into NaN.
 
+use rewardkit_core::RunningStats;
+
 use crate::error::check_finite_at_least;
-use crate::running::RunningMoments;
+use crate::running::running_std;
 use crate::stats::{quantile, Centre};
 use crate::{Groups, ShapeError, StdKind};
 
@@ -85,7 +87,7 @@ pub fn normalize(
 /// 0, finite values map to 0.
 pub fn normalize_running(
     values: &[f64],
-    stats: &mut RunningMoments,
+    stats: &mut RunningStats,
     std: StdKind,
     epsilon: f64,
 ) -> Result<Vec<f64>, ShapeError> {
@@ -102,8 +104,8 @@ pub fn normalize_running(
         .collect())
 }
 
-fn running_mean_std(stats: &RunningMoments, std: StdKind) -> (Option<f64>, Option<f64>) {
-    (stats.mean(), stats.std(std))
+fn running_mean_std(stats: &RunningStats, std: StdKind) -> (Option<f64>, Option<f64>) {
+    (stats.mean(), running_std(stats, std))
 }
 
 /// Clips to `[low, high]`.
@@ -130,7 +132,7 @@ pub fn clip(values: &[f64], low: f64, high: f64) -> Result<Vec<f64>, ShapeError>
 /// PAR's "Clip" baseline: `clip(x, μ_run − σ_run, μ_run + σ_run)` with running statistics that
 /// include the batch (as in [`normalize_running`]). Before two values have been seen, values pass
 /// through.
-pub fn clip_running(values: &[f64], stats: &mut RunningMoments, std: StdKind) -> Vec<f64> {
+pub fn clip_running(values: &[f64], stats: &mut RunningStats, std: StdKind) -> Vec<f64> {
     values.iter().for_each(|&x| stats.push(x));
     let (mean, sd) = running_mean_std(stats, std);
     values
@@ -182,11 +184,11 @@ pub fn min_max(values: &[f64], scope: Scope<'_>) -> Result<Vec<f64>, ShapeError>
 }
 
 /// PAR's "Minmax" baseline with running minimum and maximum (including the batch).
-pub fn min_max_running(values: &[f64], stats: &mut RunningMoments) -> Vec<f64> {
+pub fn min_max_running(values: &[f64], stats: &mut RunningStats) -> Vec<f64> {
     values.iter().for_each(|&x| stats.push(x));
     values
         .iter()
-        .map(|&x| match (x.is_finite(), stats.range()) {
+        .map(|&x| match (x.is_finite(), stats.min().zip(stats.max())) {
             (false, _) => f64::NAN,
             (true, Some((low, high))) if high > low => (x - low) / (high - low),
             _ => 0.0,
@@ -518,7 +520,7 @@ mod tests {
             &[-1.0, 1.0],
         );
         assert!(normalize(&v, Scope::Groups(&Groups::single(2)), StdKind::Sample, 0.0).is_err());
-        let mut stats = RunningMoments::new();
+        let mut stats = RunningStats::new();
         same(
             &normalize_running(&[1.0], &mut stats, StdKind::Population, 0.0).unwrap(),
             &[0.0],
@@ -542,7 +544,7 @@ mod tests {
             &[0.0, 1.0, 0.5, NAN],
         );
         same(&min_max(&[2.0, 2.0], Scope::Batch).unwrap(), &[0.0, 0.0]);
-        let mut stats = RunningMoments::new();
+        let mut stats = RunningStats::new();
         same(
             &clip_running(&[0.0, 2.0], &mut stats, StdKind::Population),
             &[0.0, 2.0],
@@ -551,7 +553,7 @@ mod tests {
             &clip_running(&[10.0], &mut stats, StdKind::Population),
             &[4.0 + (56.0f64 / 3.0).sqrt()],
         );
-        let mut stats = RunningMoments::new();
+        let mut stats = RunningStats::new();
         same(&min_max_running(&[1.0, 3.0], &mut stats), &[0.0, 1.0]);
         same(&min_max_running(&[2.0, 5.0], &mut stats), &[0.25, 1.0]);
     }

@@ -177,14 +177,14 @@ proptest! {
         offset in prop_oneof![Just(0.0), Just(1e9)],
     ) {
         use rewardkit_shape::transform::normalize_running;
-        use rewardkit_shape::RunningMoments;
-        let mut live = RunningMoments::new();
-        let mut saved = RunningMoments::new();
+        use rewardkit_shape::RunningStats;
+        let mut live = RunningStats::new();
+        let mut saved = RunningStats::new();
         for batch in &batches {
             let batch: Vec<f64> = batch.iter().map(|x| x + offset).collect();
             let a = normalize_running(&batch, &mut live, StdKind::Sample, 1e-6).unwrap();
             // Round-trip the state through its JSON file format before every batch.
-            let mut restored: RunningMoments =
+            let mut restored: RunningStats =
                 serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
             let b = normalize_running(&batch, &mut restored, StdKind::Sample, 1e-6).unwrap();
             prop_assert_eq!(

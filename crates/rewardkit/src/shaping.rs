@@ -28,7 +28,7 @@ use rewardkit_shape::combine;
 use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
     advantages, AdvantageSummary, Estimator, Groups, LagrangeMultipliers, LagrangeState,
-    MessageCounts, RunningMoments, Squash, StdKind, StdScope,
+    MessageCounts, RunningStats, Squash, StdKind, StdScope,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -833,7 +833,7 @@ enum Source {
 /// One stateful transform's state.
 #[derive(Clone, Debug, PartialEq)]
 enum State {
-    Moments(RunningMoments),
+    Moments(RunningStats),
     Counts(MessageCounts),
 }
 
@@ -1154,7 +1154,7 @@ impl Shaping {
             (!self.slots.is_empty()).then(|| self.states.lock().unwrap_or_else(|e| e.into_inner()));
         // Running moments are small: copied, and written back at the end. Message counts can be
         // large: read in place, and the batch's keys added at the end.
-        let mut moments: Vec<Option<RunningMoments>> = state_guard
+        let mut moments: Vec<Option<RunningStats>> = state_guard
             .as_deref()
             .map(|states| {
                 states
@@ -1555,7 +1555,7 @@ fn load_state(file: Option<&str>, counts: bool) -> Result<State, String> {
     let empty = if counts {
         State::Counts(MessageCounts::new())
     } else {
-        State::Moments(RunningMoments::new())
+        State::Moments(RunningStats::new())
     };
     let Some(file) = file else { return Ok(empty) };
     let text = match std::fs::read_to_string(file) {
@@ -1570,7 +1570,7 @@ fn load_state(file: Option<&str>, counts: bool) -> Result<State, String> {
                 format!("message counts in JSON, as --save-state writes them ({file}: {e})")
             })
     } else {
-        let moments: RunningMoments = serde_json::from_str(&text).map_err(|e| {
+        let moments: RunningStats = serde_json::from_str(&text).map_err(|e| {
             format!("running statistics in JSON, as --save-state writes them ({file}: {e})")
         })?;
         moments
