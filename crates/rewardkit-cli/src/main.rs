@@ -5,6 +5,7 @@
 
 mod advantages;
 mod eval;
+mod expo;
 mod prefer;
 mod score;
 mod serve;
@@ -52,6 +53,8 @@ enum Command {
     Eval(Box<eval::EvalArgs>),
     /// Train a reward model from preference pairs or ratings and save it as a model directory.
     Train(Box<train::TrainArgs>),
+    /// Extrapolate between two saved reward models: θ = θ_from + α(θ_to − θ_from) (ExPO).
+    Expo(expo::ExpoArgs),
 }
 
 #[derive(Subcommand)]
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(*args),
         Command::Train(args) => train::run(*args),
+        Command::Expo(args) => expo::run(args),
         Command::Spec(SpecCommand::Check(args)) => spec_check(&args),
         Command::Spec(SpecCommand::Kinds) => {
             for (kind, description) in Registry::default().kinds() {

@@ -46,6 +46,11 @@ pub struct TrainArgs {
     /// directory (config.json, tokenizer.json, model.safetensors), e.g. all-MiniLM-L6-v2.
     #[arg(long, default_value = "hashed")]
     backbone: String,
+    /// Start from the weights of a saved model directory instead of a fresh model; its
+    /// backbone and head settings are used (`--backbone`, `--head`, `--pooling`, … are ignored).
+    /// HelpSteer2-Preference trains scaled BT this way from a regression model.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Encoder backbones: how token vectors become one vector.
     #[arg(long, value_enum, default_value_t = PoolingKind::Mean)]
     pooling: PoolingKind,
@@ -315,11 +320,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         args.attributes.clone()
     };
-    let model = RewardModel::new(
-        ModelConfig::new(backbone, head, &labels),
-        args.seed,
-        &Device::Cpu,
-    )?;
+    let model = match &args.init {
+        Some(dir) => RewardModel::load(dir, &Device::Cpu)
+            .and_then(|model| model.with_labels(&labels))
+            .with_context(|| format!("--init {}", dir.display()))?,
+        None => RewardModel::new(
+            ModelConfig::new(backbone, head, &labels),
+            args.seed,
+            &Device::Cpu,
+        )?,
+    };
     let progress = Progress::new(args.no_progress);
     let what = if objective.is_pairwise() {
         "pairs"
@@ -333,8 +343,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|v| format!(", validating on {}", v.len()))
             .unwrap_or_default(),
-        args.backbone,
-        head.describe(),
+        args.init.as_ref().map_or_else(
+            || args.backbone.clone(),
+            |dir| format!("{} (--init)", dir.display())
+        ),
+        model.config().head.describe(),
         objective.name(),
     ));
     std::fs::create_dir_all(&args.out)
@@ -380,6 +393,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         report: report.clone(),
     };
     record.save(&args.out)?;
+    rewardkit_model::curve::write_curve(
+        &args.out,
+        &report.history,
+        &format!("{} on {}", objective.name(), args.data.display()),
+    )?;
     if checkpoint_path.exists() {
         std::fs::remove_file(&checkpoint_path)
             .with_context(|| format!("removing {}", checkpoint_path.display()))?;

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod backbone;
+pub mod curve;
 pub mod data;
 pub mod decoder;
 pub mod encoder;
