@@ -237,8 +237,9 @@ struct Scan {
     columns: Vec<(String, Seen)>,
 }
 
-/// Reads a list of numbers (null entries are NaN: masked) from a row's field.
-fn number_list(
+/// Reads a list of numbers (null entries are NaN: masked) from a row's field; `flag` is the
+/// option that names the field (`rewardkit advantages` and `rewardkit steps` share this).
+pub(crate) fn number_list(
     value: Option<&Value>,
     at: &str,
     what: &str,
@@ -247,7 +248,7 @@ fn number_list(
     let list = match value {
         Some(Value::Array(list)) => list,
         Some(other) => bail!("{at}: expected a list of {what}, found {other}"),
-        None => bail!("{at}: missing; this estimator needs each row's {what} (see {flag})"),
+        None => bail!("{at}: missing; each row needs its {what} here (see {flag})"),
     };
     list.iter()
         .enumerate()

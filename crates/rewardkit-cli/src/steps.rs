@@ -24,6 +24,8 @@ use rewardkit_shape::{dense_turn_rewards, mixed_grained_rewards, potential_shapi
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::advantages::number_list;
+
 /// Arguments of `rewardkit steps`.
 #[derive(Args)]
 pub struct StepsArgs {
@@ -105,23 +107,6 @@ struct Report {
     rows_without_steps: usize,
 }
 
-/// A list of numbers from a row's field; null entries are NaN (masked).
-fn number_list(value: Option<&Value>, at: &str, what: &str) -> anyhow::Result<Vec<f64>> {
-    let list = match value {
-        Some(Value::Array(list)) => list,
-        Some(other) => bail!("{at}: expected a list of {what}, found {other}"),
-        None => bail!("{at}: missing; every row needs its {what}"),
-    };
-    list.iter()
-        .enumerate()
-        .map(|(k, item)| match item {
-            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-            Value::Null => Ok(f64::NAN),
-            other => bail!("{at}[{k}]: expected a number (or null), found {other}"),
-        })
-        .collect()
-}
-
 pub fn run(args: StepsArgs) -> anyhow::Result<()> {
     let max_total = match (args.method, args.max_total) {
         (StepMethod::DenseTurn, None) => {
@@ -167,6 +152,7 @@ pub fn run(args: StepsArgs) -> anyhow::Result<()> {
                     record.fields.get(&args.scores_field),
                     &at(&args.scores_field),
                     "turn scores",
+                    "--scores-field",
                 )?;
                 let won = match record.fields.get(&args.won_field) {
                     Some(Value::Bool(b)) => *b,
@@ -199,6 +185,7 @@ pub fn run(args: StepsArgs) -> anyhow::Result<()> {
                     record.fields.get(&args.items_field),
                     &at(&args.items_field),
                     "item rewards",
+                    "--items-field",
                 )?;
                 let (rewards, _) = mixed_grained_rewards(
                     &[sequence],
@@ -214,11 +201,13 @@ pub fn run(args: StepsArgs) -> anyhow::Result<()> {
                     record.fields.get(&args.steps_field),
                     &at(&args.steps_field),
                     "step rewards",
+                    "--steps-field",
                 )?;
                 let potentials = number_list(
                     record.fields.get(&args.potentials_field),
                     &at(&args.potentials_field),
                     "potentials",
+                    "--potentials-field",
                 )?;
                 if potentials.len() != rewards.len() {
                     bail!(
