@@ -756,6 +756,13 @@ impl Backbone for DecoderBackbone {
         Vec::new()
     }
 
+    /// Tokens after truncation (what a batch is padded to).
+    fn length(&self, input: &RewardInput) -> usize {
+        self.token_ids(std::slice::from_ref(input))
+            .map(|rows| rows[0].len())
+            .unwrap_or(input.prompt.len() + input.response.len())
+    }
+
     fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
         check_max_length(max_length, &self.shape)?;
         set_truncation(

@@ -1,4 +1,11 @@
 //! The `model` reward term: scores samples with a saved model directory.
+//!
+//! Batches are formed after sorting the admitted samples by length (the backbone's measure:
+//! tokens for the decoder, characters for the other backbones), so that texts of similar length
+//! share a batch and little of each batch is padding; `max_batch_tokens` also caps the padded size
+//! of a batch (its size times its longest member), so that a few very long texts do not make one
+//! huge batch. Either way every sample's score is the one it gets alone (batched == single), so
+//! the order and the budget change speed and memory, never results.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +26,7 @@ use crate::{ModelError, RewardInput};
 /// path = "rm-out"        # a directory written by `rewardkit train`
 /// batch_size = 32
 /// normalize = true       # (r − mean) / std with the validation statistics saved at training
+/// max_batch_tokens = 8192 # optional: cap on samples × longest sample per batch
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +45,38 @@ pub struct ModelTermOptions {
     /// Which output to use as the reward, for models with several (default 0).
     #[serde(default)]
     pub output: usize,
+    /// Largest padded size of a batch — samples × the longest one, in the backbone's length
+    /// unit (tokens for decoders, characters otherwise); `None` = only `batch_size` limits it.
+    /// A sample longer than the budget is scored alone.
+    #[serde(default)]
+    pub max_batch_tokens: Option<usize>,
+}
+
+/// Splits samples into batches: indices sorted by length (stable, so equal lengths keep their
+/// order), then cut greedily where the next sample would exceed `batch_size` samples or make
+/// `samples × longest` exceed `budget`. Every index appears in exactly one batch.
+pub fn plan_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    budget: Option<usize>,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending: the newcomer is the longest of the batch it joins.
+        let padded = (current.len() + 1) * lengths[i].max(1);
+        let fits = current.len() < batch_size.max(1) && budget.map_or(true, |b| padded <= b);
+        if !fits && !current.is_empty() {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 fn default_batch_size() -> usize {
@@ -57,6 +97,9 @@ impl ModelTerm {
     pub fn new(options: ModelTermOptions) -> Result<ModelTerm, ModelError> {
         if options.batch_size == 0 {
             return Err(ModelError::option("batch_size", "must be at least 1"));
+        }
+        if options.max_batch_tokens == Some(0) {
+            return Err(ModelError::option("max_batch_tokens", "must be at least 1"));
         }
         let mut model_dir_config = RewardModel::load(&options.path, &Device::Cpu)?;
         if let Some(max_length) = options.max_length {
@@ -137,7 +180,20 @@ impl Reward for ModelTerm {
                 Err(e) => outputs[i] = Some(e.into_outcome().into()),
             }
         }
-        for chunk in admitted.chunks(self.options.batch_size) {
+        let lengths: Vec<usize> = admitted
+            .iter()
+            .map(|&i| {
+                self.model
+                    .backbone()
+                    .length(&RewardInput::from_sample(&samples[i]))
+            })
+            .collect();
+        for plan in plan_batches(
+            &lengths,
+            self.options.batch_size,
+            self.options.max_batch_tokens,
+        ) {
+            let chunk: Vec<usize> = plan.iter().map(|&k| admitted[k]).collect();
             let batch: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
             for (&i, outcome) in chunk.iter().zip(self.score_inputs(&batch)) {
                 outputs[i] = Some(outcome.into());
@@ -147,5 +203,37 @@ impl Reward for ModelTerm {
             .into_iter()
             .map(|o| o.expect("every sample is scored or refused: this is a bug"))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_batches;
+
+    fn check(lengths: &[usize], batch_size: usize, budget: Option<usize>, expected: &[&[usize]]) {
+        let plan = plan_batches(lengths, batch_size, budget);
+        assert_eq!(
+            plan, expected,
+            "{lengths:?} batch {batch_size} budget {budget:?}"
+        );
+    }
+
+    #[test]
+    fn batches_are_sorted_by_length_and_cut_by_size_and_budget() {
+        check(&[], 4, None, &[]);
+        check(&[5], 4, Some(1), &[&[0]]);
+        check(&[3, 1, 2], 8, None, &[&[1, 2, 0]]);
+        check(&[3, 1, 2], 2, None, &[&[1, 2], &[0]]);
+        check(&[4, 4, 4, 4], 8, Some(8), &[&[0, 1], &[2, 3]]);
+        check(&[4, 4, 4, 4], 8, Some(7), &[&[0], &[1], &[2], &[3]]);
+        // A sample over the budget is scored alone; the short ones still share a batch.
+        check(&[100, 2, 3, 2], 8, Some(10), &[&[1, 3, 2], &[0]]);
+        // Sorted 2, 2, 5, 9: 3×5 = 15 fits a budget of 16, 4×9 = 36 does not.
+        check(&[2, 5, 9, 2], 8, Some(16), &[&[0, 3, 1], &[2]]);
+        // With 14, 3×5 = 15 no longer fits: 5 starts a batch, and 2×9 = 18 sends 9 on alone.
+        check(&[2, 5, 9, 2], 8, Some(14), &[&[0, 3], &[1], &[2]]);
+        check(&[1, 1, 1, 1, 1], 2, Some(100), &[&[0, 1], &[2, 3], &[4]]);
+        // Empty texts count as length 1, so a budget still bounds the batch.
+        check(&[0, 0, 0], 8, Some(2), &[&[0, 1], &[2]]);
     }
 }

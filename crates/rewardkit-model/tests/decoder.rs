@@ -157,6 +157,7 @@ fn the_model_term_scores_a_hugging_face_directory() {
         max_length: None,
         normalize: false,
         output: 0,
+        max_batch_tokens: None,
     })
     .unwrap();
     let samples: Vec<Sample> = inputs()
@@ -169,6 +170,29 @@ fn the_model_term_scores_a_hugging_face_directory() {
         let got = output.outcome.value().expect("scored");
         assert!((got - f64::from(*want)).abs() < 1e-5, "{got} vs {want}");
     }
+    // Token-budget batches (sorted by length, at most 30 padded tokens each) change nothing.
+    let budgeted = ModelTerm::new(ModelTermOptions {
+        path: dir.path().to_owned(),
+        batch_size: 8,
+        max_length: None,
+        normalize: false,
+        output: 0,
+        max_batch_tokens: Some(30),
+    })
+    .unwrap();
+    for (output, want) in budgeted
+        .score_batch(&samples, &Budget::default())
+        .iter()
+        .zip(&expected)
+    {
+        let got = output.outcome.value().expect("scored");
+        assert!((got - f64::from(*want)).abs() < 1e-5, "{got} vs {want}");
+    }
+    assert_eq!(
+        model.backbone().length(&inputs()[1]),
+        7,
+        "tokens: human : help ? assistant : no"
+    );
     // `normalize` needs statistics a Hugging Face directory does not have.
     let error = ModelTerm::new(ModelTermOptions {
         path: dir.path().to_owned(),
@@ -176,6 +200,7 @@ fn the_model_term_scores_a_hugging_face_directory() {
         max_length: None,
         normalize: true,
         output: 0,
+        max_batch_tokens: None,
     })
     .unwrap_err()
     .to_string();

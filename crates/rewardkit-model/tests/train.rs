@@ -454,6 +454,7 @@ fn model_term_scores_batched_like_single_and_normalises() {
         max_length: None,
         normalize,
         output: 0,
+        max_batch_tokens: None,
     };
     let budget = Budget::default();
     let batched = ModelTerm::new(options(7, false))
