@@ -16,7 +16,6 @@ use rewardkit_model::data::{read_pairs, read_ratings, PairFields};
 use rewardkit_model::encoder::{EncoderConfig, Pooling};
 use rewardkit_model::hashed::HashedConfig;
 use rewardkit_model::optim::{AdamWConfig, Decay};
-use rewardkit_model::train::evaluate;
 use rewardkit_model::{
     BackboneConfig, CheckpointOptions, Device, Event, Examples, HeadConfig, ModelConfig, Objective,
     RewardModel, TrainConfig, TrainingRecord,
@@ -142,6 +141,10 @@ pub struct TrainArgs {
     /// Response column of rating files.
     #[arg(long, default_value = "response")]
     response_field: String,
+    /// Frozen encoders: recompute the encoder's vectors every step instead of encoding each
+    /// distinct text once (same results within float rounding; much slower).
+    #[arg(long)]
+    no_feature_cache: bool,
     /// Stop once N optimizer steps are done, leaving a checkpoint to `--resume` from.
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
@@ -201,6 +204,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         patience: args.patience,
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
+        cache_features: !args.no_feature_cache,
     };
     config.validate()?;
     let backbone = match args.backbone.as_str() {
@@ -375,10 +379,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let final_metrics = validation
-        .as_ref()
-        .map(|v| evaluate(&model, &config, v))
-        .transpose()?;
+    // The trainer ends on the weights of the best validation, whose metrics it already has.
+    let final_metrics = report.best.clone();
     model.save(&args.out)?;
     let record = TrainingRecord {
         rewardkit_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -418,6 +420,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64(),
             report.examples_per_sec
         );
+        if let Some(cache) = &report.feature_cache {
+            println!(
+                "frozen backbone: {} distinct texts encoded once in {:.1}s",
+                cache.inputs, cache.seconds
+            );
+        }
         if let Some(m) = &final_metrics {
             let accuracy = m
                 .accuracy
@@ -484,7 +492,7 @@ impl Progress {
         let bar = if visible {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {prefix}  {msg}  ETA {eta}")
                     .expect("the template is valid: this is a bug"),
             );
             bar
@@ -508,6 +516,7 @@ impl Progress {
                 total_steps,
                 from_step,
             } => {
+                self.bar.set_prefix("steps");
                 self.bar.set_length(*total_steps as u64);
                 self.bar.set_position(*from_step as u64);
                 if *from_step > 0 {
@@ -545,6 +554,16 @@ impl Progress {
                 ));
             }
             Event::EarlyStop { step } => self.println(format!("early stopping at step {step}")),
+            Event::Caching { done, total } => {
+                if *done == 0 {
+                    self.println(format!(
+                        "frozen backbone: encoding {total} distinct texts once"
+                    ));
+                    self.bar.set_prefix("texts encoded");
+                    self.bar.set_length(*total as u64);
+                }
+                self.bar.set_position(*done as u64);
+            }
             _ => {}
         }
     }

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::ModelError;
 
 /// The text one reward is computed for: a prompt and the response to it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RewardInput {
     /// The prompt (for dialogues: everything before the final response, ending in
     /// `\n\nAssistant:`).

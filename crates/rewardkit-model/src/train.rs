@@ -12,6 +12,19 @@
 //! deterministic on CPU for a fixed thread count. A resumed run therefore computes the same
 //! floating-point operations in the same order as an uninterrupted one, and the test
 //! `resume_is_bit_exact` holds it to that.
+//!
+//! # Frozen backbones: vectors computed once
+//!
+//! When the backbone has no trainable parameters (an encoder trained head-only), its vector for
+//! an input never changes, so recomputing it every step and every epoch is wasted work — for
+//! MiniLM it is nearly all of the work. With [`TrainConfig::cache_features`] (the default) the
+//! trainer first runs the backbone once over every *distinct* training and validation input, in
+//! batches sorted by [`Backbone::length`](crate::Backbone::length) to cut padding, keeps the
+//! `[distinct, width]` matrix, and then trains and validates the head on rows gathered from it.
+//! The only difference from the uncached path is the batch each vector was computed in, which
+//! changes results by floating-point rounding alone (Architecture Invariant 2; the test
+//! `frozen_encoder_cache_matches_the_uncached_path` holds both paths to 1e-5). The cache is
+//! rebuilt identically on resume, so resuming stays bit-exact.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +120,14 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Seed for the initial weights and the data order.
     pub seed: u64,
+    /// With a frozen backbone, compute each distinct input's vector once and train the head on
+    /// the cached vectors (see the module docs); ignored when the backbone trains.
+    #[serde(default = "yes")]
+    pub cache_features: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for TrainConfig {
@@ -125,6 +146,7 @@ impl Default for TrainConfig {
             patience: 0,
             checkpoint_every: 0,
             seed: 42,
+            cache_features: true,
         }
     }
 }
@@ -226,6 +248,13 @@ pub enum Event {
         /// Steps completed.
         step: usize,
     },
+    /// Progress of the frozen-backbone vector cache, built before the first step.
+    Caching {
+        /// Distinct inputs encoded so far.
+        done: usize,
+        /// Distinct inputs to encode.
+        total: usize,
+    },
 }
 
 /// The outcome of a run.
@@ -245,6 +274,18 @@ pub struct TrainReport {
     pub examples_per_sec: f64,
     /// Whether the run stopped early on request (`stop_after`) and can be resumed.
     pub interrupted: bool,
+    /// The frozen-backbone vector cache, when one was built.
+    #[serde(default)]
+    pub feature_cache: Option<CacheReport>,
+}
+
+/// What building the frozen-backbone vector cache took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Distinct inputs encoded (training and validation together).
+    pub inputs: usize,
+    /// Wall-clock seconds spent encoding them.
+    pub seconds: f64,
 }
 
 /// Where checkpoints go and whether to resume.
@@ -342,6 +383,21 @@ pub fn train(
         }
     }
 
+    let caches = if config.cache_features && model.backbone().parameters().is_empty() {
+        let started = Instant::now();
+        let (train_cache, validation_cache, inputs) =
+            FeatureCache::build(model, config.batch_size, train, validation, observer)?;
+        let report = CacheReport {
+            inputs,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Some((train_cache, validation_cache, report))
+    } else {
+        None
+    };
+    let train_cache = caches.as_ref().map(|c| &c.0);
+    let validation_cache = caches.as_ref().and_then(|c| c.1.as_ref());
+
     observer(&Event::Start {
         total_steps,
         from_step: state.step,
@@ -377,8 +433,16 @@ pub fn train(
             let batch =
                 &indices[micro * config.batch_size..((micro + 1) * config.batch_size).min(n)];
             let weight = batch.len() as f64 / step_len as f64;
-            let (loss, correct) =
-                micro_step(model, config, train, batch, weight, &params, &mut grads)?;
+            let (loss, correct) = micro_step(
+                model,
+                config,
+                train,
+                train_cache,
+                batch,
+                weight,
+                &params,
+                &mut grads,
+            )?;
             step_loss += loss * weight;
             step_correct += correct;
         }
@@ -415,7 +479,7 @@ pub fn train(
             state.step % config.eval_every == 0
         } || state.step == total_steps;
         if let (true, Some(validation)) = (eval_now, validation) {
-            let mut metrics = evaluate(model, config, validation)?;
+            let mut metrics = evaluate_with(model, config, validation, validation_cache)?;
             metrics.step = state.step;
             metrics.train_loss =
                 (state.window.1 > 0).then(|| state.window.0 / state.window.1 as f64);
@@ -464,6 +528,7 @@ pub fn train(
         best: best_metrics,
         examples_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
         interrupted,
+        feature_cache: caches.map(|c| c.2),
     })
 }
 
@@ -525,24 +590,138 @@ fn check_examples(
     }
 }
 
-/// Forward and backward of one micro-batch; adds `weight × ∂L/∂θ` to `grads`. Returns the
-/// micro-batch's mean loss and its correct pairs.
-fn micro_step(
+/// The inputs of example `i`: chosen and rejected for a pair, the rated input for a rating.
+fn example_inputs(examples: &Examples, i: usize) -> Vec<RewardInput> {
+    match examples {
+        Examples::Pairs(pairs) => vec![pairs[i].chosen_input(), pairs[i].rejected_input()],
+        Examples::Ratings(ratings) => vec![ratings[i].input.clone()],
+    }
+}
+
+/// A frozen backbone's vectors of every distinct input of one example set, computed once.
+struct FeatureCache {
+    /// `[distinct, width]`.
+    features: Tensor,
+    /// Per example, the rows of its inputs (two for a pair, one for a rating), flattened.
+    rows: Vec<u32>,
+    /// Inputs per example.
+    per_example: usize,
+}
+
+impl FeatureCache {
+    /// Encodes the distinct inputs of the training and validation sets, longest first in
+    /// batches of `2 × batch_size` (as many inputs as a pairwise micro-batch has).
+    fn build(
+        model: &RewardModel,
+        batch_size: usize,
+        train: &Examples,
+        validation: Option<&Examples>,
+        observer: &mut dyn FnMut(&Event),
+    ) -> Result<(FeatureCache, Option<FeatureCache>, usize), ModelError> {
+        let sets: Vec<&Examples> = std::iter::once(train).chain(validation).collect();
+        let mut distinct: Vec<RewardInput> = Vec::new();
+        let mut index: HashMap<RewardInput, u32> = HashMap::new();
+        let mut rows: Vec<Vec<u32>> = Vec::new();
+        for set in &sets {
+            let mut set_rows = Vec::new();
+            for i in 0..set.len() {
+                for input in example_inputs(set, i) {
+                    let next = distinct.len() as u32;
+                    let row = *index.entry(input.clone()).or_insert_with(|| {
+                        distinct.push(input);
+                        next
+                    });
+                    set_rows.push(row);
+                }
+            }
+            rows.push(set_rows);
+        }
+        let backbone = model.backbone();
+        let mut order: Vec<usize> = (0..distinct.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(backbone.length(&distinct[i])));
+        let width = backbone.width();
+        let mut features = vec![0f32; distinct.len() * width];
+        let total = distinct.len();
+        observer(&Event::Caching { done: 0, total });
+        let chunk = (2 * batch_size).max(1);
+        for (k, batch) in order.chunks(chunk).enumerate() {
+            let inputs: Vec<RewardInput> = batch.iter().map(|&i| distinct[i].clone()).collect();
+            let vectors = backbone.forward(&inputs)?.detach().to_vec2::<f32>()?;
+            for (&i, vector) in batch.iter().zip(vectors) {
+                features[i * width..(i + 1) * width].copy_from_slice(&vector);
+            }
+            observer(&Event::Caching {
+                done: (k * chunk + batch.len()).min(total),
+                total,
+            });
+        }
+        let features = Tensor::from_vec(features, (total, width), model.device())?;
+        let mut caches = sets.iter().zip(rows).map(|(set, rows)| FeatureCache {
+            features: features.clone(),
+            rows,
+            per_example: if matches!(set, Examples::Pairs(_)) {
+                2
+            } else {
+                1
+            },
+        });
+        let train_cache = caches
+            .next()
+            .expect("the training set is there: this is a bug");
+        Ok((train_cache, caches.next(), total))
+    }
+
+    /// The cached vectors of input `k` (0 = chosen or the rated input, 1 = rejected) of each
+    /// example of `batch`, as a `[batch.len(), width]` tensor.
+    fn gather(&self, batch: &[usize], k: usize) -> Result<Tensor, ModelError> {
+        let rows: Vec<u32> = batch
+            .iter()
+            .map(|&i| self.rows[i * self.per_example + k])
+            .collect();
+        let n = rows.len();
+        let rows = Tensor::from_vec(rows, n, self.features.device())?;
+        Ok(self.features.index_select(&rows, 0)?)
+    }
+}
+
+/// Rewards of the examples `batch` as `[inputs, num_labels]`: for pairs every chosen input, then
+/// every rejected one. Through the whole model, or through the head on cached vectors.
+fn batch_rewards(
     model: &RewardModel,
+    examples: &Examples,
+    cache: Option<&FeatureCache>,
+    batch: &[usize],
+) -> Result<Tensor, ModelError> {
+    let pairwise = matches!(examples, Examples::Pairs(_));
+    if let Some(cache) = cache {
+        let features = if pairwise {
+            Tensor::cat(&[cache.gather(batch, 0)?, cache.gather(batch, 1)?], 0)?
+        } else {
+            cache.gather(batch, 0)?
+        };
+        return model.head(&features);
+    }
+    let inputs: Vec<RewardInput> = match examples {
+        Examples::Pairs(pairs) => batch
+            .iter()
+            .map(|&i| pairs[i].chosen_input())
+            .chain(batch.iter().map(|&i| pairs[i].rejected_input()))
+            .collect(),
+        Examples::Ratings(ratings) => batch.iter().map(|&i| ratings[i].input.clone()).collect(),
+    };
+    model.forward(&inputs)
+}
+
+/// The loss of a batch from its rewards (as [`batch_rewards`] orders them): mean loss,
+/// `∂L/∂r` per reward, correct pairs.
+fn batch_loss(
     config: &TrainConfig,
     examples: &Examples,
     batch: &[usize],
-    weight: f64,
-    params: &[(String, candle_core::Var)],
-    grads: &mut [Vec<f32>],
-) -> Result<(f64, usize), ModelError> {
-    let (inputs, surrogate_grad, loss, correct) = match examples {
+    values: &[f64],
+) -> (f64, Vec<f64>, usize) {
+    match examples {
         Examples::Pairs(pairs) => {
-            let mut inputs: Vec<RewardInput> =
-                batch.iter().map(|&i| pairs[i].chosen_input()).collect();
-            inputs.extend(batch.iter().map(|&i| pairs[i].rejected_input()));
-            let rewards = model.forward(&inputs)?;
-            let values = to_f64(&rewards)?;
             let (chosen, rejected) = values.split_at(batch.len());
             let margins: Vec<f64> = batch
                 .iter()
@@ -553,25 +732,39 @@ fn micro_step(
                 .pair_loss(chosen, rejected, &margins, config.centring);
             let mut g = loss.grad_chosen;
             g.extend(loss.grad_rejected);
-            (rewards, g, loss.loss, loss.correct)
+            (loss.loss, g, loss.correct)
         }
         Examples::Ratings(ratings) => {
-            let inputs: Vec<RewardInput> =
-                batch.iter().map(|&i| ratings[i].input.clone()).collect();
-            let rewards = model.forward(&inputs)?;
-            let values = to_f64(&rewards)?;
             let targets: Vec<f64> = batch
                 .iter()
                 .flat_map(|&i| ratings[i].targets.iter().copied())
                 .collect();
-            let (loss, g) = Objective::regression_loss(&values, &targets);
-            (rewards, g, loss, 0)
+            let (loss, g) = Objective::regression_loss(values, &targets);
+            (loss, g, 0)
         }
-    };
+    }
+}
+
+/// Forward and backward of one micro-batch; adds `weight × ∂L/∂θ` to `grads`. Returns the
+/// micro-batch's mean loss and its correct pairs.
+#[allow(clippy::too_many_arguments)]
+fn micro_step(
+    model: &RewardModel,
+    config: &TrainConfig,
+    examples: &Examples,
+    cache: Option<&FeatureCache>,
+    batch: &[usize],
+    weight: f64,
+    params: &[(String, candle_core::Var)],
+    grads: &mut [Vec<f32>],
+) -> Result<(f64, usize), ModelError> {
+    let rewards = batch_rewards(model, examples, cache, batch)?;
+    let values = to_f64(&rewards)?;
+    let (loss, surrogate_grad, correct) = batch_loss(config, examples, batch, &values);
     // Back-propagate Σ r·(w·∂L/∂r): its gradient with respect to θ is w·∂L/∂θ.
     let g: Vec<f32> = surrogate_grad.iter().map(|g| (g * weight) as f32).collect();
-    let g = Tensor::from_vec(g, inputs.dims(), inputs.device())?;
-    let store = (inputs * g)?.sum_all()?.backward()?;
+    let g = Tensor::from_vec(g, rewards.dims(), rewards.device())?;
+    let store = (rewards * g)?.sum_all()?.backward()?;
     for ((_, var), acc) in params.iter().zip(grads.iter_mut()) {
         if let Some(grad) = store.get(var.as_tensor()) {
             let grad = grad.flatten_all()?.to_vec1::<f32>()?;
@@ -596,55 +789,37 @@ pub fn evaluate(
     config: &TrainConfig,
     examples: &Examples,
 ) -> Result<EvalMetrics, ModelError> {
-    let batch = config.batch_size.max(1);
-    let (mut loss, mut correct, mut count) = (0.0, 0usize, 0usize);
+    evaluate_with(model, config, examples, None)
+}
+
+fn evaluate_with(
+    model: &RewardModel,
+    config: &TrainConfig,
+    examples: &Examples,
+    cache: Option<&FeatureCache>,
+) -> Result<EvalMetrics, ModelError> {
+    let batch_size = config.batch_size.max(1);
+    let n = examples.len();
+    let (mut loss, mut correct) = (0.0, 0usize);
     let mut stats = rewardkit_core::RunningStats::default();
-    match examples {
-        Examples::Pairs(pairs) => {
-            for chunk in pairs.chunks(batch) {
-                let mut inputs: Vec<RewardInput> =
-                    chunk.iter().map(PreferencePair::chosen_input).collect();
-                inputs.extend(chunk.iter().map(PreferencePair::rejected_input));
-                let values: Vec<f64> = model
-                    .score(&inputs)?
-                    .into_iter()
-                    .map(|row| f64::from(row[0]))
-                    .collect();
-                let (chosen, rejected) = values.split_at(chunk.len());
-                let margins: Vec<f64> = chunk.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
-                let l = config
-                    .objective
-                    .pair_loss(chosen, rejected, &margins, config.centring);
-                loss += l.loss * chunk.len() as f64;
-                correct += l.correct;
-                count += chunk.len();
-                values.iter().for_each(|&v| stats.push(v));
-            }
-        }
-        Examples::Ratings(ratings) => {
-            for chunk in ratings.chunks(batch) {
-                let inputs: Vec<RewardInput> = chunk.iter().map(|r| r.input.clone()).collect();
-                let rows = model.score(&inputs)?;
-                let values: Vec<f64> = rows.iter().flatten().map(|&v| f64::from(v)).collect();
-                let targets: Vec<f64> = chunk
-                    .iter()
-                    .flat_map(|r| r.targets.iter().copied())
-                    .collect();
-                let (l, _) = Objective::regression_loss(&values, &targets);
-                loss += l * chunk.len() as f64;
-                count += chunk.len();
-                rows.iter().for_each(|row| stats.push(f64::from(row[0])));
-            }
-        }
+    let indices: Vec<usize> = (0..n).collect();
+    for batch in indices.chunks(batch_size) {
+        let rewards = batch_rewards(model, examples, cache, batch)?.detach();
+        let rows = rewards.to_vec2::<f32>()?;
+        let values: Vec<f64> = rows.iter().flatten().map(|&v| f64::from(v)).collect();
+        let (l, _, c) = batch_loss(config, examples, batch, &values);
+        loss += l * batch.len() as f64;
+        correct += c;
+        rows.iter().for_each(|row| stats.push(f64::from(row[0])));
     }
     Ok(EvalMetrics {
         step: 0,
         train_loss: None,
-        loss: loss / count.max(1) as f64,
+        loss: loss / n.max(1) as f64,
         accuracy: config
             .objective
             .is_pairwise()
-            .then(|| correct as f64 / count.max(1) as f64),
+            .then(|| correct as f64 / n.max(1) as f64),
         reward_mean: stats.mean().unwrap_or(0.0),
         reward_std: stats.population_variance().map(f64::sqrt).unwrap_or(0.0),
     })
