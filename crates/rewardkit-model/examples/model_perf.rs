@@ -1,0 +1,219 @@
+//! The rewardkit side of `bench/model_perf.sh`: MiniLM inference sequences/s and full
+//! fine-tuning pairs/s on real HH-RLHF texts. One process is one benchmark round; the script
+//! alternates it with `bench/model_perf.py` (the PyTorch side) and reports medians and ratios.
+//!
+//! ```text
+//! model_perf --model DIR --data FILE --dump-texts OUT          # texts both sides use
+//! model_perf --model DIR --data FILE [--batches 1,16,64] [--seqs 8,32,64]
+//!            [--train-batch 8] [--train-steps 3] [--max-length 128] [--embed-out FILE]
+//! ```
+//!
+//! Inference runs `RewardModel::score` (tokenisation, encoder, mean pooling, linear head) on
+//! the chosen texts of the first pairs, in file order, in consecutive batches. Training runs the
+//! real trainer (`rewardkit_model::train`, BT loss, clipping, AdamW, every encoder weight
+//! trained) one optimizer step at a time on pairs `k·B .. (k+1)·B`, timing each step from the
+//! trainer's `Start` to its `Step` event; the first step is a warm-up and is not reported.
+//! Results are JSON lines on stdout.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rewardkit_model::data::{read_pairs, PairFields};
+use rewardkit_model::encoder::{EncoderConfig, Pooling};
+use rewardkit_model::{
+    train, BackboneConfig, CheckpointOptions, Device, Event, Examples, HeadConfig, ModelConfig,
+    RewardInput, RewardModel, TrainConfig,
+};
+
+struct Args {
+    model: PathBuf,
+    data: PathBuf,
+    dump_texts: Option<PathBuf>,
+    embed_out: Option<PathBuf>,
+    batches: Vec<usize>,
+    seqs: Vec<usize>,
+    train_batch: usize,
+    train_steps: usize,
+    max_length: usize,
+}
+
+fn list(value: &str, flag: &str) -> Result<Vec<usize>, String> {
+    value
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("{flag}: expected comma-separated counts, got `{value}`"))
+        })
+        .collect()
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        model: PathBuf::new(),
+        data: PathBuf::new(),
+        dump_texts: None,
+        embed_out: None,
+        batches: vec![1, 16, 64],
+        seqs: vec![8, 32, 64],
+        train_batch: 8,
+        train_steps: 3,
+        max_length: 128,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag}: expected a value"))?;
+        let count = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: expected a count, got `{v}`"))
+        };
+        match flag.as_str() {
+            "--model" => args.model = value.into(),
+            "--data" => args.data = value.into(),
+            "--dump-texts" => args.dump_texts = Some(value.into()),
+            "--embed-out" => args.embed_out = Some(value.into()),
+            "--batches" => args.batches = list(&value, &flag)?,
+            "--seqs" => args.seqs = list(&value, &flag)?,
+            "--train-batch" => args.train_batch = count(&value)?,
+            "--train-steps" => args.train_steps = count(&value)?,
+            "--max-length" => args.max_length = count(&value)?,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if args.model.as_os_str().is_empty() || args.data.as_os_str().is_empty() {
+        return Err("--model DIR and --data FILE are required".into());
+    }
+    if args.batches.len() != args.seqs.len() {
+        return Err("--batches and --seqs need the same number of entries".into());
+    }
+    Ok(args)
+}
+
+fn model(args: &Args, train_encoder: bool) -> Result<RewardModel, Box<dyn std::error::Error>> {
+    let encoder = EncoderConfig {
+        source: args.model.clone(),
+        pooling: Pooling::Mean,
+        max_length: args.max_length,
+        train_encoder,
+        bert: serde_json::Value::Null,
+    };
+    Ok(RewardModel::new(
+        ModelConfig::new(BackboneConfig::Encoder(encoder), HeadConfig::Linear, &[]),
+        1,
+        &Device::Cpu,
+    )?)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse()?;
+    let pairs = read_pairs(&args.data, &PairFields::default())?;
+    let text = |input: RewardInput| format!("{}{}", input.prompt, input.response);
+    if let Some(out) = &args.dump_texts {
+        let mut lines = String::new();
+        for pair in &pairs {
+            let row = serde_json::json!({
+                "chosen": text(pair.chosen_input()),
+                "rejected": text(pair.rejected_input()),
+            });
+            lines.push_str(&row.to_string());
+            lines.push('\n');
+        }
+        std::fs::write(out, lines)?;
+        return Ok(());
+    }
+    let threads = candle_core_threads();
+
+    // Inference: the frozen encoder, as `rewardkit score` runs it.
+    let scorer = model(&args, false)?;
+    let chosen: Vec<RewardInput> = pairs.iter().map(|p| p.chosen_input()).collect();
+    if let Some(out) = &args.embed_out {
+        let n = chosen.len().min(4);
+        let vectors = scorer.backbone().forward(&chosen[..n])?.to_vec2::<f32>()?;
+        std::fs::write(out, serde_json::to_string(&vectors)?)?;
+    }
+    for (&batch, &seqs) in args.batches.iter().zip(&args.seqs) {
+        if seqs > chosen.len() || batch == 0 {
+            return Err(format!("{seqs} sequences asked, {} in the data", chosen.len()).into());
+        }
+        // One small untimed warm-up batch (thread pool, first touches of the weights).
+        scorer.score(&chosen[..batch.min(seqs).min(2)])?;
+        let start = Instant::now();
+        for chunk in chosen[..seqs].chunks(batch) {
+            scorer.score(chunk)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({"side": "rewardkit", "mode": "infer", "batch": batch, "seqs": seqs,
+                "seconds": seconds, "per_sec": seqs as f64 / seconds, "threads": threads})
+        );
+    }
+
+    // Training: full fine-tuning, one optimizer step per call of the real trainer.
+    if args.train_steps > 0 {
+        let trainee = model(&args, true)?;
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: args.train_batch,
+            warmup_ratio: 0.0,
+            ..TrainConfig::default()
+        };
+        let mut times = Vec::new();
+        for step in 0..=args.train_steps {
+            let from = step * args.train_batch;
+            let to = from + args.train_batch;
+            if to > pairs.len() {
+                return Err(format!("{to} pairs needed, {} in the data", pairs.len()).into());
+            }
+            let batch = Examples::Pairs(pairs[from..to].to_vec());
+            let mut started = None;
+            let mut elapsed = None;
+            train(
+                &trainee,
+                &config,
+                &batch,
+                None,
+                &CheckpointOptions::default(),
+                &mut |event| match event {
+                    Event::Start { .. } => started = Some(Instant::now()),
+                    Event::Step { .. } => elapsed = started.map(|s| s.elapsed().as_secs_f64()),
+                    _ => {}
+                },
+            )?;
+            if step > 0 {
+                times.push(elapsed.ok_or("the trainer reported no step")?);
+            }
+        }
+        let seconds: f64 = times.iter().sum();
+        let pairs_done = args.train_batch * args.train_steps;
+        println!(
+            "{}",
+            serde_json::json!({"side": "rewardkit", "mode": "train", "batch": args.train_batch,
+                "steps": args.train_steps, "seconds": seconds,
+                "per_sec": pairs_done as f64 / seconds, "step_seconds": times, "threads": threads})
+        );
+    }
+    Ok(())
+}
+
+/// The thread count candle's matrix products use (`RAYON_NUM_THREADS`, else every core).
+fn candle_core_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("model_perf: {e}");
+        std::process::exit(2);
+    }
+}
