@@ -402,7 +402,9 @@ impl RewardModel {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.forward(inputs)?.detach().to_vec2::<f32>()?)
+        // No autograd graph: the encoder takes its inference path (see `encoder::without_grad`).
+        let rewards = crate::encoder::without_grad(|| self.forward(inputs))?;
+        Ok(rewards.detach().to_vec2::<f32>()?)
     }
 
     /// Trainable parameters in a fixed order, with their names in `model.safetensors`.
