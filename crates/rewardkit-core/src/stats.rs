@@ -194,6 +194,25 @@ mod tests {
         assert_eq!(RunningStats::new().mean(), None);
     }
 
+    /// The workspace builds serde_json with `float_roundtrip`: every f64 printed as a JSON number
+    /// parses back to itself (rewards sent to the server, saved multipliers). These values are
+    /// ones the default fast parser reads one ulp off.
+    #[test]
+    fn json_numbers_parse_back_exactly() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = f64::from_bits(state >> 2) * if state & 1 == 0 { 1.0 } else { -1.0 };
+            if !x.is_finite() {
+                continue;
+            }
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{x:e}");
+        }
+    }
+
     #[test]
     fn a_saved_state_reads_back_exactly_and_is_checked() {
         let mut stats = RunningStats::new();

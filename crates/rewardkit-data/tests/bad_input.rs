@@ -393,7 +393,7 @@ fn random_damage_never_panics() {
                 let at = (random.next() % bytes.len() as u64) as usize;
                 bytes[at] = random.next() as u8;
             }
-            if random.next() % 4 == 0 {
+            if random.next().is_multiple_of(4) {
                 let keep = (random.next() % bytes.len() as u64) as usize;
                 bytes.truncate(keep);
             }

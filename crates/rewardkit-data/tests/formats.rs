@@ -310,12 +310,12 @@ fn many_rows_span_several_parquet_row_groups() {
         let i = i as u64;
         assert_eq!(record.line, i + 1);
         assert_eq!(record.fields["i"], json!(i));
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             assert_eq!(record.fields["x"], Value::Null);
         } else {
             assert_eq!(record.fields["x"].as_f64(), Some(i as f64 / 3.0));
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             assert_eq!(record.fields["s"], Value::Null);
         } else {
             assert_eq!(record.fields["s"], json!(i.to_string()));

@@ -1415,7 +1415,7 @@ fn balance_score(
             let mut distinct_correct: HashSet<&str> = HashSet::new();
             for (j, candidate) in item.candidates.iter().enumerate() {
                 let v = values[i][j];
-                let chosen = !v.is_nan() && threshold.map_or(true, |t| v > t);
+                let chosen = !v.is_nan() && threshold.is_none_or(|t| v > t);
                 if chosen {
                     selected += 1;
                     if candidate.correct {

@@ -646,7 +646,7 @@ impl DecoderBackbone {
             ids.extend(
                 row.iter()
                     .copied()
-                    .chain(std::iter::repeat(0).take(len - row.len())),
+                    .chain(std::iter::repeat_n(0, len - row.len())),
             );
             read.push((r * len + self.read_position(row)) as u32);
         }

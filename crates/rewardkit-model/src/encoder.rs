@@ -261,7 +261,7 @@ impl EncoderBackbone {
                 ),
             ));
         }
-        if bert.hidden_size % bert.num_attention_heads != 0 {
+        if !bert.hidden_size.is_multiple_of(bert.num_attention_heads) {
             return Err(ModelError::load(
                 &config_path,
                 "hidden_size is not a multiple of num_attention_heads",
@@ -401,12 +401,11 @@ impl EncoderBackbone {
             ids.extend(
                 row.iter()
                     .copied()
-                    .chain(std::iter::repeat(0).take(len - row.len())),
+                    .chain(std::iter::repeat_n(0, len - row.len())),
             );
             mask.extend(
-                std::iter::repeat(1.0f32)
-                    .take(row.len())
-                    .chain(std::iter::repeat(0.0).take(len - row.len())),
+                std::iter::repeat_n(1.0f32, row.len())
+                    .chain(std::iter::repeat_n(0.0, len - row.len())),
             );
         }
         let b = rows.len();

@@ -290,7 +290,7 @@ impl Backbone for HashedBackbone {
         let mut owners = Vec::new();
         for (row, input) in inputs.iter().enumerate() {
             let features = self.config.features(input);
-            owners.extend(std::iter::repeat(row as u32).take(features.indices.len()));
+            owners.extend(std::iter::repeat_n(row as u32, features.indices.len()));
             slots.extend(features.indices);
             values.extend(features.values);
         }

@@ -67,7 +67,7 @@ pub fn plan_batches(
     for i in order {
         // Sorted ascending: the newcomer is the longest of the batch it joins.
         let padded = (current.len() + 1) * lengths[i].max(1);
-        let fits = current.len() < batch_size.max(1) && budget.map_or(true, |b| padded <= b);
+        let fits = current.len() < batch_size.max(1) && budget.is_none_or(|b| padded <= b);
         if !fits && !current.is_empty() {
             batches.push(std::mem::take(&mut current));
         }

@@ -415,7 +415,7 @@ pub fn train(
         }
         let step = state.step;
         let epoch = step / steps_per_epoch;
-        if order.as_ref().map_or(true, |(e, _)| *e != epoch) {
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut indices: Vec<usize> = (0..n).collect();
             SplitMix64::derived(config.seed, 1000 + epoch as u64).shuffle(&mut indices);
             order = Some((epoch, indices));
@@ -472,11 +472,11 @@ pub fn train(
             examples_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
         });
 
-        let end_of_epoch = state.step % steps_per_epoch == 0;
+        let end_of_epoch = state.step.is_multiple_of(steps_per_epoch);
         let eval_now = if config.eval_every == 0 {
             end_of_epoch
         } else {
-            state.step % config.eval_every == 0
+            state.step.is_multiple_of(config.eval_every)
         } || state.step == total_steps;
         if let (true, Some(validation)) = (eval_now, validation) {
             let mut metrics = evaluate_with(model, config, validation, validation_cache)?;
@@ -484,7 +484,7 @@ pub fn train(
             metrics.train_loss =
                 (state.window.1 > 0).then(|| state.window.0 / state.window.1 as f64);
             state.window = (0.0, 0);
-            let improved = state.best_loss.map_or(true, |b| metrics.loss < b);
+            let improved = state.best_loss.is_none_or(|b| metrics.loss < b);
             if improved {
                 state.best_loss = Some(metrics.loss);
                 state.bad_evals = 0;
@@ -500,7 +500,7 @@ pub fn train(
         }
         let checkpoint_now = match config.checkpoint_every {
             0 => eval_now,
-            every => state.step % every == 0,
+            every => state.step.is_multiple_of(every),
         } || stopped_early;
         if let (true, Some(path)) = (checkpoint_now && state.step < total_steps, &checkpoint.path) {
             save_checkpoint(path, &params, &master, &adam, best.as_deref(), &state)?;

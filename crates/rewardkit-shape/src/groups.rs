@@ -99,7 +99,7 @@ impl Groups {
             return Err(ShapeError::invalid("group_size", size, "at least 1"));
         }
         let mut offsets: Vec<usize> = (0..=len / size).map(|g| g * size).collect();
-        if len % size != 0 {
+        if !len.is_multiple_of(size) {
             offsets.push(len);
         }
         Ok(Groups {

@@ -144,7 +144,7 @@ impl MultipleChoice {
     fn letter_word_at(&self, b: &[u8], i: usize) -> Option<u8> {
         let c = *b.get(i)?;
         let alone =
-            (i == 0 || !is_word_byte(b[i - 1])) && b.get(i + 1).map_or(true, |&n| !is_word_byte(n));
+            (i == 0 || !is_word_byte(b[i - 1])) && b.get(i + 1).is_none_or(|&n| !is_word_byte(n));
         if alone {
             self.letter(c)
         } else {
@@ -217,7 +217,7 @@ impl MultipleChoice {
             } else {
                 for word in [&b"is"[..], b"would be", b"will be", b"should be"] {
                     if starts_with_ignore_case(b, q, word)
-                        && b.get(q + word.len()).map_or(true, |&c| !is_word_byte(c))
+                        && b.get(q + word.len()).is_none_or(|&c| !is_word_byte(c))
                     {
                         q += word.len();
                         marked = true;
@@ -259,7 +259,7 @@ impl MultipleChoice {
         // `B) Paris`, `B. Paris`, `B: Paris`, `(B) Paris`: the letter introduces its option.
         let introduced = after < b.len()
             && (matches!(b[after], b')' | b':' | b']')
-                || (b[after] == b'.' && b.get(after + 1).map_or(true, u8::is_ascii_whitespace)));
+                || (b[after] == b'.' && b.get(after + 1).is_none_or(u8::is_ascii_whitespace)));
         introduced.then_some(letter)
     }
 

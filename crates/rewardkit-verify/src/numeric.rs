@@ -144,7 +144,7 @@ impl Number {
         if mantissa == 0 {
             return Number::zero();
         }
-        while mantissa % 10 == 0 {
+        while mantissa.is_multiple_of(10) {
             mantissa /= 10;
             exponent = exponent.saturating_add(1);
         }
@@ -996,7 +996,7 @@ fn find_answer_phrase(text: &str, meter: &mut Meter) -> Result<Option<Number>, E
             break;
         }
         p -= 1;
-        if (scanned_from - p) % 4096 == 0 {
+        if (scanned_from - p).is_multiple_of(4096) {
             meter.step(4096)?;
             scanned_from = p;
         }
