@@ -600,24 +600,14 @@ impl EncoderBackbone {
             kernels::linear(&x, total, h, p[4], p[5], &mut v);
             attention_packed(&q, &k, &v, &mut ctx, &lens, &offsets, h, d, scale);
             kernels::linear(&ctx, total, h, p[6], p[7], &mut tmp);
-            kernels::for_rows(&mut tmp, h, 9, |r, row| {
-                row.iter_mut()
-                    .zip(&x[r * h..(r + 1) * h])
-                    .for_each(|(a, b)| *a += b);
-                kernels::layer_norm_row(row, p[8], p[9], eps)
-            });
+            residual_layer_norm(&mut tmp, &x, h, p[8], p[9], eps);
             std::mem::swap(&mut x, &mut tmp);
             kernels::linear(&x, total, h, p[10], p[11], &mut inner);
             kernels::for_rows(&mut inner, inter, 16, |_, row| {
                 row.iter_mut().for_each(|v| *v = kernels::gelu(*v))
             });
             kernels::linear(&inner, total, inter, p[12], p[13], &mut tmp);
-            kernels::for_rows(&mut tmp, h, 9, |r, row| {
-                row.iter_mut()
-                    .zip(&x[r * h..(r + 1) * h])
-                    .for_each(|(a, b)| *a += b);
-                kernels::layer_norm_row(row, p[14], p[15], eps)
-            });
+            residual_layer_norm(&mut tmp, &x, h, p[14], p[15], eps);
             std::mem::swap(&mut x, &mut tmp);
         }
         drop(w);
@@ -664,6 +654,24 @@ fn pool(x: &Tensor, mask: &Tensor, pooling: Pooling) -> Result<Tensor, ModelErro
             summed.broadcast_div(&m.sum(1)?.clamp(1e-9, f64::MAX)?)?
         }
     })
+}
+
+/// `out ← LayerNorm(out + residual)` row by row (rows of width `h`), in place: the residual
+/// connection and LayerNorm that close both halves of a BERT layer on the packed path.
+fn residual_layer_norm(
+    out: &mut [f32],
+    residual: &[f32],
+    h: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    kernels::for_rows(out, h, 9, |r, row| {
+        row.iter_mut()
+            .zip(&residual[r * h..(r + 1) * h])
+            .for_each(|(a, b)| *a += b);
+        kernels::layer_norm_row(row, gamma, beta, eps)
+    });
 }
 
 /// Self-attention on packed tokens: for each input `s` (rows `offsets[s] .. offsets[s] + lens[s]`
