@@ -215,12 +215,29 @@ impl Config {
 /// What a column held in the first pass, to choose its output type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Seen {
+    /// Only nulls (or missing values) so far: written as a float column of nulls.
+    Null,
     /// Unsigned integers in every row so far.
     U64,
     /// Numbers (or nulls).
     F64,
-    /// Anything else: written as a string (JSON text for lists, objects and booleans).
+    /// Lists of numbers (or null elements), or null: written as a list column (a JSON array, a
+    /// Parquet list), so that per-step columns can feed `--steps-field` again.
+    List,
+    /// Anything else: written as a string (JSON text for objects, booleans and mixed lists).
     Str,
+}
+
+impl Seen {
+    fn of(value: &Value) -> Seen {
+        match value {
+            Value::Null => Seen::Null,
+            Value::Number(n) if n.is_u64() => Seen::U64,
+            Value::Number(_) => Seen::F64,
+            Value::Array(items) if items.iter().all(|x| x.is_number() || x.is_null()) => Seen::List,
+            _ => Seen::Str,
+        }
+    }
 }
 
 /// The first pass's result.
@@ -350,21 +367,15 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
             steps.extend(row_steps);
         }
         for (key, value) in &record.fields {
-            let seen = match value {
-                Value::Number(n) if n.is_u64() => Seen::U64,
-                Value::Number(_) | Value::Null => Seen::F64,
-                _ => Seen::Str,
-            };
+            let seen = Seen::of(value);
             match index.get(key) {
                 Some(&i) => {
                     present[i] += 1;
-                    let old = columns[i].1;
-                    columns[i].1 = widen(old, seen, value.is_null());
+                    columns[i].1 = widen(columns[i].1, seen);
                 }
                 None => {
                     index.insert(key.clone(), columns.len());
-                    let first = if value.is_null() { Seen::F64 } else { seen };
-                    columns.push((key.clone(), first));
+                    columns.push((key.clone(), seen));
                     present.push(1);
                 }
             }
@@ -374,7 +385,7 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
     let rows = rewards.len();
     for ((_, seen), &count) in columns.iter_mut().zip(&present) {
         if count < rows {
-            *seen = widen(*seen, *seen, true);
+            *seen = widen(*seen, Seen::Null);
         }
     }
     // Rows without a group got numbers from the top; make them dense after the labelled ones.
@@ -397,13 +408,17 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
     })
 }
 
-/// The narrowest type that holds both `old` and a new value of type `new` (`null` for a null or
-/// missing value): unsigned integers stay integers only while no row misses them.
-fn widen(old: Seen, new: Seen, null: bool) -> Seen {
+/// The narrowest type that holds both `old` and a new value of type `new` ([`Seen::Null`] for a
+/// null or missing value): unsigned integers stay integers only while no row misses them; lists
+/// and numbers in one column fall back to text.
+fn widen(old: Seen, new: Seen) -> Seen {
     match (old, new) {
         (Seen::Str, _) | (_, Seen::Str) => Seen::Str,
-        (Seen::U64, Seen::U64) if !null => Seen::U64,
-        _ => Seen::F64,
+        (a, b) if a == b => a,
+        (Seen::Null, Seen::U64) | (Seen::U64, Seen::Null) => Seen::F64,
+        (Seen::Null, other) | (other, Seen::Null) => other,
+        (Seen::U64, Seen::F64) | (Seen::F64, Seen::U64) => Seen::F64,
+        _ => Seen::Str,
     }
 }
 
@@ -655,7 +670,8 @@ struct GaeReport {
 }
 
 /// Writes every row with its advantage; with `steps` (OPRL's step advantages and each row's step
-/// count) the advantage column holds each row's list, as JSON text (null where masked).
+/// count) the advantage column holds each row's list (a JSON array or a Parquet list; null
+/// elements where masked).
 fn write(
     args: &AdvantagesArgs,
     output: &PathBuf,
@@ -669,7 +685,8 @@ fn write(
         .map(|(name, seen)| {
             let kind = match seen {
                 Seen::U64 => ColumnKind::U64,
-                Seen::F64 => ColumnKind::F64,
+                Seen::Null | Seen::F64 => ColumnKind::F64,
+                Seen::List => ColumnKind::F64List,
                 Seen::Str => ColumnKind::Str,
             };
             Column::new(name.clone(), kind)
@@ -677,9 +694,9 @@ fn write(
         .collect();
     match steps {
         Some((_, lists)) => {
-            columns.push(Column::str(args.advantage_column.clone()));
+            columns.push(Column::f64_list(args.advantage_column.clone()));
             if lists.len() > 1 {
-                columns.push(Column::str(args.returns_column.clone()));
+                columns.push(Column::f64_list(args.returns_column.clone()));
             }
         }
         None => columns.push(Column::f64(args.advantage_column.clone())),
@@ -690,7 +707,9 @@ fn write(
         None => TableWriter::create(output, columns)?,
     };
     let reader = RecordReader::open(&args.input, args.input_format)?;
+    // Per column, this row's text (Str columns) or numbers (List columns), owned for the cells.
     let mut texts: Vec<Option<String>> = Vec::with_capacity(scan.columns.len());
+    let mut numbers: Vec<Option<Vec<f64>>> = Vec::with_capacity(scan.columns.len());
     let mut count = 0usize;
     for record in reader {
         let record = record?;
@@ -701,54 +720,66 @@ fn write(
                 values.len()
             )
         })?;
+        let changed = |name: &str| {
+            anyhow!(
+                "{}:{}: field `{name}` changed between the two readings",
+                args.input.display(),
+                record.line
+            )
+        };
         texts.clear();
+        numbers.clear();
         for (name, seen) in &scan.columns {
-            texts.push(match (seen, record.fields.get(name)) {
+            let value = record.fields.get(name);
+            texts.push(match (seen, value) {
                 (Seen::Str, Some(Value::String(s))) => Some(s.clone()),
                 (Seen::Str, Some(Value::Null) | None) => None,
                 (Seen::Str, Some(other)) => Some(other.to_string()),
                 _ => None,
             });
+            numbers.push(match (seen, value) {
+                (Seen::List, Some(Value::Array(items))) => Some(
+                    items
+                        .iter()
+                        .map(|item| match item {
+                            Value::Null => Ok(f64::NAN),
+                            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+                            _ => Err(changed(name)),
+                        })
+                        .collect::<anyhow::Result<Vec<f64>>>()?,
+                ),
+                (Seen::List, Some(Value::Null) | None) => None,
+                (Seen::List, Some(_)) => return Err(changed(name)),
+                _ => None,
+            });
         }
-        let lists: Vec<String> = match steps {
+        let lists: Vec<&[f64]> = match steps {
             None => Vec::new(),
             Some((counts, lists)) => {
                 let range = step_start..step_start + counts[count];
                 step_start = range.end;
-                lists
-                    .iter()
-                    .map(|list| {
-                        let json: Vec<Value> = list[range.clone()]
-                            .iter()
-                            .map(|&a| {
-                                serde_json::Number::from_f64(a).map_or(Value::Null, Value::Number)
-                            })
-                            .collect();
-                        Value::Array(json).to_string()
-                    })
-                    .collect()
+                lists.iter().map(|list| &list[range.clone()]).collect()
             }
         };
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
-        for ((name, seen), text) in scan.columns.iter().zip(&texts) {
+        for (((name, seen), text), list) in scan.columns.iter().zip(&texts).zip(&numbers) {
             let value = record.fields.get(name);
             cells.push(match seen {
                 Seen::U64 => match value.and_then(Value::as_u64) {
                     Some(n) => Cell::U64(n),
-                    None => bail!(
-                        "{}:{}: field `{name}` changed between the two readings",
-                        args.input.display(),
-                        record.line
-                    ),
+                    None => return Err(changed(name)),
                 },
-                Seen::F64 => value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64),
+                Seen::Null | Seen::F64 => {
+                    value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64)
+                }
+                Seen::List => list.as_deref().map_or(Cell::Null, Cell::F64List),
                 Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
             });
         }
         if lists.is_empty() {
             cells.push(Cell::F64(advantage));
         }
-        cells.extend(lists.iter().map(|text| Cell::Str(text)));
+        cells.extend(lists.iter().map(|list| Cell::F64List(list)));
         writer.write_row(&cells)?;
         count += 1;
     }

@@ -112,7 +112,10 @@ fn rloo_on_interleaved_groups_by_hand() {
     assert_eq!(summary["masked"], 1);
     assert_eq!(summary["groups"], 3);
     let written = rows(&out);
-    assert_eq!(written[5]["extra"], "[1,2]"); // non-scalar cells are kept as JSON text
+    // A column of number lists stays a list column (it could feed `--steps-field` again); rows
+    // without it are null there.
+    assert_eq!(written[5]["extra"], serde_json::json!([1.0, 2.0]));
+    assert_eq!(written[0]["extra"], Value::Null);
     assert_eq!(written[0]["id"], "x");
     assert_eq!(written[1]["id"], Value::Null);
     assert_eq!(written[0]["group"], "7"); // a column of strings and numbers is written as strings
@@ -317,8 +320,7 @@ fn oprl_step_advantages_by_hand() {
     let lists: Vec<Vec<Option<f64>>> = rows(&out)
         .iter()
         .map(|row| {
-            let list: Vec<Value> =
-                serde_json::from_str(row["advantage"].as_str().unwrap()).unwrap();
+            let list = row["advantage"].as_array().expect("a list column");
             list.iter().map(Value::as_f64).collect()
         })
         .collect();
@@ -342,7 +344,7 @@ fn oprl_step_advantages_by_hand() {
         "--alpha",
         "0",
     ]);
-    assert_eq!(rows(&out)[0]["advantage"], "[1.0,1.0]");
+    assert_eq!(rows(&out)[0]["advantage"], serde_json::json!([1.0, 1.0]));
     // Bad input is named.
     let bad = write(
         dir.path(),
@@ -411,9 +413,18 @@ fn gae_per_episode_by_hand() {
     assert_eq!(summary["steps"], 6);
     let written = rows(&out);
     let expected = [
-        ("[-0.25,-1.0]", "[0.75,1.0]"),
-        ("[0.25,1.0]", "[1.25,3.0]"),
-        ("[null,null]", "[null,null]"),
+        (
+            serde_json::json!([-0.25, -1.0]),
+            serde_json::json!([0.75, 1.0]),
+        ),
+        (
+            serde_json::json!([0.25, 1.0]),
+            serde_json::json!([1.25, 3.0]),
+        ),
+        (
+            serde_json::json!([null, null]),
+            serde_json::json!([null, null]),
+        ),
     ];
     for (row, (advantage, returns)) in written.iter().zip(expected) {
         assert_eq!(row["advantage"], advantage, "{row}");
@@ -452,4 +463,70 @@ fn gae_per_episode_by_hand() {
         ],
         &["apply to --estimator gae only"],
     );
+}
+
+#[test]
+fn per_step_output_feeds_another_run_in_every_format() {
+    // GAE writes its advantages and returns as list columns, and the input's step lists stay
+    // lists: the output is valid input for the next run (JSONL and Parquet alike).
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "episodes.jsonl",
+        "{\"steps\": [1.0, 0.0, 2.0], \"values\": [0.5, 0.25, 1.0]}\n\
+         {\"steps\": [0.0], \"values\": [0.0]}\n",
+    );
+    for extension in ["jsonl", "parquet"] {
+        let first = dir.path().join(format!("first.{extension}"));
+        let second = dir.path().join(format!("second-from-{extension}.jsonl"));
+        let run = |input: &str, steps: &str, out: &std::path::Path, names: [&str; 2]| {
+            ok(&[
+                "advantages",
+                "--input",
+                input,
+                "--output",
+                out.to_str().unwrap(),
+                "--estimator",
+                "gae",
+                "--steps-field",
+                steps,
+                "--values-field",
+                "values",
+                "--gamma",
+                "1",
+                "--lambda",
+                "1",
+                "--advantage-column",
+                names[0],
+                "--returns-column",
+                names[1],
+            ]);
+        };
+        run(&input, "steps", &first, ["a1", "r1"]);
+        run(first.to_str().unwrap(), "a1", &second, ["a2", "r2"]);
+        let written = rows(&second);
+        // γ = λ = 1: A_t = Σ_{k≥t} r_k − V_t. Run 1: [3 − 0.5, 2 − 0.25, 2 − 1] = [2.5, 1.75, 1].
+        // Run 2 on those: [5.25 − 0.5, 2.75 − 0.25, 1 − 1] = [4.75, 2.5, 0].
+        assert_eq!(
+            written[0]["steps"],
+            serde_json::json!([1.0, 0.0, 2.0]),
+            "{extension}"
+        );
+        assert_eq!(
+            written[0]["a1"],
+            serde_json::json!([2.5, 1.75, 1.0]),
+            "{extension}"
+        );
+        assert_eq!(
+            written[0]["r1"],
+            serde_json::json!([3.0, 2.0, 2.0]),
+            "{extension}"
+        );
+        assert_eq!(
+            written[0]["a2"],
+            serde_json::json!([4.75, 2.5, 0.0]),
+            "{extension}"
+        );
+        assert_eq!(written[1]["a2"], serde_json::json!([0.0]), "{extension}");
+    }
 }

@@ -536,7 +536,7 @@ fn step_reward_examples_match_their_expected_output() {
         ],
     );
     // e3: δ1 = 1 − 0.7 = 0.3; δ0 = 0.5 + 0.99·0.7 − 0.5 = 0.693; A0 = 0.693 + 0.99·0.95·0.3.
-    let a: Vec<f64> = serde_json::from_str(gae[2]["advantage"].as_str().unwrap()).unwrap();
+    let a: Vec<f64> = serde_json::from_value(gae[2]["advantage"].clone()).unwrap();
     assert!((a[0] - (0.693 + 0.99 * 0.95 * 0.3)).abs() < 1e-12 && (a[1] - 0.3).abs() < 1e-12);
     let mixed = run_to(
         "steps-mixed.expected.jsonl",

@@ -32,6 +32,9 @@ pub enum ColumnKind {
     F64,
     /// A UTF-8 string, or null.
     Str,
+    /// A list of floats, or null (per-step rewards, advantages and returns). Non-finite elements
+    /// are written as null elements; the list keeps its length.
+    F64List,
 }
 
 /// One output column: a name and a type.
@@ -66,6 +69,11 @@ impl Column {
     pub fn str(name: impl Into<String>) -> Column {
         Column::new(name, ColumnKind::Str)
     }
+
+    /// A [`ColumnKind::F64List`] column.
+    pub fn f64_list(name: impl Into<String>) -> Column {
+        Column::new(name, ColumnKind::F64List)
+    }
 }
 
 /// One value of an output row.
@@ -77,7 +85,9 @@ pub enum Cell<'a> {
     F64(f64),
     /// For a [`ColumnKind::Str`] column.
     Str(&'a str),
-    /// Null, for [`ColumnKind::F64`] and [`ColumnKind::Str`] columns.
+    /// For a [`ColumnKind::F64List`] column; NaN and infinities become null elements.
+    F64List(&'a [f64]),
+    /// Null, for [`ColumnKind::F64`], [`ColumnKind::Str`] and [`ColumnKind::F64List`] columns.
     Null,
 }
 
@@ -99,6 +109,12 @@ impl<'a> From<&'a str> for Cell<'a> {
     }
 }
 
+impl<'a> From<&'a [f64]> for Cell<'a> {
+    fn from(value: &'a [f64]) -> Self {
+        Cell::F64List(value)
+    }
+}
+
 impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
     fn from(value: Option<T>) -> Self {
         value.map_or(Cell::Null, Into::into)
@@ -115,7 +131,8 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
 ///
 /// In JSONL each row is one flat object with the column names as keys, in column order; floats
 /// are written in the shortest form that reads back to the same `f64`. In Parquet, `U64` columns
-/// are required `INT64 (UINT_64)`, `F64` optional `DOUBLE`, `Str` optional `BYTE_ARRAY (UTF8)`;
+/// are required `INT64 (UINT_64)`, `F64` optional `DOUBLE`, `Str` optional `BYTE_ARRAY (UTF8)`,
+/// `F64List` an optional standard three-level `LIST` of optional `DOUBLE` (a JSON array in JSONL);
 /// rows are grouped by 65,536 and compressed with Snappy. In both, a non-finite float is written
 /// as null: a NaN must never pass for a reward downstream.
 pub struct TableWriter {
@@ -166,6 +183,13 @@ enum ColumnBuffer {
     Str {
         values: Vec<ByteArray>,
         levels: Vec<i16>,
+    },
+    /// Definition levels: 0 null list, 1 empty list, 2 null element, 3 element; repetition
+    /// levels: 0 starts a row, 1 continues its list.
+    F64List {
+        values: Vec<f64>,
+        definition: Vec<i16>,
+        repetition: Vec<i16>,
     },
 }
 
@@ -399,6 +423,7 @@ impl TableWriter {
                 (ColumnKind::U64, Cell::U64(_))
                     | (ColumnKind::F64, Cell::F64(_) | Cell::Null)
                     | (ColumnKind::Str, Cell::Str(_) | Cell::Null)
+                    | (ColumnKind::F64List, Cell::F64List(_) | Cell::Null)
             );
             if !fits {
                 return Err(mismatch(format!(
@@ -472,6 +497,17 @@ fn write_row_group(
                     .typed::<ByteArrayType>()
                     .write_batch(values, Some(levels), None)?;
             }
+            ColumnBuffer::F64List {
+                values,
+                definition,
+                repetition,
+            } => {
+                column.typed::<DoubleType>().write_batch(
+                    values,
+                    Some(definition),
+                    Some(repetition),
+                )?;
+            }
         }
         column.close()?;
     }
@@ -490,6 +526,11 @@ impl ColumnBuffer {
             ColumnKind::Str => ColumnBuffer::Str {
                 values: Vec::new(),
                 levels: Vec::new(),
+            },
+            ColumnKind::F64List => ColumnBuffer::F64List {
+                values: Vec::new(),
+                definition: Vec::new(),
+                repetition: Vec::new(),
             },
         }
     }
@@ -512,6 +553,41 @@ impl ColumnBuffer {
                 levels.push(1);
                 text.len()
             }
+            (
+                ColumnBuffer::F64List {
+                    values,
+                    definition,
+                    repetition,
+                },
+                Cell::F64List(list),
+            ) => {
+                if list.is_empty() {
+                    definition.push(1);
+                    repetition.push(0);
+                }
+                for (k, value) in list.iter().enumerate() {
+                    repetition.push(i16::from(k > 0));
+                    if value.is_finite() {
+                        values.push(*value);
+                        definition.push(3);
+                    } else {
+                        definition.push(2);
+                    }
+                }
+                12 * list.len().max(1)
+            }
+            (
+                ColumnBuffer::F64List {
+                    definition,
+                    repetition,
+                    ..
+                },
+                _,
+            ) => {
+                definition.push(0);
+                repetition.push(0);
+                4
+            }
             (ColumnBuffer::F64 { levels, .. } | ColumnBuffer::Str { levels, .. }, _) => {
                 levels.push(0);
                 2
@@ -533,6 +609,15 @@ impl ColumnBuffer {
                 values.clear();
                 levels.clear();
             }
+            ColumnBuffer::F64List {
+                values,
+                definition,
+                repetition,
+            } => {
+                values.clear();
+                definition.clear();
+                repetition.clear();
+            }
         }
     }
 }
@@ -545,6 +630,16 @@ fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
             .expect("writing to a Vec cannot fail; this is a bug"),
         Cell::Str(text) => serde_json::to_writer(&mut *line, text)
             .expect("writing to a Vec cannot fail; this is a bug"),
+        Cell::F64List(list) => {
+            line.push(b'[');
+            for (k, value) in list.iter().enumerate() {
+                if k > 0 {
+                    line.push(b',');
+                }
+                write_json_cell(line, &Cell::F64(*value));
+            }
+            line.push(b']');
+        }
         Cell::F64(_) | Cell::Null => line.extend_from_slice(b"null"),
     }
 }
@@ -554,6 +649,7 @@ fn cell_kind(cell: &Cell<'_>) -> &'static str {
         Cell::U64(_) => "a U64 cell",
         Cell::F64(_) => "an F64 cell",
         Cell::Str(_) => "a Str cell",
+        Cell::F64List(_) => "an F64List cell",
         Cell::Null => "null",
     }
 }
@@ -600,6 +696,7 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
                         .with_logical_type(Some(LogicalType::String))
                         .with_converted_type(ConvertedType::UTF8)
                 }
+                ColumnKind::F64List => return f64_list_type(&column.name),
             };
             builder.build().map(Arc::new)
         })
@@ -609,6 +706,25 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
             .with_fields(fields)
             .build()?,
     ))
+}
+
+/// The standard three-level Parquet list of optional doubles:
+/// `optional group <name> (LIST) { repeated group list { optional double element; } }`.
+fn f64_list_type(name: &str) -> parquet::errors::Result<Arc<Type>> {
+    let element = Type::primitive_type_builder("element", PhysicalType::DOUBLE)
+        .with_repetition(Repetition::OPTIONAL)
+        .build()?;
+    let list = Type::group_type_builder("list")
+        .with_repetition(Repetition::REPEATED)
+        .with_fields(vec![Arc::new(element)])
+        .build()?;
+    Type::group_type_builder(name)
+        .with_repetition(Repetition::OPTIONAL)
+        .with_logical_type(Some(LogicalType::List))
+        .with_converted_type(ConvertedType::LIST)
+        .with_fields(vec![Arc::new(list)])
+        .build()
+        .map(Arc::new)
 }
 
 /// A temporary file in the target's directory, so that the final rename stays on one file system

@@ -257,6 +257,66 @@ fn results_round_trip_through_every_format() {
 }
 
 #[test]
+fn float_list_columns_round_trip_through_every_format() {
+    // Per-step advantages: lists of any length (empty too), non-finite elements as null
+    // elements, a null list, and lists long enough to span Parquet pages.
+    let long: Vec<f64> = (0..5_000).map(|i| f64::from(i) / 7.0).collect();
+    let rows: Vec<(u64, Option<Vec<f64>>)> = vec![
+        (1, Some(vec![0.5, -1.25, 1e-300])),
+        (2, Some(vec![])),
+        (3, None),
+        (4, Some(vec![f64::NAN, 2.0, f64::INFINITY])),
+        (5, Some(long.clone())),
+        (6, Some(vec![0.1])),
+    ];
+    let dir = TempDir::new().unwrap();
+    for name in ["steps.jsonl", "steps.jsonl.gz", "steps.parquet"] {
+        let path = dir.path().join(name);
+        let mut writer =
+            TableWriter::create(&path, vec![Column::u64("i"), Column::f64_list("adv")]).unwrap();
+        for (i, list) in &rows {
+            let cell = list.as_deref().map_or(Cell::Null, Cell::F64List);
+            writer.write_row(&[Cell::U64(*i), cell]).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), rows.len() as u64, "{name}");
+        let read = read_records(&path);
+        assert_eq!(read.len(), rows.len(), "{name}");
+        for ((i, list), record) in rows.iter().zip(&read) {
+            assert_eq!(record["i"], json!(i), "{name}");
+            let expected = match list {
+                None => Value::Null,
+                Some(list) => Value::Array(
+                    list.iter()
+                        .map(|&x| {
+                            serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+                        })
+                        .collect(),
+                ),
+            };
+            assert_eq!(record["adv"], expected, "{name} row {i}");
+        }
+    }
+    let text = fs::read_to_string(dir.path().join("steps.jsonl")).unwrap();
+    assert_eq!(
+        text.lines().nth(3).unwrap(),
+        r#"{"i":4,"adv":[null,2.0,null]}"#
+    );
+    // A list cell in a scalar column, or a scalar in a list column, is refused.
+    let mut writer = TableWriter::create(
+        dir.path().join("bad.jsonl"),
+        vec![Column::f64("x"), Column::f64_list("xs")],
+    )
+    .unwrap();
+    for cells in [
+        [Cell::F64List(&[1.0]), Cell::Null],
+        [Cell::Null, Cell::F64(1.0)],
+    ] {
+        let error = writer.write_row(&cells).unwrap_err();
+        assert!(matches!(error, DataError::RowMismatch { .. }), "{error}");
+    }
+}
+
+#[test]
 fn the_format_can_be_chosen_whatever_the_name() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("results.out");
