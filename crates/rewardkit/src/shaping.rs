@@ -27,8 +27,9 @@ use rewardkit_core::{Outcome, Sample};
 use rewardkit_shape::combine;
 use rewardkit_shape::transform::{self, ReferenceQuantile, Scope};
 use rewardkit_shape::{
-    advantages, AdvantageSummary, Estimator, Groups, LagrangeMultipliers, LagrangeState,
-    MessageCounts, RunningStats, Squash, StdKind, StdScope,
+    advantages, AdvantageMethod, AdvantageOptions, AdvantageSummary, Estimator, Groups,
+    LagrangeMultipliers, LagrangeState, MessageCounts, RunningStats, ShapeError, Squash, StdKind,
+    StdScope,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -689,48 +690,35 @@ pub struct AdvantagesSpec {
 
 impl AdvantagesSpec {
     /// The estimator with defaults filled in; the error names the key and what was expected.
+    ///
+    /// The checks and defaults are `rewardkit-shape`'s [`AdvantageOptions::resolve`], the same as
+    /// `rewardkit advantages` and the server's `/v1/advantages` use.
     pub fn estimator(&self) -> Result<Estimator, (String, String)> {
-        let normalises = matches!(
-            self.estimator,
-            EstimatorName::Grpo | EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline
-        );
-        if self.scale.is_some() && self.estimator != EstimatorName::Grpo {
-            return Err((
-                "advantages.scale".into(),
-                "no `scale` (it applies to estimator \"grpo\" only)".into(),
-            ));
-        }
-        if !normalises && (self.std.is_some() || self.epsilon.is_some()) {
-            return Err((
-                "advantages.std".into(),
-                "no `std` or `epsilon`: this estimator does not divide by a std".into(),
-            ));
-        }
-        if let Some(epsilon) = self.epsilon {
-            if !(epsilon.is_finite() && epsilon >= 0.0) {
-                return Err((
-                    "advantages.epsilon".into(),
-                    format!("a finite number ≥ 0 (got {epsilon})"),
-                ));
+        let method = match self.estimator {
+            EstimatorName::Grpo => AdvantageMethod::Grpo,
+            EstimatorName::DrGrpo => AdvantageMethod::DrGrpo,
+            EstimatorName::Rloo => AdvantageMethod::Rloo,
+            EstimatorName::ReinforcePp => AdvantageMethod::ReinforcePp,
+            EstimatorName::ReinforcePpBaseline => AdvantageMethod::ReinforcePpBaseline,
+        };
+        let options = AdvantageOptions {
+            scale: self.scale,
+            std: self.std,
+            epsilon: self.epsilon,
+            filter_zero_variance: self.filter_zero_variance,
+            ..AdvantageOptions::default()
+        };
+        match options.resolve(method) {
+            Ok(config) => Ok(config.estimator),
+            Err(error) => {
+                let key = match &error {
+                    ShapeError::InvalidOption { option, .. }
+                    | ShapeError::NotApplicable { option, .. } => format!("advantages.{option}"),
+                    _ => "advantages".to_owned(),
+                };
+                Err((key, error.to_string()))
             }
         }
-        let std = self.std.unwrap_or(StdKind::Sample);
-        Ok(match self.estimator {
-            EstimatorName::Grpo => Estimator::Grpo {
-                scale: self.scale.unwrap_or(StdScope::Group),
-                std,
-                epsilon: self.epsilon.unwrap_or(1e-6),
-            },
-            EstimatorName::DrGrpo => Estimator::DrGrpo,
-            EstimatorName::Rloo => Estimator::Rloo,
-            EstimatorName::ReinforcePp | EstimatorName::ReinforcePpBaseline => {
-                Estimator::ReinforcePlusPlus {
-                    baseline: self.estimator == EstimatorName::ReinforcePpBaseline,
-                    std,
-                    epsilon: self.epsilon.unwrap_or(1e-8),
-                }
-            }
-        })
     }
 }
 

@@ -635,7 +635,14 @@ fn bad_shaping_is_refused_with_the_key() {
             &[("a", "")],
             "[advantages]\nestimator = \"dr_grpo\"\nepsilon = 1e-6\n",
         ),
-        &["advantages.std"],
+        &["advantages.epsilon", "does not divide by a std"],
+    );
+    error(
+        &spec(
+            &[("a", "")],
+            "[advantages]\nestimator = \"rloo\"\nstd = \"population\"\n",
+        ),
+        &["advantages.std", "grpo, oprl, reinforce_pp"],
     );
     error(
         &spec(
