@@ -535,6 +535,7 @@ fn resolve_combine(spec: &Spec) -> Result<ResolvedCombine, SpecError> {
                                 format!("a multiplier state in JSON ({file}: {e})"),
                             )
                         })?;
+                    let mut state = state;
                     if state.thresholds != thresholds.values().copied().collect::<Vec<_>>() {
                         return Err(invalid(
                             "combine.state_file",
@@ -545,6 +546,21 @@ fn resolve_combine(spec: &Spec) -> Result<ResolvedCombine, SpecError> {
                             ),
                         ));
                     }
+                    // μ means a different λ under another squash: refuse rather than jump.
+                    if state.squash != *squash {
+                        return Err(invalid(
+                            "combine.state_file",
+                            format!(
+                                "a state for squash {:?} ({file} has {:?}); start from a fresh \
+                                 state or keep the squash",
+                                squash, state.squash
+                            ),
+                        ));
+                    }
+                    // The file carries where the multipliers are (μ, momentum buffers, steps);
+                    // how they move next is the spec's, so a tuned learning rate takes effect.
+                    state.learning_rate = *learning_rate;
+                    state.momentum = *momentum;
                     rewardkit_shape::LagrangeMultipliers::from_state(state)
                 }
                 None => rewardkit_shape::LagrangeMultipliers::new(

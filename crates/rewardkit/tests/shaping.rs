@@ -532,6 +532,44 @@ fn multipliers_are_reported_and_restored() {
     let p = Pipeline::build_with(&spec, &registry()).unwrap();
     let report = p.shape(&scored, &inputs).unwrap().multipliers.unwrap();
     assert!(close(report.used[0], 1.0 / (1.0 + (-0.0075f64).exp())));
+    // The spec's learning rate and momentum drive the next step from the restored state (the
+    // file's are those it was saved with): lr 1, momentum 0 → μ = 0.0075 + 1·0.3·σ'(μ).
+    let retuned = format!("{text}learning_rate = 1.0\nmomentum = 0.0\n");
+    std::fs::write(
+        dir.path().join("s.toml"),
+        format!("{retuned}state_file = \"state.json\"\n"),
+    )
+    .unwrap();
+    let spec = Spec::from_path(dir.path().join("s.toml")).unwrap();
+    let p = Pipeline::build_with(&spec, &registry()).unwrap();
+    let next = p
+        .shape(&scored, &inputs)
+        .unwrap()
+        .multipliers
+        .unwrap()
+        .next
+        .unwrap();
+    let lambda = 1.0 / (1.0 + (-0.0075f64).exp());
+    assert!(
+        close(next.mu[0], 0.0075 + 0.3 * lambda * (1.0 - lambda)),
+        "{next:?}"
+    );
+    assert_eq!((next.learning_rate, next.momentum), (1.0, 0.0));
+    // A state saved under another squash is refused (μ would mean another λ).
+    std::fs::write(
+        dir.path().join("s.toml"),
+        format!("{}squash = \"tanh\"\nstate_file = \"state.json\"\n", text),
+    )
+    .unwrap();
+    let spec = Spec::from_path(dir.path().join("s.toml")).unwrap();
+    let e = Pipeline::build_with(&spec, &registry())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("combine.state_file") && e.contains("squash"),
+        "{e}"
+    );
     // A state for other thresholds is refused.
     std::fs::write(
         dir.path().join("s.toml"),
