@@ -12,13 +12,13 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rewardkit_model::data::{read_pairs, read_ratings, PairFields};
+use rewardkit_model::data::{read_pairs_with, read_ratings_with, PairFields};
 use rewardkit_model::encoder::{EncoderConfig, Pooling};
 use rewardkit_model::hashed::HashedConfig;
 use rewardkit_model::optim::{AdamWConfig, Decay};
 use rewardkit_model::{
-    BackboneConfig, CheckpointOptions, Device, Event, Examples, HeadConfig, ModelConfig, Objective,
-    RewardModel, TrainConfig, TrainingRecord,
+    BackboneConfig, ChatTemplateConfig, CheckpointOptions, Device, Event, Examples, HeadConfig,
+    ModelConfig, Objective, RewardModel, TrainConfig, TrainingRecord, Truncation,
 };
 
 /// Arguments of `rewardkit train`.
@@ -126,6 +126,22 @@ pub struct TrainArgs {
     /// encoders (default 128).
     #[arg(long)]
     max_length: Option<usize>,
+    /// Which end of an input longer than `--max-length` is cut: `left` cuts the start of the
+    /// dialogue (the earliest turns of the prompt go first, the response is kept), `right` cuts
+    /// its end (the end of the response goes first). Each side of a pair (prompt + chosen,
+    /// prompt + rejected) is cut on its own. Saved with the model; scoring uses it. Default
+    /// `left` (with `--init`: the initial model's).
+    #[arg(long, value_enum)]
+    truncation: Option<TruncationSide>,
+    /// How chat-list rows become text: `builtin` (HH-style `\n\nHuman: …\n\nAssistant: …`),
+    /// `none` (message texts joined by newlines), `tokenizer` (the backbone's own Jinja
+    /// `chat_template` from its tokenizer_config.json or chat_template.jinja; `tokenizer:NAME`
+    /// picks a named one), or the path of a .jinja file or tokenizer_config.json. Plain-string
+    /// rows are used as they are; HH-RLHF dialogues are parsed into turns for Jinja templates.
+    /// Saved with the model; scoring uses it. Default `builtin` (with `--init`: the initial
+    /// model's).
+    #[arg(long)]
+    chat_template: Option<String>,
     /// Prompt column.
     #[arg(long, default_value = "prompt")]
     prompt_field: String,
@@ -169,6 +185,23 @@ enum HeadKind {
 enum PoolingKind {
     Mean,
     Cls,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncationSide {
+    /// Cut the start (the earliest turns).
+    Left,
+    /// Cut the end (the end of the response).
+    Right,
+}
+
+impl From<TruncationSide> for Truncation {
+    fn from(side: TruncationSide) -> Truncation {
+        match side {
+            TruncationSide::Left => Truncation::Left,
+            TruncationSide::Right => Truncation::Right,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -264,6 +297,33 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
 
+    let labels = if objective.is_pairwise() {
+        Vec::new()
+    } else {
+        args.attributes.clone()
+    };
+    let mut model = match &args.init {
+        Some(dir) => RewardModel::load(dir, &Device::Cpu)
+            .and_then(|model| model.with_labels(&labels))
+            .with_context(|| format!("--init {}", dir.display()))?,
+        None => RewardModel::new(
+            ModelConfig::new(backbone, head, &labels),
+            args.seed,
+            &Device::Cpu,
+        )?,
+    };
+    if let Some(side) = args.truncation {
+        model = model.with_truncation(side.into())?;
+    }
+    if let Some(value) = &args.chat_template {
+        // `tokenizer` reads the backbone's directory (with --init: that model's directory first).
+        let mut dirs: Vec<PathBuf> = args.init.iter().cloned().collect();
+        dirs.extend(model.backbone_dir().map(Path::to_path_buf));
+        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let chat_template = ChatTemplateConfig::resolve("--chat-template", value, &dirs)?;
+        model = model.with_chat_template(chat_template)?;
+    }
+    let template = model.chat_template()?;
     let read = |path: &Path| -> anyhow::Result<Examples> {
         Ok(if objective.is_pairwise() {
             let fields = PairFields {
@@ -271,14 +331,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 chosen: args.chosen_field.clone(),
                 rejected: args.rejected_field.clone(),
                 margin: args.margin_field.clone(),
+                ..PairFields::default()
             };
-            Examples::Pairs(read_pairs(path, &fields)?)
+            Examples::Pairs(read_pairs_with(path, &fields, &template)?)
         } else {
-            Examples::Ratings(read_ratings(
+            Examples::Ratings(read_ratings_with(
                 path,
                 &args.prompt_field,
                 &args.response_field,
                 &args.attributes,
+                &template,
             )?)
         })
     };
@@ -319,21 +381,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             (None, None, None) => (data, None, None),
         };
 
-    let labels = if objective.is_pairwise() {
-        Vec::new()
-    } else {
-        args.attributes.clone()
-    };
-    let model = match &args.init {
-        Some(dir) => RewardModel::load(dir, &Device::Cpu)
-            .and_then(|model| model.with_labels(&labels))
-            .with_context(|| format!("--init {}", dir.display()))?,
-        None => RewardModel::new(
-            ModelConfig::new(backbone, head, &labels),
-            args.seed,
-            &Device::Cpu,
-        )?,
-    };
     let progress = Progress::new(args.no_progress);
     let what = if objective.is_pairwise() {
         "pairs"
@@ -341,7 +388,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "ratings"
     };
     progress.println(format!(
-        "training on {} {what}{} with backbone {} ({}), objective {}",
+        "training on {} {what}{} with backbone {} ({}, {}, truncation {}), objective {}",
         train_set.len(),
         validation
             .as_ref()
@@ -352,6 +399,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             |dir| format!("{} (--init)", dir.display())
         ),
         model.config().head.describe(),
+        model.config().chat_template.describe(),
+        model.config().truncation.name(),
         objective.name(),
     ));
     std::fs::create_dir_all(&args.out)

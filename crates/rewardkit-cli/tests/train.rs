@@ -324,3 +324,138 @@ fn encoder_backbone_trains_the_head_and_scores_through_a_spec() {
         &["max-length", "1..=32"],
     );
 }
+
+/// ChatML (Qwen2-Instruct's template, without its default system message).
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+#[test]
+fn truncation_and_chat_template_are_saved_and_scored_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write(dir.path(), "chatml.jinja", CHATML);
+    let rows: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"prompt\":[{{\"role\":\"user\",\"content\":\"question {i}\"}}],\"chosen\":[{{\"role\":\"assistant\",\"content\":\"a kind and helpful answer {i}\"}}],\"rejected\":[{{\"role\":\"assistant\",\"content\":\"go away {i}\"}}]}}\n"
+            )
+        })
+        .collect();
+    let data = write(dir.path(), "chat.jsonl", rows);
+    let out = dir.path().join("rm");
+    let stderr_line = {
+        let output = common::run(&[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--truncation",
+            "right",
+            "--chat-template",
+            &template,
+            "--max-length",
+            "16",
+            "--buckets",
+            "4096",
+            "--width",
+            "8",
+            "--head-hidden",
+            "8",
+            "--no-progress",
+        ]);
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        common::stderr(&output)
+    };
+    assert!(
+        stderr_line.contains(&format!("chat template from {template}, truncation right")),
+        "{stderr_line}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["truncation"], "right");
+    assert_eq!(config["chat_template"]["kind"], "jinja");
+    assert_eq!(config["chat_template"]["template"], CHATML);
+    // Scoring renders chat samples with the saved template, even once the file is gone.
+    std::fs::remove_file(&template).unwrap();
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        format!(
+            "[[term]]\nname = \"rm\"\nkind = \"model\"\n[term.options]\npath = {:?}\n",
+            out.to_str().unwrap()
+        ),
+    );
+    let rollouts = write(
+        dir.path(),
+        "rollouts.jsonl",
+        "{\"prompt\":[{\"role\":\"user\",\"content\":\"question 1\"}],\"completion\":{\"role\":\"assistant\",\"content\":\"a kind answer\"}}\n{\"prompt\":\"plain\",\"completion\":\"text\"}\n",
+    );
+    let scored = dir.path().join("scored.jsonl");
+    ok(&[
+        "score",
+        "--spec",
+        &spec,
+        "--input",
+        &rollouts,
+        "--output",
+        scored.to_str().unwrap(),
+    ]);
+    let rows = json_lines(&scored);
+    assert!(rows.iter().all(|r| r["rm.outcome"] == "scored"), "{rows:?}");
+
+    // Bad values name the flag and list what is accepted.
+    let output = common::run(&[
+        "train",
+        "--data",
+        &data,
+        "--out",
+        out.to_str().unwrap(),
+        "--truncation",
+        "middle",
+    ]);
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'middle' for '--truncation")
+            && err.contains("[possible values: left, right]"),
+        "{err}"
+    );
+    let fresh = dir.path().join("rm2");
+    fails_with(
+        &["train", "--data", &data, "--out", fresh.to_str().unwrap(), "--chat-template", "chatml"],
+        &["option `--chat-template`: `chatml` is neither a known value nor an existing file; expected `builtin`, `none`, `tokenizer`"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            fresh.to_str().unwrap(),
+            "--chat-template",
+            "tokenizer",
+        ],
+        &["option `--chat-template`", "this backbone has no directory"],
+    );
+    let broken = write(
+        dir.path(),
+        "broken.jinja",
+        "{% for m in messages %}{{ m.content }\n",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            fresh.to_str().unwrap(),
+            "--chat-template",
+            &broken,
+        ],
+        &[
+            "broken.jinja: compiling the chat template failed: syntax error",
+            "template line 1",
+        ],
+    );
+}

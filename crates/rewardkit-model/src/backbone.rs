@@ -5,7 +5,7 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::{ModelError, RewardInput};
+use crate::{ModelError, RewardInput, Truncation};
 
 /// A network that maps each (prompt, response) of a batch to a vector of [`Backbone::width`]
 /// numbers. A head on top turns that vector into rewards.
@@ -30,6 +30,9 @@ pub trait Backbone: Send + Sync {
 
     /// Changes the maximum input length (tokens, words) used from now on.
     fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError>;
+
+    /// Changes which end of a too-long input is cut from now on (see [`Truncation`]).
+    fn set_truncation(&mut self, truncation: Truncation) -> Result<(), ModelError>;
 
     /// Every weight that a saved model must contain (trained or frozen), by name.
     fn state(&self) -> Vec<(String, Var)> {

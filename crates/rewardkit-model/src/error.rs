@@ -54,6 +54,15 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// A chat template could not be compiled or rendered; `origin` names its file (and field).
+    #[error("{origin}: {reason}")]
+    Template {
+        /// Where the template came from (`…/tokenizer_config.json, field chat_template`).
+        origin: String,
+        /// What failed, with the template line the error points at.
+        reason: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
     Io {

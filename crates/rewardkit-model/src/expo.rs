@@ -46,6 +46,9 @@ const FREE_KEYS: &[&str] = &[
     "_name_or_path",
     "torch_dtype",
     "dtype",
+    // Text settings, not weights: the output keeps `to`'s.
+    "truncation",
+    "chat_template",
 ];
 
 /// Keys under `backbone` that may differ.

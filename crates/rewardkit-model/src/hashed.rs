@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backbone::Backbone;
 use crate::rng::SplitMix64;
-use crate::{ModelError, RewardInput};
+use crate::{ModelError, RewardInput, Truncation};
 
 /// Settings of the hashed backbone (saved in `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,8 +145,22 @@ fn tokens(text: &str) -> Vec<String> {
 }
 
 impl HashedConfig {
-    /// The features of one input.
+    /// The features of one input, cut from the left (see [`HashedConfig::features_truncated`]).
     pub fn features(&self, input: &RewardInput) -> SparseFeatures {
+        self.features_truncated(input, Truncation::Left)
+    }
+
+    /// The features of one input with at most `max_length` words read. [`Truncation::Left`]: the
+    /// response's first `max_length` words, then the prompt's last words with what is left (the
+    /// context nearest the response). [`Truncation::Right`]: the first `max_length` words of
+    /// prompt + response — the prompt's from its start, the response's with what is left — so a
+    /// long prompt can leave no response words. Without prompt features the response's first
+    /// `max_length` words either way.
+    pub fn features_truncated(
+        &self,
+        input: &RewardInput,
+        truncation: Truncation,
+    ) -> SparseFeatures {
         let mut counts: HashMap<u32, f32> = HashMap::new();
         let buckets = self.buckets as u64;
         let mut add = |hash: u64| {
@@ -154,8 +168,23 @@ impl HashedConfig {
             let sign = if hash >> 63 == 1 { -1.0 } else { 1.0 };
             *counts.entry(slot).or_insert(0.0) += sign;
         };
+        let mut prompt = if self.prompt_words {
+            tokens(&input.prompt)
+        } else {
+            Vec::new()
+        };
         let mut response = tokens(&input.response);
-        response.truncate(self.max_length);
+        match truncation {
+            Truncation::Left => {
+                response.truncate(self.max_length);
+                let keep = self.max_length.saturating_sub(response.len());
+                prompt.drain(..prompt.len().saturating_sub(keep));
+            }
+            Truncation::Right => {
+                prompt.truncate(self.max_length);
+                response.truncate(self.max_length - prompt.len());
+            }
+        }
         // A constant feature, so that an empty response still has a vector.
         add(fnv1a(NS_BIAS, &[]));
         for n in 1..=self.word_ngrams {
@@ -179,12 +208,8 @@ impl HashedConfig {
                 }
             }
         }
-        if self.prompt_words {
-            let prompt = tokens(&input.prompt);
-            let keep = self.max_length.saturating_sub(response.len());
-            for word in &prompt[prompt.len().saturating_sub(keep)..] {
-                add(fnv1a(NS_PROMPT, &[word]));
-            }
+        for word in &prompt {
+            add(fnv1a(NS_PROMPT, &[word]));
         }
         let mut entries: Vec<(u32, f32)> = counts.into_iter().filter(|(_, v)| *v != 0.0).collect();
         entries.sort_unstable_by_key(|(slot, _)| *slot);
@@ -204,6 +229,7 @@ impl HashedConfig {
 /// The hashed backbone: `tanh(Σᵢ xᵢ·E[slotᵢ] + b)` over the sparse features `x`.
 pub struct HashedBackbone {
     config: HashedConfig,
+    truncation: Truncation,
     embeddings: Var,
     bias: Var,
     device: Device,
@@ -229,6 +255,7 @@ impl HashedBackbone {
         let bias = Var::zeros(config.width, DType::F32, device)?;
         Ok(HashedBackbone {
             config,
+            truncation: Truncation::Left,
             embeddings,
             bias,
             device: device.clone(),
@@ -260,6 +287,7 @@ impl HashedBackbone {
             )?)
         };
         Ok(HashedBackbone {
+            truncation: Truncation::Left,
             embeddings: get(
                 "backbone.embeddings.weight",
                 &[config.buckets, config.width],
@@ -289,7 +317,7 @@ impl Backbone for HashedBackbone {
         let mut values = Vec::new();
         let mut owners = Vec::new();
         for (row, input) in inputs.iter().enumerate() {
-            let features = self.config.features(input);
+            let features = self.config.features_truncated(input, self.truncation);
             owners.extend(std::iter::repeat_n(row as u32, features.indices.len()));
             slots.extend(features.indices);
             values.extend(features.values);
@@ -317,6 +345,11 @@ impl Backbone for HashedBackbone {
 
     fn length(&self, input: &RewardInput) -> usize {
         tokens(&input.response).len().min(self.config.max_length)
+    }
+
+    fn set_truncation(&mut self, truncation: Truncation) -> Result<(), ModelError> {
+        self.truncation = truncation;
+        Ok(())
     }
 
     fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
@@ -384,6 +417,54 @@ mod tests {
         let a = config.features(&RewardInput::new("", "one two three"));
         let b = config.features(&RewardInput::new("", "one two four five"));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn truncation_sides_keep_different_ends() {
+        let config = HashedConfig {
+            buckets: 1 << 12,
+            max_length: 3,
+            char_ngrams: [0, 0],
+            word_ngrams: 1,
+            ..HashedConfig::default()
+        };
+        let words = |prompt: &str, response: &str| {
+            HashedConfig {
+                max_length: 100,
+                ..config.clone()
+            }
+            .features(&RewardInput::new(prompt, response))
+        };
+        let cut = |truncation, prompt: &str, response: &str| {
+            config.features_truncated(&RewardInput::new(prompt, response), truncation)
+        };
+        // Left: the response first, then the prompt's end.
+        assert_eq!(
+            cut(Truncation::Left, "p1 p2 p3", "r1 r2"),
+            words("p3", "r1 r2")
+        );
+        assert_eq!(
+            cut(Truncation::Left, "p1", "r1 r2 r3 r4"),
+            words("", "r1 r2 r3")
+        );
+        // Right: prompt + response from the start; a long prompt leaves no response.
+        assert_eq!(
+            cut(Truncation::Right, "p1 p2 p3", "r1 r2"),
+            words("p1 p2 p3", "")
+        );
+        assert_eq!(
+            cut(Truncation::Right, "p1", "r1 r2 r3 r4"),
+            words("p1", "r1 r2")
+        );
+        // Short inputs are not cut either way.
+        assert_eq!(
+            cut(Truncation::Right, "p1", "r1"),
+            cut(Truncation::Left, "p1", "r1")
+        );
+        assert_eq!(
+            config.features(&RewardInput::new("p1 p2 p3", "r1 r2")),
+            cut(Truncation::Left, "p1 p2 p3", "r1 r2")
+        );
     }
 
     #[test]

@@ -56,12 +56,13 @@ pub mod objective;
 pub mod optim;
 mod record;
 mod rng;
+pub mod template;
 mod term;
 pub mod train;
 
 pub use backbone::Backbone;
 pub use candle_core::Device;
-pub use data::{PreferencePair, Rating, RewardInput};
+pub use data::{PreferencePair, Rating, RewardInput, Truncation};
 pub use error::ModelError;
 pub use model::{
     write_atomically, BackboneConfig, HeadConfig, ModelConfig, RewardModel, CONFIG_FILE,
@@ -69,5 +70,6 @@ pub use model::{
 };
 pub use objective::Objective;
 pub use record::TrainingRecord;
+pub use template::{ChatTemplate, ChatTemplateConfig};
 pub use term::{ModelTerm, ModelTermOptions};
 pub use train::{train, CheckpointOptions, EvalMetrics, Event, Examples, TrainConfig, TrainReport};

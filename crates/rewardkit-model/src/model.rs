@@ -13,7 +13,8 @@ use crate::decoder::{DecoderBackbone, DecoderConfig};
 use crate::encoder::{EncoderBackbone, EncoderConfig};
 use crate::hashed::{HashedBackbone, HashedConfig};
 use crate::rng::SplitMix64;
-use crate::{ModelError, RewardInput};
+use crate::template::{ChatTemplate, ChatTemplateConfig};
+use crate::{ModelError, RewardInput, Truncation};
 
 /// The head on top of the backbone's vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,15 @@ pub struct ModelConfig {
     pub backbone: BackboneConfig,
     /// The head.
     pub head: HeadConfig,
+    /// Which end of an input longer than the backbone's `max_length` is cut. Models saved before
+    /// this setting existed have no such key and get `left`, what they were trained with.
+    #[serde(default)]
+    pub truncation: Truncation,
+    /// How chat lists become text before tokenisation (see [`crate::template`]); a Jinja template
+    /// is saved whole, so the directory renders the same way wherever it goes. Absent in models
+    /// saved before this setting existed: the built-in template, what they were trained with.
+    #[serde(default)]
+    pub chat_template: ChatTemplateConfig,
     /// The rewardkit version that wrote the file.
     pub rewardkit_version: String,
 }
@@ -111,6 +121,8 @@ impl ModelConfig {
                 .collect(),
             backbone,
             head,
+            truncation: Truncation::default(),
+            chat_template: ChatTemplateConfig::default(),
             rewardkit_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -208,10 +220,11 @@ impl RewardModel {
     /// A model around a given backbone, with a freshly initialised head.
     fn with_backbone(
         config: ModelConfig,
-        backbone: Box<dyn Backbone>,
+        mut backbone: Box<dyn Backbone>,
         seed: u64,
         device: &Device,
     ) -> Result<RewardModel, ModelError> {
+        backbone.set_truncation(config.truncation)?;
         let mut rng = SplitMix64::derived(seed, 2);
         let width = backbone.width();
         let layers = match config.head {
@@ -322,6 +335,38 @@ impl RewardModel {
         }
         self.backbone.set_max_length(max_length)?;
         Ok(self)
+    }
+
+    /// The same model cutting the other end of too-long inputs (see [`Truncation`]).
+    pub fn with_truncation(mut self, truncation: Truncation) -> Result<RewardModel, ModelError> {
+        self.backbone.set_truncation(truncation)?;
+        self.config.truncation = truncation;
+        Ok(self)
+    }
+
+    /// The same model rendering chat lists with another template (checked to compile).
+    pub fn with_chat_template(
+        mut self,
+        chat_template: ChatTemplateConfig,
+    ) -> Result<RewardModel, ModelError> {
+        ChatTemplate::new(&chat_template)?;
+        self.config.chat_template = chat_template;
+        Ok(self)
+    }
+
+    /// The compiled chat template of the configuration.
+    pub fn chat_template(&self) -> Result<ChatTemplate, ModelError> {
+        ChatTemplate::new(&self.config.chat_template)
+    }
+
+    /// The directory of the backbone's files (an encoder's or decoder's source), where a
+    /// `tokenizer` chat template is looked for; `None` for the hashed backbone.
+    pub fn backbone_dir(&self) -> Option<&Path> {
+        match &self.config.backbone {
+            BackboneConfig::Hashed(_) => None,
+            BackboneConfig::Encoder(encoder) => Some(&encoder.source),
+            BackboneConfig::Decoder(decoder) => Some(&decoder.source),
+        }
     }
 
     /// The same model with its outputs renamed (one output named `reward` if `labels` is

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{RewardModel, RECORD_FILE};
 use crate::record::TrainingRecord;
-use crate::{ModelError, RewardInput};
+use crate::template::{template_dirs, ChatTemplate, ChatTemplateConfig};
+use crate::{ModelError, RewardInput, Truncation};
 
 /// Options of the `model` term in a spec.
 ///
@@ -27,7 +28,14 @@ use crate::{ModelError, RewardInput};
 /// batch_size = 32
 /// normalize = true       # (r − mean) / std with the validation statistics saved at training
 /// max_batch_tokens = 8192 # optional: cap on samples × longest sample per batch
+/// truncation = "left"    # optional: overrides the side the model was trained with
+/// chat_template = "tokenizer" # optional: overrides the model's saved chat template
 /// ```
+///
+/// `truncation` and `chat_template` default to what the model directory's `config.json` saved
+/// at training (`left` and `builtin` for models saved before these settings existed, and for
+/// Hugging Face decoder reward models). Overriding them scores texts unlike those the model was
+/// trained on; the override exists for published reward models, whose card names a template.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelTermOptions {
@@ -50,6 +58,14 @@ pub struct ModelTermOptions {
     /// A sample longer than the budget is scored alone.
     #[serde(default)]
     pub max_batch_tokens: Option<usize>,
+    /// Which end of a too-long input is cut: `left` or `right` (default: the model's own).
+    #[serde(default)]
+    pub truncation: Option<Truncation>,
+    /// How chat samples become text: `builtin`, `none`, `tokenizer` (`tokenizer:NAME`), or the
+    /// path of a `.jinja` file or `tokenizer_config.json` (default: the model's own). `tokenizer`
+    /// looks in the model directory, then in its backbone's source directory.
+    #[serde(default)]
+    pub chat_template: Option<String>,
 }
 
 /// Splits samples into batches: indices sorted by length (stable, so equal lengths keep their
@@ -87,6 +103,7 @@ fn default_batch_size() -> usize {
 #[derive(Debug)]
 pub struct ModelTerm {
     model: RewardModel,
+    template: ChatTemplate,
     options: ModelTermOptions,
     shift: f64,
     scale: f64,
@@ -105,7 +122,18 @@ impl ModelTerm {
         if let Some(max_length) = options.max_length {
             model_dir_config = model_dir_config.with_max_length(max_length)?;
         }
+        if let Some(truncation) = options.truncation {
+            model_dir_config = model_dir_config.with_truncation(truncation)?;
+        }
+        if let Some(value) = &options.chat_template {
+            let source = model_dir_config.backbone_dir().map(Path::to_path_buf);
+            let dirs = template_dirs(&options.path, source.as_deref());
+            let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+            let config = ChatTemplateConfig::resolve("chat_template", value, &dirs)?;
+            model_dir_config = model_dir_config.with_chat_template(config)?;
+        }
         let model = model_dir_config;
+        let template = model.chat_template()?;
         if options.output >= model.config().num_labels {
             return Err(ModelError::option(
                 "output",
@@ -131,25 +159,27 @@ impl ModelTerm {
         };
         Ok(ModelTerm {
             model,
+            template,
             options,
             shift,
             scale,
         })
     }
 
-    fn score_inputs(&self, samples: &[&Sample]) -> Vec<Outcome> {
-        let inputs: Vec<RewardInput> = samples
-            .iter()
-            .map(|s| RewardInput::from_sample(s))
-            .collect();
-        match self.model.score(&inputs) {
+    /// The model's text for a sample (its chat template applied).
+    fn input(&self, sample: &Sample) -> Result<RewardInput, ModelError> {
+        RewardInput::render_sample(sample, &self.template)
+    }
+
+    fn score_inputs(&self, inputs: &[RewardInput]) -> Vec<Outcome> {
+        match self.model.score(inputs) {
             Ok(rows) => rows
                 .into_iter()
                 .map(|row| {
                     Outcome::scored((f64::from(row[self.options.output]) - self.shift) * self.scale)
                 })
                 .collect(),
-            Err(error) => samples
+            Err(error) => inputs
                 .iter()
                 .map(|_| Outcome::failed(error.to_string()))
                 .collect(),
@@ -167,7 +197,10 @@ impl Reward for ModelTerm {
         if let Err(e) = meter.check_input(size) {
             return e.into_outcome().into();
         }
-        self.score_inputs(&[sample]).remove(0).into()
+        match self.input(sample) {
+            Ok(input) => self.score_inputs(&[input]).remove(0).into(),
+            Err(error) => Outcome::failed(error.to_string()).into(),
+        }
     }
 
     fn score_batch(&self, samples: &[Sample], budget: &Budget) -> Vec<RewardOutput> {
@@ -180,23 +213,26 @@ impl Reward for ModelTerm {
                 Err(e) => outputs[i] = Some(e.into_outcome().into()),
             }
         }
-        let lengths: Vec<usize> = admitted
+        // Render each admitted sample once; a sample its template refuses fails alone.
+        let mut rendered: Vec<(usize, RewardInput)> = Vec::with_capacity(admitted.len());
+        for i in admitted {
+            match self.input(&samples[i]) {
+                Ok(input) => rendered.push((i, input)),
+                Err(error) => outputs[i] = Some(Outcome::failed(error.to_string()).into()),
+            }
+        }
+        let lengths: Vec<usize> = rendered
             .iter()
-            .map(|&i| {
-                self.model
-                    .backbone()
-                    .length(&RewardInput::from_sample(&samples[i]))
-            })
+            .map(|(_, input)| self.model.backbone().length(input))
             .collect();
         for plan in plan_batches(
             &lengths,
             self.options.batch_size,
             self.options.max_batch_tokens,
         ) {
-            let chunk: Vec<usize> = plan.iter().map(|&k| admitted[k]).collect();
-            let batch: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
-            for (&i, outcome) in chunk.iter().zip(self.score_inputs(&batch)) {
-                outputs[i] = Some(outcome.into());
+            let batch: Vec<RewardInput> = plan.iter().map(|&k| rendered[k].1.clone()).collect();
+            for (&k, outcome) in plan.iter().zip(self.score_inputs(&batch)) {
+                outputs[rendered[k].0] = Some(outcome.into());
             }
         }
         outputs

@@ -158,6 +158,8 @@ fn the_model_term_scores_a_hugging_face_directory() {
         normalize: false,
         output: 0,
         max_batch_tokens: None,
+        truncation: None,
+        chat_template: None,
     })
     .unwrap();
     let samples: Vec<Sample> = inputs()
@@ -178,6 +180,8 @@ fn the_model_term_scores_a_hugging_face_directory() {
         normalize: false,
         output: 0,
         max_batch_tokens: Some(30),
+        truncation: None,
+        chat_template: None,
     })
     .unwrap();
     for (output, want) in budgeted
@@ -201,6 +205,8 @@ fn the_model_term_scores_a_hugging_face_directory() {
         normalize: true,
         output: 0,
         max_batch_tokens: None,
+        truncation: None,
+        chat_template: None,
     })
     .unwrap_err()
     .to_string();

@@ -455,6 +455,8 @@ fn model_term_scores_batched_like_single_and_normalises() {
         normalize,
         output: 0,
         max_batch_tokens: None,
+        truncation: None,
+        chat_template: None,
     };
     let budget = Budget::default();
     let batched = ModelTerm::new(options(7, false))
