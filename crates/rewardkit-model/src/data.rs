@@ -796,6 +796,47 @@ mod tests {
     }
 
     #[test]
+    fn ratings_render_like_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ratings.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"prompt":[{"role":"user","content":"hi"}],"response":[{"role":"assistant","content":"hello"}],"score":3}"#,
+                "\n",
+                r#"{"response":[{"role":"assistant","content":"hello"}],"score":1}"#,
+                "\n",
+                r#"{"prompt":"\n\nHuman: hi\n\nAssistant:","response":" hello","score":2}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let read = |template: &ChatTemplate| -> Vec<(String, String)> {
+            read_ratings_with(&path, "prompt", "response", &["score".to_owned()], template)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.input.prompt, r.input.response))
+                .collect()
+        };
+        let own = |p: &str, r: &str| (p.to_owned(), r.to_owned());
+        let hh = own("\n\nHuman: hi\n\nAssistant:", " hello");
+        assert_eq!(
+            read(&ChatTemplate::builtin()),
+            [hh.clone(), own("", " hello"), hh]
+        );
+        let chatml = own(
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+            "hello<|im_end|>\n",
+        );
+        let whole = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n";
+        assert_eq!(read(&jinja(CHATML))[0], chatml);
+        assert_eq!(read(&jinja(CHATML))[2], chatml);
+        // Qwen2's template writes its default system message only before a first message, so
+        // the empty prompt is no prefix of the full text: all of it is the response.
+        assert_eq!(read(&jinja(CHATML))[1], own("", whole));
+    }
+
+    #[test]
     fn template_errors_name_the_row() {
         let strict = jinja("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ m.content }}{% endfor %}");
         let error = pair_with(

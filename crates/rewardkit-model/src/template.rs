@@ -497,6 +497,15 @@ fn message_role(message: &Value) -> &str {
 /// A message's text as verifiers read it ([`rewardkit_core::Message::text`]: the content, then
 /// any structured tool calls).
 fn message_text(message: &Value) -> String {
+    let calls = message.get("tool_calls");
+    if calls.is_none_or(|c| c.as_array().is_none_or(Vec::is_empty)) {
+        // No tool calls: the content itself (the common case, without a round trip).
+        return message
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+    }
     match serde_json::from_value::<rewardkit_core::Message>(message.clone()) {
         Ok(m) => m.text().into_owned(),
         Err(_) => message
