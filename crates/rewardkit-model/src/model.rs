@@ -620,6 +620,13 @@ impl RewardModel {
         let layer = &mut model.layers[0].1;
         layer.weight = Var::from_tensor(&score.to_dtype(DType::F32)?.to_device(device)?)?;
         layer.bias = Var::zeros(num_labels, DType::F32, device)?;
+        // A published reward model is scored with its own chat template, as `transformers` users
+        // apply it before scoring: the default when the directory has one (a spec's
+        // `chat_template` still overrides it). Without one, chat lists use the built-in template.
+        if crate::template::has_tokenizer_template(dir) {
+            let template = ChatTemplateConfig::resolve("chat_template", "tokenizer", &[dir])?;
+            model = model.with_chat_template(template)?;
+        }
         Ok(model)
     }
 }

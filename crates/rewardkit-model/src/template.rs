@@ -143,6 +143,26 @@ impl ChatTemplateConfig {
     }
 }
 
+/// Whether `dir` has a Hugging Face chat template: a non-null `chat_template` in its
+/// `tokenizer_config.json`, or a `chat_template.jinja` file. An unreadable or malformed
+/// `tokenizer_config.json` counts as having one, so that resolving it reports the problem.
+pub(crate) fn has_tokenizer_template(dir: &Path) -> bool {
+    if dir.join(TEMPLATE_FILE).is_file() {
+        return true;
+    }
+    let config = dir.join(TOKENIZER_CONFIG_FILE);
+    if !config.is_file() {
+        return false;
+    }
+    match std::fs::read(&config)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+    {
+        Some(json) => json.get("chat_template").is_some_and(|t| !t.is_null()),
+        None => true,
+    }
+}
+
 /// The template of the first of `dirs` that has one.
 fn from_tokenizer_dirs(
     option: &str,

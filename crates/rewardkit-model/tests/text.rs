@@ -302,6 +302,31 @@ fn tokenizer_templates_of_a_decoder_directory() {
     );
     let got = term_score(&term, &sample).unwrap();
     assert!((got - f64::from(expected)).abs() < 1e-6, "{got} {expected}");
+    // A published directory is scored with its own template by default, like transformers
+    // users do; `builtin` in the spec still overrides it.
+    assert!(matches!(
+        model.config().chat_template,
+        ChatTemplateConfig::Jinja { .. }
+    ));
+    let default = ModelTerm::new(term_options(dir.path())).unwrap();
+    let got = term_score(&default, &sample).unwrap();
+    assert!((got - f64::from(expected)).abs() < 1e-6, "{got} {expected}");
+    let builtin = ModelTerm::new(ModelTermOptions {
+        chat_template: Some("builtin".into()),
+        ..term_options(dir.path())
+    })
+    .unwrap();
+    let hh = score(
+        &model,
+        "\n\nHuman: help please\n\nAssistant:",
+        " sure here is the answer",
+    );
+    let got = term_score(&builtin, &sample).unwrap();
+    assert!((got - f64::from(hh)).abs() < 1e-6, "{got} {hh}");
+    assert!(
+        (hh - expected).abs() > 1e-6,
+        "the two renderings must differ"
+    );
     // Without a tokenizer_config.json the error names where it looked.
     std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
     let error = ModelTerm::new(ModelTermOptions {
