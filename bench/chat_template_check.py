@@ -312,6 +312,9 @@ def main():
                 failures += 1
                 continue
             got = [json.loads(line) for line in run.stdout.splitlines()]
+            if len(got) != len(expected):
+                print(f"{name}: render_chat gave {len(got)} results for {len(expected)} cases")
+                failures += 1
             ok = 0
             for i, (want, have) in enumerate(zip(expected, got)):
                 if "skip" in want:
