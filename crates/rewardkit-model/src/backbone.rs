@@ -7,6 +7,17 @@ use candle_core::{Tensor, Var};
 
 use crate::{ModelError, RewardInput, Truncation};
 
+/// What [`Backbone::forward_for_training`] returns: the vectors and their backward pass.
+pub type TrainingPass<'a> = (Tensor, Box<dyn BackwardPass + 'a>);
+
+/// The backward half of [`Backbone::forward_for_training`].
+pub trait BackwardPass {
+    /// Adds `∂L/∂θ` to `grads` (one buffer per parameter, aligned with
+    /// [`Backbone::parameters`], each as long as its parameter) given `grad` = `∂L/∂vectors`
+    /// (`[inputs, width]`, row-major).
+    fn backward(self: Box<Self>, grad: &[f32], grads: &mut [Vec<f32>]) -> Result<(), ModelError>;
+}
+
 /// A network that maps each (prompt, response) of a batch to a vector of [`Backbone::width`]
 /// numbers. A head on top turns that vector into rewards.
 ///
@@ -22,6 +33,18 @@ pub trait Backbone: Send + Sync {
 
     /// The trainable parameters with their checkpoint names (`backbone.…`).
     fn parameters(&self) -> Vec<(String, Var)>;
+
+    /// A training forward pass that the backbone differentiates itself instead of recording it
+    /// in candle's autograd graph: the vectors (`[inputs.len(), width]`, outside any graph) and
+    /// the pass that turns their gradient into the parameters' gradients. `None` (the default):
+    /// train through [`Backbone::forward`] and candle's `backward`. The encoder uses it on the
+    /// CPU (`encoder/packed.rs`), where its own backward pass is the faster one.
+    fn forward_for_training(
+        &self,
+        _inputs: &[RewardInput],
+    ) -> Result<Option<TrainingPass<'_>>, ModelError> {
+        Ok(None)
+    }
 
     /// A size measure of one input (tokens, words), used to sort and bucket batches by length.
     fn length(&self, input: &RewardInput) -> usize {

@@ -24,16 +24,17 @@
 //! with an attention mask.
 
 mod kernels;
+mod packed;
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Storage, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, TrainingPass};
 use crate::{ModelError, RewardInput};
 
 /// How token vectors become one vector per input.
@@ -142,21 +143,6 @@ pub fn without_grad<R>(f: impl FnOnce() -> R) -> R {
 
 fn grad_off() -> bool {
     NO_GRAD.with(Cell::get)
-}
-
-/// A shared pointer into the attention output, written by one task per (sequence, head); the
-/// tasks' regions are disjoint.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes a disjoint block of rows × columns (see `attention_packed`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the raw field).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Looks up a named weight of a given shape.
@@ -510,130 +496,6 @@ impl EncoderBackbone {
         Ok((x, mask))
     }
 
-    /// The inference path (no gradients, CPU): pooled vectors `[batch, hidden]`.
-    ///
-    /// Tokens are *packed*: the rows of every input are stacked without padding, so the matrix
-    /// products do no work on padding, and attention runs per (input, head) on that input's
-    /// own tokens, reading the query/key/value blocks in place through strides (no transposed
-    /// copies). Bias additions ride in the matrix products; residual + LayerNorm, GELU and the
-    /// softmax are single passes. Numerically the same function as [`Self::hidden_states`]
-    /// followed by pooling (the tests compare them).
-    fn forward_packed(&self, inputs: &[RewardInput]) -> Result<Tensor, ModelError> {
-        let rows = self.token_rows(inputs)?;
-        let (h, heads) = (self.bert.hidden_size, self.bert.num_attention_heads);
-        let (d, inter) = (h / heads, self.bert.intermediate_size);
-        let eps = self.bert.layer_norm_eps as f32;
-        let lens: Vec<usize> = rows.iter().map(|r| r.len().max(1)).collect();
-        let offsets: Vec<usize> = lens
-            .iter()
-            .scan(0, |acc, &n| {
-                let at = *acc;
-                *acc += n;
-                Some(at)
-            })
-            .collect();
-        let total: usize = lens.iter().sum();
-
-        let mut tensors: Vec<Tensor> = vec![
-            self.word.as_tensor().clone(),
-            self.position.as_tensor().clone(),
-            self.token_type.as_tensor().clone(),
-            self.embedding_norm.gamma.as_tensor().clone(),
-            self.embedding_norm.beta.as_tensor().clone(),
-        ];
-        for layer in &self.layers {
-            for linear in [&layer.query, &layer.key, &layer.value, &layer.attention_out] {
-                tensors.push(linear.weight.as_tensor().clone());
-                tensors.push(linear.bias.as_tensor().clone());
-            }
-            tensors.push(layer.attention_norm.gamma.as_tensor().clone());
-            tensors.push(layer.attention_norm.beta.as_tensor().clone());
-            for linear in [&layer.intermediate, &layer.output] {
-                tensors.push(linear.weight.as_tensor().clone());
-                tensors.push(linear.bias.as_tensor().clone());
-            }
-            tensors.push(layer.output_norm.gamma.as_tensor().clone());
-            tensors.push(layer.output_norm.beta.as_tensor().clone());
-        }
-        let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
-        let mut w: Vec<&[f32]> = Vec::with_capacity(guards.len());
-        for (storage, layout) in &guards {
-            let Storage::Cpu(cpu) = &**storage else {
-                return Err(ModelError::Tensor(candle_core::Error::Msg(
-                    "the packed encoder path runs on the CPU".into(),
-                )));
-            };
-            let data = cpu.as_slice::<f32>()?;
-            let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg("encoder weight is not contiguous".into())
-            })?;
-            w.push(&data[start..end]);
-        }
-        let (word, position, token_type) = (w[0], w[1], w[2]);
-
-        // Embeddings + LayerNorm.
-        let mut x = vec![0.0f32; total * h];
-        for (s, row) in rows.iter().enumerate() {
-            for p in 0..lens[s] {
-                let id = row.get(p).copied().unwrap_or(0) as usize;
-                let out = &mut x[(offsets[s] + p) * h..(offsets[s] + p + 1) * h];
-                let (wv, pv) = (&word[id * h..(id + 1) * h], &position[p * h..(p + 1) * h]);
-                for j in 0..h {
-                    out[j] = wv[j] + pv[j] + token_type[j];
-                }
-            }
-        }
-        kernels::for_rows(&mut x, h, 8, |_, row| {
-            kernels::layer_norm_row(row, w[3], w[4], eps)
-        });
-
-        let mut q = vec![0.0f32; total * h];
-        let mut k = vec![0.0f32; total * h];
-        let mut v = vec![0.0f32; total * h];
-        let mut ctx = vec![0.0f32; total * h];
-        let mut tmp = vec![0.0f32; total * h];
-        let mut inner = vec![0.0f32; total * inter];
-        let scale = 1.0 / (d as f32).sqrt();
-        for l in 0..self.layers.len() {
-            let p = &w[5 + 16 * l..5 + 16 * (l + 1)];
-            kernels::linear(&x, total, h, p[0], p[1], &mut q);
-            kernels::linear(&x, total, h, p[2], p[3], &mut k);
-            kernels::linear(&x, total, h, p[4], p[5], &mut v);
-            attention_packed(&q, &k, &v, &mut ctx, &lens, &offsets, h, d, scale);
-            kernels::linear(&ctx, total, h, p[6], p[7], &mut tmp);
-            residual_layer_norm(&mut tmp, &x, h, p[8], p[9], eps);
-            std::mem::swap(&mut x, &mut tmp);
-            kernels::linear(&x, total, h, p[10], p[11], &mut inner);
-            kernels::for_rows(&mut inner, inter, 16, |_, row| {
-                row.iter_mut().for_each(|v| *v = kernels::gelu(*v))
-            });
-            kernels::linear(&inner, total, inter, p[12], p[13], &mut tmp);
-            residual_layer_norm(&mut tmp, &x, h, p[14], p[15], eps);
-            std::mem::swap(&mut x, &mut tmp);
-        }
-        drop(w);
-        drop(guards);
-
-        let mut pooled = vec![0.0f32; inputs.len() * h];
-        for (s, out) in pooled.chunks_mut(h).enumerate() {
-            if rows[s].is_empty() && self.config.pooling == Pooling::Mean {
-                continue; // no tokens: the zero vector, as the masked mean gives
-            }
-            let tokens = &x[offsets[s] * h..(offsets[s] + lens[s]) * h];
-            match self.config.pooling {
-                Pooling::Cls => out.copy_from_slice(&tokens[..h]),
-                Pooling::Mean => {
-                    for token in tokens.chunks(h) {
-                        out.iter_mut().zip(token).for_each(|(o, t)| *o += t);
-                    }
-                    let inv = 1.0 / lens[s] as f32;
-                    out.iter_mut().for_each(|o| *o *= inv);
-                }
-            }
-        }
-        Ok(Tensor::from_vec(pooled, (inputs.len(), h), &self.device)?)
-    }
-
     /// The settings.
     pub fn config(&self) -> &EncoderConfig {
         &self.config
@@ -655,110 +517,6 @@ fn pool(x: &Tensor, mask: &Tensor, pooling: Pooling) -> Result<Tensor, ModelErro
             summed.broadcast_div(&m.sum(1)?.clamp(1e-9, f64::MAX)?)?
         }
     })
-}
-
-/// `out ← LayerNorm(out + residual)` row by row (rows of width `h`), in place: the residual
-/// connection and LayerNorm that close both halves of a BERT layer on the packed path.
-fn residual_layer_norm(
-    out: &mut [f32],
-    residual: &[f32],
-    h: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-) {
-    kernels::for_rows(out, h, 9, |r, row| {
-        row.iter_mut()
-            .zip(&residual[r * h..(r + 1) * h])
-            .for_each(|(a, b)| *a += b);
-        kernels::layer_norm_row(row, gamma, beta, eps)
-    });
-}
-
-/// Self-attention on packed tokens: for each input `s` (rows `offsets[s] .. offsets[s] + lens[s]`
-/// of `q`, `k`, `v`, each `[tokens, h]`) and head `j` (columns `j·d .. (j+1)·d`),
-/// `ctx = softmax(scale·q·kᵀ)·v` written into the same block of `ctx`. The (input, head) pairs
-/// are split over the threads when there is enough work.
-#[allow(clippy::too_many_arguments)]
-fn attention_packed(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    ctx: &mut [f32],
-    lens: &[usize],
-    offsets: &[usize],
-    h: usize,
-    d: usize,
-    scale: f32,
-) {
-    let heads = h / d;
-    let out = SharedOut(ctx.as_mut_ptr());
-    let run = |task: usize| {
-        let (s, head) = (task / heads, task % heads);
-        let (n, at) = (lens[s], offsets[s] * h + head * d);
-        let mut scores = vec![0.0f32; n * n];
-        // SAFETY: `q`, `k`, `v` hold rows offsets[s]..offsets[s]+n of width h, so every element
-        // read (row < n, column < d from `at`) is in bounds; `scores` is n × n; the write goes to
-        // this task's own block of `ctx` (rows of input s, columns of this head), which no other
-        // task touches, and `ctx` outlives the tasks (they finish before this function returns).
-        unsafe {
-            gemm::gemm(
-                n,
-                n,
-                d,
-                scores.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                q.as_ptr().add(at),
-                1,
-                h as isize,
-                k.as_ptr().add(at),
-                h as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-        for row in scores.chunks_mut(n) {
-            kernels::softmax_row(row, scale, n);
-        }
-        unsafe {
-            gemm::gemm(
-                n,
-                d,
-                n,
-                out.ptr().add(at),
-                1,
-                h as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                n as isize,
-                v.as_ptr().add(at),
-                1,
-                h as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    };
-    let tasks = lens.len() * heads;
-    let work: usize = lens.iter().map(|&n| n * n * h * 2).sum();
-    if kernels::threads() > 1 && tasks > 1 && work >= 1 << 16 {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(run);
-    } else {
-        (0..tasks).for_each(run);
-    }
 }
 
 impl Backbone for EncoderBackbone {
@@ -785,6 +543,17 @@ impl Backbone for EncoderBackbone {
         } else {
             Vec::new()
         }
+    }
+
+    fn forward_for_training(
+        &self,
+        inputs: &[RewardInput],
+    ) -> Result<Option<TrainingPass<'_>>, ModelError> {
+        if !self.device.is_cpu() || !self.config.train_encoder {
+            return Ok(None);
+        }
+        let (vectors, tape) = self.forward_taped(inputs)?;
+        Ok(Some((vectors, Box::new(tape))))
     }
 
     fn length(&self, input: &RewardInput) -> usize {

@@ -60,7 +60,7 @@ pub mod template;
 mod term;
 pub mod train;
 
-pub use backbone::Backbone;
+pub use backbone::{Backbone, BackwardPass, TrainingPass};
 pub use candle_core::Device;
 pub use data::{PreferencePair, Rating, RewardInput, Truncation};
 pub use error::ModelError;

@@ -403,6 +403,9 @@ pub fn train(
         from_step: state.step,
     });
     let started = Instant::now();
+    // One gradient buffer per parameter, zeroed at each step (not reallocated: the word
+    // embeddings' alone is 47 MB for MiniLM, and fresh pages fault and zero-fill).
+    let mut grads: Vec<Vec<f32>> = sizes.iter().map(|&s| vec![0.0; s]).collect();
     let mut seen = 0usize;
     let mut order: Option<(usize, Vec<usize>)> = None;
     let mut stopped_early = false;
@@ -427,7 +430,7 @@ pub fn train(
         let step_end = (last_micro * config.batch_size).min(n);
         let step_len = step_end - step_start;
 
-        let mut grads: Vec<Vec<f32>> = sizes.iter().map(|&s| vec![0.0; s]).collect();
+        grads.iter_mut().for_each(|g| g.fill(0.0));
         let (mut step_loss, mut step_correct) = (0.0, 0usize);
         for micro in first_micro..last_micro {
             let batch =
@@ -701,15 +704,19 @@ fn batch_rewards(
         };
         return model.head(&features);
     }
-    let inputs: Vec<RewardInput> = match examples {
+    model.forward(&batch_inputs(examples, batch))
+}
+
+/// The inputs of the examples `batch`: for pairs every chosen input, then every rejected one.
+fn batch_inputs(examples: &Examples, batch: &[usize]) -> Vec<RewardInput> {
+    match examples {
         Examples::Pairs(pairs) => batch
             .iter()
             .map(|&i| pairs[i].chosen_input())
             .chain(batch.iter().map(|&i| pairs[i].rejected_input()))
             .collect(),
         Examples::Ratings(ratings) => batch.iter().map(|&i| ratings[i].input.clone()).collect(),
-    };
-    model.forward(&inputs)
+    }
 }
 
 /// The loss of a batch from its rewards (as [`batch_rewards`] orders them): mean loss,
@@ -747,6 +754,11 @@ fn batch_loss(
 
 /// Forward and backward of one micro-batch; adds `weight × ∂L/∂θ` to `grads`. Returns the
 /// micro-batch's mean loss and its correct pairs.
+///
+/// A backbone with its own backward pass ([`Backbone::forward_for_training`](crate::Backbone))
+/// hands over its vectors as a leaf of candle's graph: the head and the loss are differentiated
+/// by candle, the leaf's gradient goes back through the backbone's pass, which adds its
+/// parameters' gradients into their buffers directly.
 #[allow(clippy::too_many_arguments)]
 fn micro_step(
     model: &RewardModel,
@@ -758,7 +770,19 @@ fn micro_step(
     params: &[(String, candle_core::Var)],
     grads: &mut [Vec<f32>],
 ) -> Result<(f64, usize), ModelError> {
-    let rewards = batch_rewards(model, examples, cache, batch)?;
+    let own_pass = match cache {
+        Some(_) => None,
+        None => model
+            .backbone()
+            .forward_for_training(&batch_inputs(examples, batch))?,
+    };
+    let (rewards, own_pass) = match own_pass {
+        Some((vectors, pass)) => {
+            let leaf = candle_core::Var::from_tensor(&vectors)?;
+            (model.head(leaf.as_tensor())?, Some((leaf, pass)))
+        }
+        None => (batch_rewards(model, examples, cache, batch)?, None),
+    };
     let values = to_f64(&rewards)?;
     let (loss, surrogate_grad, correct) = batch_loss(config, examples, batch, &values);
     // Back-propagate Σ r·(w·∂L/∂r): its gradient with respect to θ is w·∂L/∂θ.
@@ -770,6 +794,15 @@ fn micro_step(
             let grad = grad.flatten_all()?.to_vec1::<f32>()?;
             acc.iter_mut().zip(grad).for_each(|(a, g)| *a += g);
         }
+    }
+    if let Some((leaf, pass)) = own_pass {
+        let grad = match store.get(leaf.as_tensor()) {
+            Some(grad) => grad.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; leaf.elem_count()],
+        };
+        // The backbone's parameters come first (`RewardModel::parameters`).
+        let backbone = model.backbone().parameters().len();
+        pass.backward(&grad, &mut grads[..backbone])?;
     }
     Ok((loss, correct))
 }

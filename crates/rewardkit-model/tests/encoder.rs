@@ -262,7 +262,7 @@ fn packed_fused_and_composed_encoder_paths_agree_in_value_and_gradient() {
             .unwrap()
             .backward()
             .unwrap();
-        let g_composed = (composed * &weights)
+        let g_composed = (composed.clone() * &weights)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -278,5 +278,75 @@ fn packed_fused_and_composed_encoder_paths_agree_in_value_and_gradient() {
                 "{pooling:?} gradient of {name}: {diff}"
             );
         }
+
+        // The packed training path with its own backward pass: the same vectors, and for every
+        // weight the composed path's gradient (within 1e-5, relative to the largest entry when
+        // that exceeds 1), added onto what the buffers already hold.
+        let (vectors, pass) = encoder.forward_for_training(&inputs()).unwrap().unwrap();
+        let diff = max_abs_diff(&vectors, &composed);
+        assert!(
+            diff <= 1e-5,
+            "{pooling:?} own-backward path vs composed: {diff}"
+        );
+        let params = encoder.all_parameters();
+        let mut grads: Vec<Vec<f32>> = params
+            .iter()
+            .map(|(_, var)| vec![1.0; var.elem_count()])
+            .collect();
+        let upstream = weights.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        pass.backward(&upstream, &mut grads).unwrap();
+        for ((name, var), got) in params.iter().zip(&grads) {
+            let want = g_composed.get(var).unwrap();
+            let want = (want.flatten_all().unwrap() + 1.0).unwrap();
+            let got = candle_core::Tensor::from_slice(got, got.len(), &Device::Cpu).unwrap();
+            let scale = (want.clone() - 1.0).unwrap().abs().unwrap().max(0).unwrap();
+            let scale = scale.to_scalar::<f32>().unwrap().max(1.0);
+            let diff = max_abs_diff(&got, &want);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{pooling:?} own-backward gradient of {name}: {diff} (scale {scale})"
+            );
+        }
     }
+}
+
+/// The own backward pass reaches every encoder weight with a non-zero gradient, and it refuses
+/// gradient buffers that do not match the weights instead of writing out of bounds.
+#[test]
+fn own_backward_pass_reaches_every_weight_and_checks_its_buffers() {
+    use rewardkit_model::encoder::EncoderBackbone;
+    use rewardkit_model::Backbone;
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let config = EncoderConfig {
+        source: dir.path().to_owned(),
+        pooling: Pooling::Mean,
+        max_length: 32,
+        train_encoder: true,
+        bert: serde_json::Value::Null,
+    };
+    let encoder = EncoderBackbone::load(config, &Device::Cpu).unwrap();
+    let params = encoder.parameters();
+    let fresh = || -> Vec<Vec<f32>> {
+        params
+            .iter()
+            .map(|(_, var)| vec![0.0; var.elem_count()])
+            .collect()
+    };
+    let (vectors, pass) = encoder.forward_for_training(&inputs()).unwrap().unwrap();
+    let upstream: Vec<f32> = (0..vectors.elem_count())
+        .map(|i| (i as f32).sin())
+        .collect();
+    let mut grads = fresh();
+    pass.backward(&upstream, &mut grads).unwrap();
+    for ((name, _), grad) in params.iter().zip(&grads) {
+        let norm: f32 = grad.iter().map(|g| g * g).sum();
+        assert!(norm > 0.0, "`{name}` received a zero gradient");
+    }
+    let (_, pass) = encoder.forward_for_training(&inputs()).unwrap().unwrap();
+    let mut short = fresh();
+    short.pop();
+    assert!(pass.backward(&upstream, &mut short).is_err());
+    let (_, pass) = encoder.forward_for_training(&inputs()).unwrap().unwrap();
+    assert!(pass.backward(&upstream[1..], &mut fresh()).is_err());
 }

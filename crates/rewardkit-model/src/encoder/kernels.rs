@@ -79,41 +79,292 @@ pub(crate) fn for_rows(
 /// (PyTorch's `Linear` layout), `out` is `[rows, out]`. One `gemm` call with the bias as the
 /// initial destination.
 pub(crate) fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
+    linear_into(x, rows, inp, w, bias, None, out, bias.len());
+}
+
+/// [`linear`] with two extras: a `residual` (`[rows, out]`) added to every output row (the
+/// residual connection rides in the product's initial destination, like the bias), and an output
+/// row stride `out_stride ≥ out`, so that the query, key and value projections can write their
+/// column blocks of one `[rows, 3·h]` buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_into(
+    x: &[f32],
+    rows: usize,
+    inp: usize,
+    w: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let n = bias.len();
-    debug_assert_eq!(x.len(), rows * inp);
-    debug_assert_eq!(w.len(), n * inp);
-    debug_assert_eq!(out.len(), rows * n);
-    for row in out.chunks_mut(n) {
-        row.copy_from_slice(bias);
+    assert_eq!(x.len(), rows * inp, "linear: x is not [rows, in]");
+    assert_eq!(w.len(), n * inp, "linear: W is not [out, in]");
+    if rows == 0 {
+        return;
     }
-    let parallelism = if threads() > 1 && rows * inp * n >= PARALLEL_WORK * 16 {
+    for r in 0..rows {
+        let row = &mut out[r * out_stride..r * out_stride + n];
+        match residual {
+            Some(res) => row
+                .iter_mut()
+                .zip(bias.iter().zip(&res[r * n..(r + 1) * n]))
+                .for_each(|(o, (b, x))| *o = b + x),
+            None => row.copy_from_slice(bias),
+        }
+    }
+    matmul(
+        Dims { m: rows, n, k: inp },
+        Dst {
+            data: out,
+            stride: out_stride,
+            accumulate: true,
+        },
+        Src::rows(x, inp),
+        Src::cols(w, inp),
+        true,
+    );
+}
+
+/// The shape of a matrix product: `[m, k] · [k, n]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// A product's destination: row-major rows `stride` apart in `data`; with `accumulate` the
+/// product is added to what is there, otherwise it replaces it.
+pub(crate) struct Dst<'a> {
+    pub data: &'a mut [f32],
+    pub stride: usize,
+    pub accumulate: bool,
+}
+
+/// A product's operand: element `(i, j)` at `data[i·row + j·col]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Src<'a> {
+    pub data: &'a [f32],
+    pub row: usize,
+    pub col: usize,
+}
+
+impl<'a> Src<'a> {
+    /// A row-major matrix with rows `stride` apart.
+    pub fn rows(data: &'a [f32], stride: usize) -> Src<'a> {
+        Src {
+            data,
+            row: stride,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with rows `stride` apart (read in place).
+    pub fn cols(data: &'a [f32], stride: usize) -> Src<'a> {
+        Src {
+            data,
+            row: 1,
+            col: stride,
+        }
+    }
+
+    /// Whether `rows × cols` elements fit in the slice.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
+    }
+}
+
+/// `dst (+)= lhs·rhs` through `gemm`, with every operand's extent checked against its slice
+/// (a failed check is a bug in the caller and panics). On several threads when `parallel` and
+/// the product is large enough to pay for the hand-off.
+pub(crate) fn matmul(dims: Dims, dst: Dst<'_>, lhs: Src<'_>, rhs: Src<'_>, parallel: bool) {
+    let Dims { m, n, k } = dims;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * dst.stride + n <= dst.data.len() && (m == 1 || dst.stride >= n),
+        "matmul: destination too small for {dims:?}"
+    );
+    assert!(
+        lhs.fits(m, k) && rhs.fits(k, n),
+        "matmul: operand too small for {dims:?}"
+    );
+    if k == 0 {
+        if !dst.accumulate {
+            for r in 0..m {
+                dst.data[r * dst.stride..r * dst.stride + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let parallelism = if parallel && threads() > 1 && m * n * k >= PARALLEL_WORK * 16 {
         gemm::Parallelism::Rayon(threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the pointers and strides describe `out` ([rows, n], row-major), `x` ([rows, inp],
-    // row-major) and `wᵀ` (element (k, j) at `w[j·inp + k]`), all in bounds by the lengths above.
+    // SAFETY: the asserts above keep every element the product reads or writes inside its
+    // slice; `dst` is borrowed mutably, so nothing else reads or writes it meanwhile.
     unsafe {
         gemm::gemm(
-            rows,
+            m,
             n,
-            inp,
-            out.as_mut_ptr(),
+            k,
+            dst.data.as_mut_ptr(),
             1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            inp as isize,
-            w.as_ptr(),
-            inp as isize,
-            1,
+            dst.stride as isize,
+            dst.accumulate,
+            lhs.data.as_ptr(),
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.data.as_ptr(),
+            rhs.col as isize,
+            rhs.row as isize,
             1.0,
             1.0,
             false,
             false,
             false,
             parallelism,
+        );
+    }
+}
+
+/// `acc[j] += Σ_r g[r·stride + j]` for `j < acc.len()`, rows `0..rows`: a bias gradient.
+pub(crate) fn add_column_sums(g: &[f32], rows: usize, stride: usize, acc: &mut [f32]) {
+    let n = acc.len();
+    for r in 0..rows {
+        acc.iter_mut()
+            .zip(&g[r * stride..r * stride + n])
+            .for_each(|(a, v)| *a += v);
+    }
+}
+
+/// Splits `data` into consecutive chunks of the given sizes (the rest is dropped).
+pub(crate) fn split_sizes(
+    mut data: &mut [f32],
+    sizes: impl IntoIterator<Item = usize>,
+) -> Vec<&mut [f32]> {
+    let mut chunks = Vec::new();
+    for size in sizes {
+        let (chunk, rest) = std::mem::take(&mut data).split_at_mut(size);
+        chunks.push(chunk);
+        data = rest;
+    }
+    chunks
+}
+
+/// The shape of multi-head self-attention on packed tokens: width `h`, `heads` heads of width
+/// `d = h / heads`, scores scaled by `scale = 1/√d` (Vaswani et al. 2017, eq. 1).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heads {
+    pub h: usize,
+    pub heads: usize,
+    pub d: usize,
+    pub scale: f32,
+}
+
+/// Self-attention of one input's `n` tokens: `qkv` is `[n, 3h]` (query, key and value column
+/// blocks), and `ctx` (`[n, h]`) receives `softmax(scale·q·kᵀ)·v` head by head (head `j` in
+/// columns `j·d .. (j+1)·d`; every element written). `probs` receives the probabilities: with
+/// room for `heads·n·n` values each head keeps its own `[n, n]` block (for the backward pass),
+/// otherwise it is one `[n, n]` scratch block reused by every head. Queries, keys and values are
+/// read in place through strides, no transposed copies.
+pub(crate) fn attend(qkv: &[f32], ctx: &mut [f32], probs: &mut [f32], n: usize, shape: Heads) {
+    let Heads { h, heads, d, scale } = shape;
+    let keep = probs.len() >= heads * n * n;
+    for j in 0..heads {
+        let at = if keep { j * n * n } else { 0 };
+        let p = &mut probs[at..at + n * n];
+        matmul(
+            Dims { m: n, n, k: d },
+            Dst {
+                data: p,
+                stride: n,
+                accumulate: false,
+            },
+            Src::rows(&qkv[j * d..], 3 * h),
+            Src::cols(&qkv[h + j * d..], 3 * h),
+            false,
+        );
+        for row in p.chunks_mut(n) {
+            softmax_row(row, scale, n);
+        }
+        matmul(
+            Dims { m: n, n: d, k: n },
+            Dst {
+                data: &mut ctx[j * d..],
+                stride: h,
+                accumulate: false,
+            },
+            Src::rows(p, n),
+            Src::rows(&qkv[2 * h + j * d..], 3 * h),
+            false,
+        );
+    }
+}
+
+/// The backward pass of [`attend`] for one input: from `qkv`, the kept probabilities `probs`
+/// (`heads·n·n`) and the gradient of the context `dctx` (`[n, h]`), writes the gradients of the
+/// query, key and value blocks into `dqkv` (`[n, 3h]`, every element written). `scratch` holds
+/// `n·n` values. Per head, with `P = softmax(scale·S)`, `S = q·kᵀ`, `ctx = P·v`:
+/// `dP = dctx·vᵀ`, `dv = Pᵀ·dctx`, `dS = scale·P∘(dP − rowsum(P∘dP))`, `dq = dS·k`, `dk = dSᵀ·q`.
+pub(crate) fn attend_backward(
+    qkv: &[f32],
+    probs: &[f32],
+    dctx: &[f32],
+    dqkv: &mut [f32],
+    scratch: &mut [f32],
+    n: usize,
+    shape: Heads,
+) {
+    let Heads { h, heads, d, scale } = shape;
+    let ds = &mut scratch[..n * n];
+    for j in 0..heads {
+        let p = &probs[j * n * n..(j + 1) * n * n];
+        matmul(
+            Dims { m: n, n, k: d },
+            Dst {
+                data: ds,
+                stride: n,
+                accumulate: false,
+            },
+            Src::rows(&dctx[j * d..], h),
+            Src::cols(&qkv[2 * h + j * d..], 3 * h),
+            false,
+        );
+        for (g, p) in ds.chunks_mut(n).zip(p.chunks(n)) {
+            softmax_backward_row(p, g, scale);
+        }
+        fn dst(data: &mut [f32], stride: usize) -> Dst<'_> {
+            Dst {
+                data,
+                stride,
+                accumulate: false,
+            }
+        }
+        let dims = Dims { m: n, n: d, k: n };
+        matmul(
+            dims,
+            dst(&mut dqkv[2 * h + j * d..], 3 * h),
+            Src::cols(p, n),
+            Src::rows(&dctx[j * d..], h),
+            false,
+        );
+        matmul(
+            dims,
+            dst(&mut dqkv[j * d..], 3 * h),
+            Src::rows(ds, n),
+            Src::rows(&qkv[h + j * d..], 3 * h),
+            false,
+        );
+        matmul(
+            dims,
+            dst(&mut dqkv[h + j * d..], 3 * h),
+            Src::cols(ds, n),
+            Src::rows(&qkv[j * d..], 3 * h),
+            false,
         );
     }
 }
@@ -173,15 +424,66 @@ impl CustomOp3 for LinearOp {
     }
 }
 
-/// One row of LayerNorm in place: `(x − mean)/√(var + ε)·γ + β`, population variance.
+/// LayerNorm's statistics of one row: the mean and `1/√(var + ε)` (population variance).
 #[inline]
-pub(crate) fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn layer_norm_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
     let mean = row.iter().sum::<f32>() / n;
     let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let rstd = 1.0 / (var + eps).sqrt();
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// One row of LayerNorm in place: `(x − mean)/√(var + ε)·γ + β`, population variance.
+#[inline]
+pub(crate) fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let (mean, rstd) = layer_norm_stats(row, eps);
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * rstd * g + b;
+    }
+}
+
+/// LayerNorm's input gradient for one row: `dx = σ⁻¹·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂))`, from
+/// the row's input `x` (before normalisation) and the output gradient `g`.
+#[inline]
+pub(crate) fn layer_norm_backward_row(
+    x: &[f32],
+    gamma: &[f32],
+    g: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+) {
+    let n = x.len() as f32;
+    let (mean, rstd) = layer_norm_stats(x, eps);
+    let (mut mean_gy, mut mean_gyx) = (0.0f32, 0.0f32);
+    for ((xv, gv), gm) in x.iter().zip(g).zip(gamma) {
+        let gy = gv * gm;
+        mean_gy += gy;
+        mean_gyx += gy * (xv - mean) * rstd;
+    }
+    mean_gy /= n;
+    mean_gyx /= n;
+    for (((d, xv), gv), gm) in dx.iter_mut().zip(x).zip(g).zip(gamma) {
+        let xhat = (xv - mean) * rstd;
+        *d = rstd * (gv * gm - mean_gy - xhat * mean_gyx);
+    }
+}
+
+/// LayerNorm's parameter gradients summed over rows: `dγ += Σ g·x̂`, `dβ += Σ g`, for inputs `x`
+/// and output gradients `g` (both `[rows, h]`, `h = dgamma.len()`), rows in order.
+pub(crate) fn layer_norm_param_grads(
+    x: &[f32],
+    g: &[f32],
+    eps: f32,
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let h = dgamma.len();
+    for (x, g) in x.chunks(h).zip(g.chunks(h)) {
+        let (mean, rstd) = layer_norm_stats(x, eps);
+        for j in 0..h {
+            dgamma[j] += g[j] * (x[j] - mean) * rstd;
+            dbeta[j] += g[j];
+        }
     }
 }
 
@@ -201,6 +503,16 @@ pub(crate) fn softmax_row(row: &mut [f32], scale: f32, valid: usize) {
     let inv = 1.0 / sum;
     live.iter_mut().for_each(|v| *v *= inv);
     dead.iter_mut().for_each(|v| *v = 0.0);
+}
+
+/// The softmax backward of one row in place: `g ← scale·p·(g − Σ p·g)` for probabilities `p` =
+/// softmax(scale·s) and the output gradient `g`; the result is the gradient of the scores `s`.
+#[inline]
+pub(crate) fn softmax_backward_row(p: &[f32], g: &mut [f32], scale: f32) {
+    let dot: f32 = p.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+    for (gv, pv) in g.iter_mut().zip(p) {
+        *gv = scale * pv * (*gv - dot);
+    }
 }
 
 /// `erf` in `f32`: a rational approximation on [−4, 4] (the one Eigen and PyTorch vectorise),
@@ -231,7 +543,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 
 /// `d/dx gelu(x) = Φ(x) + x·φ(x)`.
 #[inline]
-fn gelu_grad(x: f32) -> f32 {
+pub(crate) fn gelu_grad(x: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
@@ -328,36 +640,12 @@ impl CustomOp3 for LayerNormBackward {
         let rows = x.len() / h;
         let mut out = vec![0.0f32; (rows + 2) * h];
         let (dx, sums) = out.split_at_mut(rows * h);
-        let n = h as f32;
         for_rows(dx, h, 12, |r, dx| {
-            let (x, g) = (&x[r * h..(r + 1) * h], &grad[r * h..(r + 1) * h]);
-            let mean = x.iter().sum::<f32>() / n;
-            let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let rstd = 1.0 / (var + self.eps).sqrt();
-            let (mut mean_gy, mut mean_gyx) = (0.0f32, 0.0f32);
-            for ((xv, gv), gm) in x.iter().zip(g).zip(gamma) {
-                let gy = gv * gm;
-                mean_gy += gy;
-                mean_gyx += gy * (xv - mean) * rstd;
-            }
-            mean_gy /= n;
-            mean_gyx /= n;
-            for (((d, xv), gv), gm) in dx.iter_mut().zip(x).zip(g).zip(gamma) {
-                let xhat = (xv - mean) * rstd;
-                *d = rstd * (gv * gm - mean_gy - xhat * mean_gyx);
-            }
+            let rows = r * h..(r + 1) * h;
+            layer_norm_backward_row(&x[rows.clone()], gamma, &grad[rows], self.eps, dx)
         });
         let (dgamma, dbeta) = sums.split_at_mut(h);
-        for r in 0..rows {
-            let (x, g) = (&x[r * h..(r + 1) * h], &grad[r * h..(r + 1) * h]);
-            let mean = x.iter().sum::<f32>() / n;
-            let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let rstd = 1.0 / (var + self.eps).sqrt();
-            for j in 0..h {
-                dgamma[j] += g[j] * (x[j] - mean) * rstd;
-                dbeta[j] += g[j];
-            }
-        }
+        layer_norm_param_grads(x, grad, self.eps, dgamma, dbeta);
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, h))))
     }
 }
@@ -440,11 +728,8 @@ impl CustomOp2 for SoftmaxBackward {
         let k = *l1.shape().dims().last().unwrap_or(&1);
         let mut out = vec![0.0f32; p.len()];
         for_rows(&mut out, k, 4, |r, row| {
-            let (p, g) = (&p[r * k..(r + 1) * k], &g[r * k..(r + 1) * k]);
-            let dot: f32 = p.iter().zip(g).map(|(a, b)| a * b).sum();
-            for ((o, pv), gv) in row.iter_mut().zip(p).zip(g) {
-                *o = self.scale * pv * (gv - dot);
-            }
+            row.copy_from_slice(&g[r * k..(r + 1) * k]);
+            softmax_backward_row(&p[r * k..(r + 1) * k], row, self.scale);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
