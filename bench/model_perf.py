@@ -5,9 +5,10 @@ pairs/s on the same texts, tokenizer, maximum length and batches as the rewardki
 Both sides: each text is prompt + response as one sequence, tokenised by the model's own
 tokenizer.json with truncation from the left to --max-length tokens and padding to the longest
 member of the batch (id 0, attention mask 0); mean pooling over real tokens; a linear head to one
-reward. Inference under torch.no_grad() in eval mode; training is one step of BT loss
+reward. Inference under torch.no_grad() in eval mode; training is steps of BT loss
 (-log sigmoid(r_chosen - r_rejected), mean over pairs), gradient clipping to norm 1 and AdamW,
-every encoder weight trained. Tokenisation is inside the timed region on both sides.
+every encoder weight trained, on the pairs of each step in rewardkit's trainer order (SplitMix64
+from bench/model_torch_reference.py), the first step untimed (AdamW allocates its state). Tokenisation is inside the timed region on both sides.
 """
 
 import argparse
@@ -18,6 +19,8 @@ import time
 import torch
 from tokenizers import Tokenizer
 from transformers import AutoModel
+
+from model_torch_reference import SplitMix64
 
 
 def main():
@@ -91,8 +94,11 @@ def main():
         opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
         times = []
         b = args.train_batch
+        # rewardkit's trainer order for one epoch over the first (steps + 1)·b pairs, seed 42.
+        order = list(range((args.train_steps + 1) * b))
+        SplitMix64.derived(42, 1000).shuffle(order)
         for step in range(args.train_steps + 1):
-            batch = rows[step * b : (step + 1) * b]
+            batch = [rows[i] for i in order[step * b : (step + 1) * b]]
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             _, r = rewards([p["chosen"] for p in batch] + [p["rejected"] for p in batch])

@@ -11,8 +11,10 @@
 //! Inference runs `RewardModel::score` (tokenisation, encoder, mean pooling, linear head) on
 //! the chosen texts of the first pairs, in file order, in consecutive batches. Training runs the
 //! real trainer (`rewardkit_model::train`, BT loss, clipping, AdamW, every encoder weight
-//! trained) one optimizer step at a time on pairs `k·B .. (k+1)·B`, timing each step from the
-//! trainer's `Start` to its `Step` event; the first step is a warm-up and is not reported.
+//! trained) once over the first `(steps + 1)·B` pairs in its own seeded order (one epoch, batch
+//! `B`), timing each step from one `Step` event to the next; the first step is a warm-up (the
+//! optimizer's state is allocated in it) and is not reported. `bench/model_perf.py` replays the
+//! same order.
 //! Results are JSON lines on stdout.
 
 use std::path::PathBuf;
@@ -151,7 +153,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // Training: full fine-tuning, one optimizer step per call of the real trainer.
+    // Training: full fine-tuning, one call of the real trainer over (steps + 1) batches.
     if args.train_steps > 0 {
         let trainee = model(&args, true)?;
         let config = TrainConfig {
@@ -160,31 +162,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             warmup_ratio: 0.0,
             ..TrainConfig::default()
         };
+        let needed = (args.train_steps + 1) * args.train_batch;
+        if needed > pairs.len() {
+            return Err(format!("{needed} pairs needed, {} in the data", pairs.len()).into());
+        }
+        let data = Examples::Pairs(pairs[..needed].to_vec());
+        let mut last = None;
         let mut times = Vec::new();
-        for step in 0..=args.train_steps {
-            let from = step * args.train_batch;
-            let to = from + args.train_batch;
-            if to > pairs.len() {
-                return Err(format!("{to} pairs needed, {} in the data", pairs.len()).into());
-            }
-            let batch = Examples::Pairs(pairs[from..to].to_vec());
-            let mut started = None;
-            let mut elapsed = None;
-            train(
-                &trainee,
-                &config,
-                &batch,
-                None,
-                &CheckpointOptions::default(),
-                &mut |event| match event {
-                    Event::Start { .. } => started = Some(Instant::now()),
-                    Event::Step { .. } => elapsed = started.map(|s| s.elapsed().as_secs_f64()),
-                    _ => {}
-                },
-            )?;
-            if step > 0 {
-                times.push(elapsed.ok_or("the trainer reported no step")?);
-            }
+        train(
+            &trainee,
+            &config,
+            &data,
+            None,
+            &CheckpointOptions::default(),
+            &mut |event| match event {
+                Event::Start { .. } => last = Some(Instant::now()),
+                Event::Step { step, .. } => {
+                    let now = Instant::now();
+                    // Step 1 is the warm-up (the optimizer's state is allocated in it).
+                    if let (Some(then), true) = (last, *step > 1) {
+                        times.push(now.duration_since(then).as_secs_f64());
+                    }
+                    last = Some(now);
+                }
+                _ => {}
+            },
+        )?;
+        if times.len() != args.train_steps {
+            return Err(format!("the trainer reported {} timed steps", times.len()).into());
         }
         let seconds: f64 = times.iter().sum();
         let pairs_done = args.train_batch * args.train_steps;

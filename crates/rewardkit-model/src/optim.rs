@@ -5,6 +5,7 @@
 //! parameter instead of the dozen tensor operations (each a full pass with an allocation) that a
 //! tensor-level AdamW costs.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -115,28 +116,50 @@ impl AdamW {
         let step_size = (lr / bias1) as f32;
         let inv_sqrt_bias2 = (1.0 / bias2.sqrt()) as f32;
         let eps = c.eps as f32;
-        for (i, (param, grad)) in params.iter_mut().zip(grads).enumerate() {
-            let moments = &mut self.moments[i];
+        // Every element's update is independent of the others, so the parameters are cut into
+        // fixed chunks and the chunks spread over the threads: the result does not depend on the
+        // split.
+        let mut chunks = Vec::new();
+        for (i, ((param, grad), moments)) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.moments.iter_mut())
+            .enumerate()
+        {
             let shrink = if decay[i] {
                 (1.0 - lr * c.weight_decay) as f32
             } else {
                 1.0
             };
-            for (((p, &g), m), v) in param
-                .iter_mut()
-                .zip(grad)
-                .zip(moments.m.iter_mut())
-                .zip(moments.v.iter_mut())
+            for (((p, g), m), v) in param
+                .chunks_mut(CHUNK)
+                .zip(grad.chunks(CHUNK))
+                .zip(moments.m.chunks_mut(CHUNK))
+                .zip(moments.v.chunks_mut(CHUNK))
             {
-                *p *= shrink;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let denom = v.sqrt() * inv_sqrt_bias2 + eps;
-                *p -= step_size * *m / denom;
+                chunks.push((p, g, m, v, shrink));
             }
+        }
+        let update =
+            |(param, grad, m, v, shrink): (&mut [f32], &[f32], &mut [f32], &mut [f32], f32)| {
+                for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m).zip(v) {
+                    *p *= shrink;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    let denom = v.sqrt() * inv_sqrt_bias2 + eps;
+                    *p -= step_size * *m / denom;
+                }
+            };
+        if chunks.len() > 1 && rayon::current_num_threads() > 1 {
+            chunks.into_par_iter().for_each(update);
+        } else {
+            chunks.into_iter().for_each(update);
         }
     }
 }
+
+/// Elements per unit of parallel work in the optimizer and in clipping.
+const CHUNK: usize = 1 << 16;
 
 /// How the learning rate moves after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,18 +207,26 @@ impl Schedule {
 /// Scales all gradients together so that their global L2 norm is at most `max_norm`
 /// (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
-    let norm = grads
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt();
+    // Sums of squares in f64 per fixed chunk (on several threads), then the chunks' sums in
+    // order: the same number whatever the thread count.
+    let chunks: Vec<&[f32]> = grads.iter().flat_map(|g| g.chunks(CHUNK)).collect();
+    let square_sum = |chunk: &&[f32]| chunk.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+    let sums: Vec<f64> = if chunks.len() > 1 && rayon::current_num_threads() > 1 {
+        chunks.par_iter().map(square_sum).collect()
+    } else {
+        chunks.iter().map(square_sum).collect()
+    };
+    let norm = sums.iter().sum::<f64>().sqrt();
     if max_norm > 0.0 && norm > max_norm {
         let scale = (max_norm / (norm + 1e-6)) as f32;
-        grads
-            .iter_mut()
-            .flat_map(|g| g.iter_mut())
-            .for_each(|x| *x *= scale);
+        let mut chunks: Vec<&mut [f32]> =
+            grads.iter_mut().flat_map(|g| g.chunks_mut(CHUNK)).collect();
+        let shrink = |chunk: &mut &mut [f32]| chunk.iter_mut().for_each(|x| *x *= scale);
+        if chunks.len() > 1 && rayon::current_num_threads() > 1 {
+            chunks.par_iter_mut().for_each(shrink);
+        } else {
+            chunks.iter_mut().for_each(shrink);
+        }
     }
     norm
 }

@@ -865,9 +865,48 @@ fn set_params(
 ) -> Result<(), ModelError> {
     let device: &Device = model.device();
     for ((_, var), value) in params.iter().zip(values) {
-        var.set(&Tensor::from_slice(value, var.shape(), device)?)?;
+        if device.is_cpu() {
+            var.inplace_op1(&CopyInto(value))?;
+        } else {
+            var.set(&Tensor::from_slice(value, var.shape(), device)?)?;
+        }
     }
     Ok(())
+}
+
+/// Copies a buffer into a CPU tensor's storage in place: setting the weights after each step
+/// without a temporary tensor (MiniLM's word embeddings alone are 47 MB, a fresh allocation
+/// whose pages fault in on every step).
+struct CopyInto<'a>(&'a [f32]);
+
+impl candle_core::InplaceOp1 for CopyInto<'_> {
+    fn name(&self) -> &'static str {
+        "rewardkit-copy-into"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: expected an f32 weight",
+                self.name()
+            )));
+        };
+        match layout.contiguous_offsets() {
+            Some((start, end)) if end - start == self.0.len() => {
+                data[start..end].copy_from_slice(self.0);
+                Ok(())
+            }
+            _ => Err(candle_core::Error::Msg(format!(
+                "{}: the weight is not a contiguous tensor of {} values",
+                self.name(),
+                self.0.len()
+            ))),
+        }
+    }
 }
 
 fn save_checkpoint(
