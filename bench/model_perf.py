@@ -76,12 +76,14 @@ def main():
             [int(b) for b in args.batches.split(",")], [int(s) for s in args.seqs.split(",")]
         ):
             rewards(chosen[: min(batch, seqs, 2)])[1].tolist()  # small warm-up, untimed
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for i in range(0, seqs, batch):
                 rewards(chosen[i : min(i + batch, seqs)])[1].tolist()
             seconds = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
             print(json.dumps({"side": "torch", "mode": "infer", "batch": batch, "seqs": seqs,
                               "seconds": seconds, "per_sec": seqs / seconds,
+                              "per_cpu_sec": seqs / cpu,
                               "threads": torch.get_num_threads()}), flush=True)
 
     if args.train_steps > 0:
@@ -92,14 +94,14 @@ def main():
                 module.p = 0.0
         params = list(bert.parameters()) + list(head.parameters())
         opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
-        times = []
+        times, cpu_times = [], []
         b = args.train_batch
         # rewardkit's trainer order for one epoch over the first (steps + 1)·b pairs, seed 42.
         order = list(range((args.train_steps + 1) * b))
         SplitMix64.derived(42, 1000).shuffle(order)
         for step in range(args.train_steps + 1):
             batch = [rows[i] for i in order[step * b : (step + 1) * b]]
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             _, r = rewards([p["chosen"] for p in batch] + [p["rejected"] for p in batch])
             loss = -torch.nn.functional.logsigmoid(r[:b] - r[b:]).mean()
@@ -108,9 +110,11 @@ def main():
             opt.step()
             if step > 0:  # the first step is a warm-up (AdamW allocates its state)
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
         seconds = sum(times)
         print(json.dumps({"side": "torch", "mode": "train", "batch": b, "steps": args.train_steps,
                           "seconds": seconds, "per_sec": b * args.train_steps / seconds,
+                          "per_cpu_sec": b * args.train_steps / sum(cpu_times),
                           "step_seconds": times, "threads": torch.get_num_threads()}), flush=True)
 
 

@@ -5,7 +5,10 @@
 # THREADS threads each (rewardkit: RAYON_NUM_THREADS; PyTorch: torch.set_num_threads).
 # Rounds alternate rewardkit / PyTorch processes; the table gives the median of each side over
 # the rounds, the ratio of the medians (rewardkit / PyTorch, > 1 = rewardkit faster) and the load
-# average at the start and the end. Before timing, the pooled vectors of both sides are compared
+# average at the start and the end. Each measurement is given twice: per wall-clock second (the
+# claim) and per CPU-second of the process (all its threads; with THREADS=1 the least
+# load-sensitive measure of the work on a shared machine, with more threads it also counts
+# threads spinning while they wait). Before timing, the pooled vectors of both sides are compared
 # (they must agree within 1e-3; the run stops otherwise).
 #
 # Usage: bench/model_perf.sh [label]          (prints a markdown block: header line + table)
@@ -90,14 +93,15 @@ print()
 print("| measurement | " + " | ".join(f"{v} (median)" for v in versions) + " | PyTorch (median) | "
       + " | ".join(f"ratio {v}" for v in versions) + " | rounds (" + ", ".join(versions + ["PyTorch"]) + ") |")
 print("|---|" + "---|" * (2 * len(versions) + 2))
-for mode, batch in keys:
-    side = lambda s: [r["per_sec"] for r in rows if (r["side"], r["mode"], r["batch"]) == (s, mode, batch)]
-    theirs = statistics.median(side("torch"))
-    unit = "seq/s" if mode == "infer" else "pairs/s"
-    name = f"inference, batch {batch} ({unit})" if mode == "infer" else f"training, {batch} pairs/step ({unit})"
-    ours = [statistics.median(side(v)) for v in versions]
-    fmt = lambda xs: " ".join(f"{x:.2f}" for x in xs)
-    print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in ours) + f" | {theirs:.2f} | "
-          + " | ".join(f"{m / theirs:.2f}×" for m in ours) + " | "
-          + "; ".join(fmt(side(v)) for v in versions + ["torch"]) + " |")
+for key, per in [("per_sec", "s"), ("per_cpu_sec", "CPU-s")]:
+    for mode, batch in keys:
+        side = lambda s: [r[key] for r in rows if (r["side"], r["mode"], r["batch"]) == (s, mode, batch)]
+        theirs = statistics.median(side("torch"))
+        unit = ("seq/" if mode == "infer" else "pairs/") + per
+        name = f"inference, batch {batch} ({unit})" if mode == "infer" else f"training, {batch} pairs/step ({unit})"
+        ours = [statistics.median(side(v)) for v in versions]
+        fmt = lambda xs: " ".join(f"{x:.2f}" for x in xs)
+        print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in ours) + f" | {theirs:.2f} | "
+              + " | ".join(f"{m / theirs:.2f}×" for m in ours) + " | "
+              + "; ".join(fmt(side(v)) for v in versions + ["torch"]) + " |")
 PY

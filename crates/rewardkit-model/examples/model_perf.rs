@@ -141,15 +141,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         // One small untimed warm-up batch (thread pool, first touches of the weights).
         scorer.score(&chosen[..batch.min(seqs).min(2)])?;
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), cpu_seconds());
         for chunk in chosen[..seqs].chunks(batch) {
             scorer.score(chunk)?;
         }
         let seconds = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_start;
         println!(
             "{}",
             serde_json::json!({"side": "rewardkit", "mode": "infer", "batch": batch, "seqs": seqs,
-                "seconds": seconds, "per_sec": seqs as f64 / seconds, "threads": threads})
+                "seconds": seconds, "per_sec": seqs as f64 / seconds,
+                "per_cpu_sec": seqs as f64 / cpu, "threads": threads})
         );
     }
 
@@ -169,6 +171,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let data = Examples::Pairs(pairs[..needed].to_vec());
         let mut last = None;
         let mut times = Vec::new();
+        let mut cpu_times = Vec::new();
         train(
             &trainee,
             &config,
@@ -176,12 +179,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             None,
             &CheckpointOptions::default(),
             &mut |event| match event {
-                Event::Start { .. } => last = Some(Instant::now()),
+                Event::Start { .. } => last = Some((Instant::now(), cpu_seconds())),
                 Event::Step { step, .. } => {
-                    let now = Instant::now();
+                    let now = (Instant::now(), cpu_seconds());
                     // Step 1 is the warm-up (the optimizer's state is allocated in it).
                     if let (Some(then), true) = (last, *step > 1) {
-                        times.push(now.duration_since(then).as_secs_f64());
+                        times.push(now.0.duration_since(then.0).as_secs_f64());
+                        cpu_times.push(now.1 - then.1);
                     }
                     last = Some(now);
                 }
@@ -197,10 +201,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "{}",
             serde_json::json!({"side": "rewardkit", "mode": "train", "batch": args.train_batch,
                 "steps": args.train_steps, "seconds": seconds,
-                "per_sec": pairs_done as f64 / seconds, "step_seconds": times, "threads": threads})
+                "per_sec": pairs_done as f64 / seconds,
+                "per_cpu_sec": pairs_done as f64 / cpu_times.iter().sum::<f64>(),
+                "step_seconds": times, "threads": threads})
         );
     }
     Ok(())
+}
+
+/// CPU time of the whole process (all threads), in seconds: with one thread a measure of the
+/// work that other processes on a shared machine disturb far less than wall time.
+fn cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the pointer it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 /// The thread count candle's matrix products use (`RAYON_NUM_THREADS`, else every core).

