@@ -104,19 +104,8 @@ fn every_encoder_weight_receives_a_gradient_when_fine_tuning() {
     }
 }
 
-#[test]
-fn head_only_training_keeps_the_encoder_and_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_bert(dir.path());
-    let model = model(dir.path(), Pooling::Mean, false, 32);
-    let encoder_before: HashMap<String, Vec<f32>> = model
-        .named_tensors()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("backbone."))
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
-        .collect();
-    assert_eq!(model.parameters().len(), 4, "only the MLP head trains");
-    let pairs: Vec<PreferencePair> = (0..24)
+fn polite_pairs() -> Vec<PreferencePair> {
+    (0..24)
         .map(|i| PreferencePair {
             line: i + 1,
             prompt: "human : help please ? assistant :".into(),
@@ -132,7 +121,90 @@ fn head_only_training_keeps_the_encoder_and_round_trips() {
             },
             margin: None,
         })
+        .collect()
+}
+
+fn all_weights(model: &RewardModel) -> Vec<Vec<f32>> {
+    model
+        .named_tensors()
+        .into_iter()
+        .map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+/// Fine-tuning every weight (the encoder's own backward pass): the same seed gives the same
+/// weights bit for bit, every weight moves, and a run interrupted and resumed from its
+/// checkpoint ends with the uninterrupted run's weights and history.
+#[test]
+fn fine_tuning_repeats_moves_every_weight_and_resumes_bit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let (train_set, validation) = Examples::Pairs(polite_pairs()).split_last(6);
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 4,
+        eval_every: 2,
+        checkpoint_every: 2,
+        optimizer: rewardkit_model::optim::AdamWConfig {
+            lr: 0.01,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
+    let run = |options: &CheckpointOptions| {
+        let model = model(dir.path(), Pooling::Mean, true, 32);
+        let report = train(
+            &model,
+            &config,
+            &train_set,
+            Some(&validation),
+            options,
+            &mut |_| {},
+        )
+        .unwrap();
+        (model, report)
+    };
+    let before = all_weights(&model(dir.path(), Pooling::Mean, true, 32));
+    let (straight, full) = run(&CheckpointOptions::default());
+    let (again, _) = run(&CheckpointOptions::default());
+    let after = all_weights(&straight);
+    assert_eq!(after, all_weights(&again), "same seed, same weights");
+    let names = straight.named_tensors();
+    for (((name, _), before), after) in names.iter().zip(&before).zip(&after) {
+        assert_ne!(before, after, "`{name}` did not move");
+    }
+
+    let checkpoint = dir.path().join("checkpoint.safetensors");
+    let interrupted = CheckpointOptions {
+        path: Some(checkpoint.clone()),
+        resume: true,
+        stop_after: Some(3),
+    };
+    let (_, first) = run(&interrupted);
+    assert!(first.interrupted && first.steps == 3);
+    let resume = CheckpointOptions {
+        path: Some(checkpoint),
+        resume: true,
+        stop_after: None,
+    };
+    let (resumed, second) = run(&resume);
+    assert_eq!(all_weights(&resumed), after, "resumed weights differ");
+    assert_eq!(second.history, full.history);
+}
+
+#[test]
+fn head_only_training_keeps_the_encoder_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path());
+    let model = model(dir.path(), Pooling::Mean, false, 32);
+    let encoder_before: HashMap<String, Vec<f32>> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("backbone."))
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
         .collect();
+    assert_eq!(model.parameters().len(), 4, "only the MLP head trains");
+    let pairs = polite_pairs();
     let (train_set, validation) = Examples::Pairs(pairs).split_last(6);
     let config = TrainConfig {
         epochs: 6,
