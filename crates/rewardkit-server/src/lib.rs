@@ -90,6 +90,7 @@
 
 mod advantages;
 mod config;
+mod direct;
 mod error;
 mod metrics;
 mod multipliers;
@@ -200,12 +201,13 @@ pub fn score_body(
             shaped.advantages
         }
     };
-    serde_json::to_vec(&wire::ScoreResponse {
+    wire::ScoreResponse {
         pipeline,
         generation: 1,
         results: &results,
         advantages: advantages.as_deref(),
-    })
+    }
+    .to_vec()
     .map_err(|e| ServerError::Internal {
         message: format!("cannot encode the response: {e}"),
     })

@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 
 use rewardkit::ScoredSample;
-use rewardkit_core::{Outcome, OutcomeKind, Reference, RewardOutput, Sample};
+use rewardkit_core::{Outcome, OutcomeKind, Reference, Sample};
+#[cfg(test)]
+use rewardkit_core::RewardOutput;
+#[cfg(test)]
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -70,11 +73,15 @@ fn check_length(field: String, completion: &str, config: &ServerConfig) -> Resul
 
 /// `POST /v1/score`: `{"samples": [Sample, …]}`.
 ///
-/// Well-formed bodies take the fast path (serde straight into samples, one pass, no
-/// `serde_json::Value` in between); anything it does not accept is parsed again by the checked
-/// path, whose error names the field and index. The fast path accepts only what the checked path
-/// accepts, with the same result (`fast_and_checked_parsers_agree` holds it to that).
+/// Three tiers, each accepting only what the next accepts, with the same result: the direct
+/// reader (`crate::direct`: every field a string, no serde), then the fast path (serde straight
+/// into samples, one pass, no `serde_json::Value` in between), then the checked path, whose
+/// error names the field and index (`direct_agrees_with_the_checked_parser` and
+/// `fast_and_checked_parsers_agree` hold the first two to that).
 pub(crate) fn parse_score(bytes: &[u8], config: &ServerConfig) -> Result<Vec<Sample>, ServerError> {
+    if let Some(samples) = crate::direct::parse_score(bytes, config) {
+        return Ok(samples);
+    }
     if let Ok(samples) = fast::parse_score(bytes, config) {
         return Ok(samples);
     }
@@ -250,7 +257,23 @@ impl<'a> WireOutcome<'a> {
         }
     }
 
+    /// Writes the value, then `,"kind":…` and, for non-scores, `,"reason":…`: what follows an
+    /// object's `"value":` key on the wire.
+    fn write_rest(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        write_number(out, self.value)?;
+        out.extend_from_slice(b",\"kind\":\"");
+        // Outcome kinds are fixed snake_case words: nothing to escape.
+        out.extend_from_slice(self.kind.as_bytes());
+        out.push(b'"');
+        if let Some(reason) = &self.reason {
+            out.extend_from_slice(b",\"reason\":");
+            serde_json::to_writer(&mut *out, reason.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// Writes `value`, `kind` and (for non-scores) `reason` into an object being serialised.
+    #[cfg(test)]
     fn write<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         map.serialize_entry("value", &self.value)?;
         map.serialize_entry("kind", self.kind)?;
@@ -282,6 +305,60 @@ pub(crate) struct ScoreResponse<'a> {
     pub advantages: Option<&'a [f64]>,
 }
 
+impl ScoreResponse<'_> {
+    /// The response as JSON bytes, written straight into one buffer sized up front: the same
+    /// bytes serde_json would write for the shape above (numbers and strings are formatted by
+    /// serde_json itself), without a serializer call per field. Each term's
+    /// `{"name":"…","value":` prefix is escaped once per response, not once per sample.
+    pub(crate) fn to_vec(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let terms = self.pipeline.terms();
+        // About 60 bytes per outcome: sized once instead of grown by doubling.
+        let outcomes = 1 + terms.len();
+        let mut out = Vec::with_capacity(64 + self.results.len() * outcomes * 64);
+        let prefixes: Vec<Vec<u8>> = terms.iter().map(|t| name_prefix(&t.name)).collect::<Result<_, _>>()?;
+        out.extend_from_slice(b"{\"generation\":");
+        serde_json::to_writer(&mut out, &self.generation)?;
+        out.extend_from_slice(b",\"results\":[");
+        for (i, result) in self.results.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"value\":");
+            WireOutcome::new(&result.reward).write_rest(&mut out)?;
+            if let Some(advantage) = self.advantages.and_then(|a| a.get(i).copied()) {
+                out.extend_from_slice(b",\"advantage\":");
+                write_number(&mut out, Some(advantage).filter(|a| a.is_finite()))?;
+            }
+            out.extend_from_slice(b",\"terms\":[");
+            for (k, ((term, output), prefix)) in terms.iter().zip(&result.terms).zip(&prefixes).enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(prefix);
+                WireOutcome::new(&output.outcome).write_rest(&mut out)?;
+                if !term.component_names.is_empty() && !output.components.is_empty() {
+                    out.extend_from_slice(b",\"components\":[");
+                    for (c, (name, outcome)) in term.component_names.iter().zip(&output.components).enumerate() {
+                        if c > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&name_prefix(name)?);
+                        WireOutcome::new(outcome).write_rest(&mut out)?;
+                        out.push(b'}');
+                    }
+                    out.push(b']');
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
+}
+
+/// The serde form of the response: the oracle `ScoreResponse::to_vec` must match byte for byte.
+#[cfg(test)]
 impl Serialize for ScoreResponse<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         struct Results<'a>(&'a ScoreResponse<'a>);
@@ -350,6 +427,26 @@ impl Serialize for ScoreResponse<'_> {
         map.serialize_entry("generation", &self.generation)?;
         map.serialize_entry("results", &Results(self))?;
         map.end()
+    }
+}
+
+/// `{"name":"<name, escaped>","value":`
+fn name_prefix(name: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let mut prefix = Vec::with_capacity(name.len() + 20);
+    prefix.extend_from_slice(b"{\"name\":");
+    serde_json::to_writer(&mut prefix, name)?;
+    prefix.extend_from_slice(b",\"value\":");
+    Ok(prefix)
+}
+
+/// A number (shortest round-trip form, serde_json's) or `null`.
+fn write_number(out: &mut Vec<u8>, value: Option<f64>) -> Result<(), serde_json::Error> {
+    match value {
+        Some(value) => serde_json::to_writer(out, &value),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
     }
 }
 
@@ -634,6 +731,108 @@ mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    fn random_number(rng: &mut Rng) -> f64 {
+        match rng.below(6) {
+            0 => rng.pick(&[0.0, -0.0, 1.0, -1.0, 0.5, 1e300, -1e-300, 5e-324, f64::MAX]),
+            1 => rng.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
+            2 => (rng.next() % 2001) as f64 / 1000.0 - 1.0,
+            3 => rng.next() as f64 / 3.0,
+            _ => f64::from_bits(rng.next()),
+        }
+    }
+
+    fn random_outcome(rng: &mut Rng) -> Outcome {
+        let text = |rng: &mut Rng| {
+            rng.pick(&["no answer", "quote \" and \\ back", "line\nbreak\t", "\u{1}ctl", "é ✓ 😀", ""])
+                .to_owned()
+        };
+        match rng.below(5) {
+            0 | 1 => Outcome::Scored {
+                value: random_number(rng),
+            },
+            2 => Outcome::Unscorable { reason: text(rng) },
+            3 => Outcome::TimedOut,
+            _ => Outcome::Failed { error: text(rng) },
+        }
+    }
+
+    #[test]
+    fn the_direct_encoder_writes_what_serde_writes() {
+        let spec = r#"
+            [[term]]
+            name = "correct"
+            kind = "gsm8k"
+
+            [[term]]
+            name = "tool-call"
+            kind = "tool_call"
+
+            [[term]]
+            name = "think"
+            kind = "think_format"
+        "#;
+        let spec = rewardkit::Spec::from_toml_str(spec, "test.toml").unwrap();
+        let pipeline = rewardkit::Pipeline::build(&spec).unwrap();
+        let terms = pipeline.terms();
+        assert!(terms.iter().any(|t| !t.component_names.is_empty()));
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..300 {
+            let n = rng.below(6) as usize;
+            let results: Vec<ScoredSample> = (0..n)
+                .map(|_| ScoredSample {
+                    reward: random_outcome(&mut rng),
+                    terms: terms
+                        .iter()
+                        .map(|t| RewardOutput {
+                            outcome: random_outcome(&mut rng),
+                            // Sometimes no components, as `RewardOutput::new` makes.
+                            components: if rng.below(4) == 0 {
+                                Vec::new()
+                            } else {
+                                (0..t.component_names.len())
+                                    .map(|_| random_outcome(&mut rng))
+                                    .collect()
+                            },
+                        })
+                        .collect(),
+                })
+                .collect();
+            let advantages: Option<Vec<f64>> =
+                (rng.below(2) == 0).then(|| (0..n).map(|_| random_number(&mut rng)).collect());
+            let response = ScoreResponse {
+                pipeline: &pipeline,
+                generation: rng.next(),
+                results: &results,
+                advantages: advantages.as_deref(),
+            };
+            let direct = response.to_vec().unwrap();
+            let serde = serde_json::to_vec(&response).unwrap();
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(serde).unwrap(),
+                "case {case}"
+            );
+        }
+    }
 
     /// `body` through the fast and the checked parser: when the fast one accepts, both must give
     /// the same samples; `fast_ok` says whether the fast one should accept at all.
