@@ -7,7 +7,11 @@
 //! 3. through `rewardkit serve` over real sockets;
 //!
 //! in **interleaved** repeats, with medians and the ratios 3/1 (the whole overhead) and 3/2
-//! (what HTTP, the queue and thread hand-offs add beyond JSON).
+//! (what HTTP, the queue and thread hand-offs add beyond JSON). Then the same requests go to a
+//! **transport floor**: a bare hyper server (this program with a hidden flag) that reads each
+//! body whole and answers as many bytes as rewardkit does — what any HTTP server pays on this
+//! machine before it parses a byte. Its CPU per sample plus the in-process JSON cost is the
+//! least a server with this wire format can add to the scoring.
 //!
 //! Besides wall-clock samples/s it reports **CPU time per sample** (Linux `/proc/<pid>/stat`, all
 //! threads): of the scoring in process, and of the server plus the client during the HTTP runs.
@@ -149,16 +153,35 @@ struct Server {
 }
 
 impl Server {
+    /// `rewardkit serve` with the options' flags.
     fn start(o: &Options) -> Result<Server, String> {
-        let mut child = Command::new(&o.binary)
+        let mut command = Command::new(&o.binary);
+        command
             .args(["serve", "--spec", &o.spec, "--port", "0"])
             .args(["--workers", &o.workers.to_string()])
             .args(["--http-threads", &o.http_threads.to_string()])
-            .args(&o.extra)
+            .args(&o.extra);
+        Server::spawn(command)
+    }
+
+    /// This program as the transport floor (see [`echo_server`]).
+    fn start_echo(o: &Options, response_bytes: usize) -> Result<Server, String> {
+        let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        let mut command = Command::new(me);
+        command.args([
+            ECHO_FLAG,
+            &response_bytes.to_string(),
+            &o.http_threads.to_string(),
+        ]);
+        Server::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Result<Server, String> {
+        let mut child = command
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", o.binary))?;
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout is piped");
         BufReader::new(stdout)
@@ -283,6 +306,51 @@ fn http_run(
         seen.extend(handle.join().map_err(|_| "a client thread panicked")??);
     }
     Ok((start.elapsed().as_secs_f64(), seen))
+}
+
+/// The hidden first argument that makes this program the transport floor.
+const ECHO_FLAG: &str = "--echo-server";
+
+/// The floor of any HTTP reward server on this machine: hyper's HTTP/1.1 connection loop on a
+/// tokio runtime with `threads` workers (as `rewardkit serve --http-threads`), which reads each
+/// request body whole and answers `response_bytes` fixed bytes (the size of a real answer) —
+/// TCP, HTTP parsing and the body copies, without JSON, queue or scoring.
+fn echo_server(response_bytes: usize, threads: usize) -> Result<(), String> {
+    use http_body_util::{BodyExt as _, Full};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("echo server: listening on http://{address}");
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let answer = hyper::body::Bytes::from(vec![b' '; response_bytes]);
+        loop {
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let answer = answer.clone();
+                        async move {
+                            let body = request.into_body().collect().await?.to_bytes();
+                            std::hint::black_box(body);
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(answer)))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }
 
 fn run() -> Result<(), String> {
@@ -468,7 +536,9 @@ fn run() -> Result<(), String> {
         "CPU per sample (all repeats, 10 ms ticks): scoring in process {score:.2} us; \
          in process with JSON {json:.2} us; server {server_cpu:.2} us + client {client:.2} us \
          over HTTP\n\
-         scoring share of the server's CPU = {:.3}; in-process / (server + client) CPU = {:.3}",
+         scoring share of the server's CPU = {:.3}; in-process / server CPU = {:.3} (client \
+         excluded); in-process / (server + client) CPU = {:.3}",
+        score / server_cpu,
         score / server_cpu,
         score / (server_cpu + client)
     );
@@ -481,11 +551,53 @@ fn run() -> Result<(), String> {
         threads.join(", ")
     );
     drop(server);
+
+    // The transport floor: the same requests against a bare hyper server that reads each body
+    // and answers as many bytes as rewardkit does, on as many runtime threads.
+    let mut response_bytes = 0;
+    for body in &bodies {
+        response_bytes += pool
+            .install(|| rewardkit_server::score_body(&pipeline, body, &config))
+            .map_err(|e| e.to_string())?
+            .len();
+    }
+    let response_bytes = response_bytes / bodies.len();
+    let echo = Server::start_echo(&o, response_bytes)?;
+    let echo_pid = echo.child.id().to_string();
+    http_run(&echo.address, &requests, o.clients, 1)?;
+    let (mut rates, mut echo_cpu) = (Vec::new(), [0.0f64; 2]);
+    for _ in 0..o.repeats {
+        let (client_before, echo_before) = (cpu_seconds("self"), cpu_seconds(&echo_pid));
+        let (seconds, _) = http_run(&echo.address, &requests, o.clients, o.passes)?;
+        echo_cpu[0] += cpu_seconds(&echo_pid) - echo_before;
+        echo_cpu[1] += cpu_seconds("self") - client_before;
+        rates.push(n as f64 / seconds);
+    }
+    drop(echo);
+    let (floor, floor_client) = (per(echo_cpu[0]), per(echo_cpu[1]));
+    let best = score / (score + floor + (json - score).max(0.0));
+    println!(
+        "transport floor (a bare hyper server that reads each body and answers {} bytes; no \
+         JSON, no queue, no scoring): {:.0} samples/s; CPU per sample: {floor:.2} us + client \
+         {floor_client:.2} us\n\
+         best CPU ratio this wire format allows, scoring / (scoring + transport floor + JSON): \
+         {best:.3} (client excluded), {:.3} (client included)",
+        response_bytes,
+        median(&mut rates),
+        score / (score + floor + (json - score).max(0.0) + floor_client),
+    );
     Ok(())
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().collect();
+    let result = if args.get(1).map(String::as_str) == Some(ECHO_FLAG) {
+        let number = |i: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        echo_server(number(2), number(3))
+    } else {
+        run()
+    };
+    if let Err(e) = result {
         eprintln!("http_overhead: {e}");
         std::process::exit(1);
     }

@@ -297,7 +297,10 @@ mod tests {
         check(r#"{"samples": []}"#, true);
         check(" {\n\"samples\"\t:\r[ ] } \n", true);
         check(r#"{"samples": [{"completion": "x"}]}"#, true);
-        check(r#"{"samples":[{"completion":"x"},{"completion":"y"}]}"#, true);
+        check(
+            r#"{"samples":[{"completion":"x"},{"completion":"y"}]}"#,
+            true,
+        );
         check(
             r#"{"samples": [{"prompt": "p", "completion": "x", "reference": "4", "group": "g"}]}"#,
             true,
@@ -306,7 +309,10 @@ mod tests {
             r#"{"samples": [{"group": null, "reference": null, "completion": ""}]}"#,
             true,
         );
-        check(r#"{"samples": [{"completion": "a\"\\\/\b\f\n\r\t b"}]}"#, true);
+        check(
+            r#"{"samples": [{"completion": "a\"\\\/\b\f\n\r\t b"}]}"#,
+            true,
+        );
         check(
             r#"{"samples": [{"completion": "\u00e9\u2713\uD83D\uDE00\u0000"}]}"#,
             true,
@@ -328,14 +334,23 @@ mod tests {
             false,
         );
         check(r#"{"samples": [{"completion": "x", "other": 1}]}"#, false);
-        check(r#"{"samples": [{"completion": "x", "reference": 4}]}"#, false);
+        check(
+            r#"{"samples": [{"completion": "x", "reference": 4}]}"#,
+            false,
+        );
         check(
             r#"{"samples": [{"completion": {"role": "assistant", "content": "c"}}]}"#,
             false,
         );
         check(r#"{"samples": [{"prompt": [], "completion": "x"}]}"#, false);
-        check(r#"{"samples": [{"prompt": null, "completion": "x"}]}"#, false);
-        check(r#"{"samples": [{"comp\u006cetion": "escaped key"}]}"#, false);
+        check(
+            r#"{"samples": [{"prompt": null, "completion": "x"}]}"#,
+            false,
+        );
+        check(
+            r#"{"samples": [{"comp\u006cetion": "escaped key"}]}"#,
+            false,
+        );
         check(
             r#"{"samples": [{"completion": "x", "completion": "y"}]}"#,
             false,
@@ -363,7 +378,10 @@ mod tests {
             false,
         );
         check(
-            &format!(r#"{{"samples": [{{"completion": "{}"}}]}}"#, "x".repeat(129)),
+            &format!(
+                r#"{{"samples": [{{"completion": "{}"}}]}}"#,
+                "x".repeat(129)
+            ),
             false,
         );
     }
@@ -466,7 +484,12 @@ mod tests {
                 let separator = format!(",{}", ws(&mut rng));
                 body.push_str(&format!("{}{{{}}}", ws(&mut rng), fields.join(&separator)));
             }
-            body.push_str(&format!("{}]{}}}{}", ws(&mut rng), ws(&mut rng), ws(&mut rng)));
+            body.push_str(&format!(
+                "{}]{}}}{}",
+                ws(&mut rng),
+                ws(&mut rng),
+                ws(&mut rng)
+            ));
             let checked = parse_score_checked(body.as_bytes(), &config).map_err(|e| e.to_string());
             assert_eq!(
                 parse_score(body.as_bytes(), &config).ok_or_else(String::new),

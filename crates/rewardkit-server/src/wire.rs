@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use rewardkit::ScoredSample;
-use rewardkit_core::{Outcome, OutcomeKind, Reference, Sample};
 #[cfg(test)]
 use rewardkit_core::RewardOutput;
+use rewardkit_core::{Outcome, OutcomeKind, Reference, Sample};
 #[cfg(test)]
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -315,7 +315,10 @@ impl ScoreResponse<'_> {
         // About 60 bytes per outcome: sized once instead of grown by doubling.
         let outcomes = 1 + terms.len();
         let mut out = Vec::with_capacity(64 + self.results.len() * outcomes * 64);
-        let prefixes: Vec<Vec<u8>> = terms.iter().map(|t| name_prefix(&t.name)).collect::<Result<_, _>>()?;
+        let prefixes: Vec<Vec<u8>> = terms
+            .iter()
+            .map(|t| name_prefix(&t.name))
+            .collect::<Result<_, _>>()?;
         out.extend_from_slice(b"{\"generation\":");
         serde_json::to_writer(&mut out, &self.generation)?;
         out.extend_from_slice(b",\"results\":[");
@@ -330,7 +333,9 @@ impl ScoreResponse<'_> {
                 write_number(&mut out, Some(advantage).filter(|a| a.is_finite()))?;
             }
             out.extend_from_slice(b",\"terms\":[");
-            for (k, ((term, output), prefix)) in terms.iter().zip(&result.terms).zip(&prefixes).enumerate() {
+            for (k, ((term, output), prefix)) in
+                terms.iter().zip(&result.terms).zip(&prefixes).enumerate()
+            {
                 if k > 0 {
                     out.push(b',');
                 }
@@ -338,7 +343,12 @@ impl ScoreResponse<'_> {
                 WireOutcome::new(&output.outcome).write_rest(&mut out)?;
                 if !term.component_names.is_empty() && !output.components.is_empty() {
                     out.extend_from_slice(b",\"components\":[");
-                    for (c, (name, outcome)) in term.component_names.iter().zip(&output.components).enumerate() {
+                    for (c, (name, outcome)) in term
+                        .component_names
+                        .iter()
+                        .zip(&output.components)
+                        .enumerate()
+                    {
                         if c > 0 {
                             out.push(b',');
                         }
@@ -762,8 +772,15 @@ mod tests {
 
     fn random_outcome(rng: &mut Rng) -> Outcome {
         let text = |rng: &mut Rng| {
-            rng.pick(&["no answer", "quote \" and \\ back", "line\nbreak\t", "\u{1}ctl", "é ✓ 😀", ""])
-                .to_owned()
+            rng.pick(&[
+                "no answer",
+                "quote \" and \\ back",
+                "line\nbreak\t",
+                "\u{1}ctl",
+                "é ✓ 😀",
+                "",
+            ])
+            .to_owned()
         };
         match rng.below(5) {
             0 | 1 => Outcome::Scored {
