@@ -6,9 +6,11 @@ time of each is printed with the ratio, and the outputs are compared (max abs di
 NumPy side is what trainers write (verl's and TRL's tensor code, in NumPy): reshape into
 (groups, 16), mean/std along the group axis; GAE as a loop over time steps vectorised across
 episodes. It does no masking and no stable centring, so it does strictly less work than rewardkit.
-One core each (rewardkit-shape is single-threaded). The sides alternate in rounds (--rounds), and
-the ratio reported is the median of the per-round ratios, with their range: load on a shared
-machine drifts, and alternating spreads it over both sides.
+NumPy runs these on one core. rewardkit-shape splits large inputs over the threads of its rayon
+pool, so each round times it twice: on one thread (RAYON_NUM_THREADS=1: the like-for-like
+ratio) and on every core (--threads, default all: what a user with those cores gets). The sides
+alternate in rounds (--rounds), and the ratio reported is the median of the per-round ratios,
+with their range: load on a shared machine drifts, and alternating spreads it over both sides.
 """
 
 import argparse
@@ -76,6 +78,8 @@ def main():
     p.add_argument("--episode-length", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="alternating rewardkit/NumPy rounds")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="rewardkit's threads for the multi-threaded timing (default: every core)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -98,11 +102,20 @@ def main():
     # shared machine hits both; each round gives a ratio, and the medians over rounds are reported.
     per_round = []
     expected = {}
+    sides = [("1 thread", 1)] + ([(f"{args.threads} threads", args.threads)]
+                                 if args.threads > 1 else [])
     for _ in range(args.rounds):
-        run = subprocess.run(
-            [args.timing, args.out, str(args.repeats), str(k), str(args.episode_length)],
-            capture_output=True, text=True, check=True)
-        rust = json.loads(run.stdout)
+        rust = {}
+        for label, threads in sides:
+            run = subprocess.run(
+                [args.timing, args.out, str(args.repeats), str(k), str(args.episode_length)],
+                capture_output=True, text=True, check=True,
+                env={**os.environ, "RAYON_NUM_THREADS": str(threads)})
+            rust[label] = json.loads(run.stdout)
+            # Each run writes its outputs; those of every thread count are compared below.
+            for name in numpy_side:
+                os.replace(f"{args.out}/rust_{name}.f64",
+                           f"{args.out}/rust_{name}.{threads}.f64")
         numpy_times = {}
         for name, f in numpy_side.items():
             (seconds, fastest), out = median_time(args.repeats, f)
@@ -114,29 +127,33 @@ def main():
 
     rows = []
     for name in numpy_side:
-        got = np.fromfile(f"{args.out}/rust_{name}.f64", dtype=np.float64)
-        diff = float(np.max(np.abs(got - expected[name])))
         n = args.steps if name == "gae" else args.samples
-        for label, key in ((name, name), (name + " (reused out)", name + "_into")):
-            rk = [r[key] for r, _ in per_round]
-            npy = [t[name] for _, t in per_round]
-            ratios = [b / a for a, b in zip(rk, npy)]
-            # Fastest call of each side over every round: other processes only add time, so
-            # on a loaded machine the best times are the steadiest estimate of the work.
-            rk_best = min(r[key + "_min"] for r, _ in per_round)
-            npy_best = min(t[name + "_min"] for _, t in per_round)
-            rows.append({"op": label, "n": n, "rewardkit_s": statistics.median(rk),
-                         "numpy_s": statistics.median(npy), "ratio": statistics.median(ratios),
-                         "ratio_min": min(ratios), "ratio_max": max(ratios),
-                         "rewardkit_best_s": rk_best, "numpy_best_s": npy_best,
-                         "best_ratio": npy_best / rk_best, "max_abs_diff": diff})
+        for side, threads in sides:
+            got = np.fromfile(f"{args.out}/rust_{name}.{threads}.f64", dtype=np.float64)
+            diff = float(np.max(np.abs(got - expected[name])))
+            for label, key in ((f"{name}, {side}", name),
+                               (f"{name} (reused out), {side}", name + "_into")):
+                rk = [r[side][key] for r, _ in per_round]
+                npy = [t[name] for _, t in per_round]
+                ratios = [b / a for a, b in zip(rk, npy)]
+                # Fastest call of each side over every round: other processes only add time,
+                # so on a loaded machine the best times are the steadiest estimate of the work.
+                rk_best = min(r[side][key + "_min"] for r, _ in per_round)
+                npy_best = min(t[name + "_min"] for _, t in per_round)
+                rows.append({"op": label, "threads": threads, "n": n,
+                             "rewardkit_s": statistics.median(rk),
+                             "numpy_s": statistics.median(npy),
+                             "ratio": statistics.median(ratios),
+                             "ratio_min": min(ratios), "ratio_max": max(ratios),
+                             "rewardkit_best_s": rk_best, "numpy_best_s": npy_best,
+                             "best_ratio": npy_best / rk_best, "max_abs_diff": diff})
     print(f"numpy {np.__version__}; {args.samples:,} samples in groups of {k}; "
           f"GAE over {args.steps:,} steps in episodes of {args.episode_length}; "
           f"median of {args.repeats} calls per round, {args.rounds} alternating rounds")
-    print(f"{'op':<36}{'rewardkit':>11}{'numpy':>11}{'ratio':>8}  {'(min-max)':<13}"
+    print(f"{'op':<42}{'rewardkit':>11}{'numpy':>11}{'ratio':>8}  {'(min-max)':<13}"
           f"{'best rk':>9}{'best np':>9}{'best ratio':>11}{'max |diff|':>11}")
     for r in rows:
-        print(f"{r['op']:<36}{r['rewardkit_s'] * 1e3:>9.1f}ms{r['numpy_s'] * 1e3:>9.1f}ms"
+        print(f"{r['op']:<42}{r['rewardkit_s'] * 1e3:>9.1f}ms{r['numpy_s'] * 1e3:>9.1f}ms"
               f"{r['ratio']:>7.1f}x  ({r['ratio_min']:.1f}-{r['ratio_max']:.1f}){'':<4}"
               f"{r['rewardkit_best_s'] * 1e3:>7.1f}ms{r['numpy_best_s'] * 1e3:>7.1f}ms"
               f"{r['best_ratio']:>10.1f}x{r['max_abs_diff']:>11.1e}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Advantages (GRPO, RLOO, REINFORCE++-baseline) for 1M samples in groups of 16 and GAE over 1M
-# steps: rewardkit-shape (release, one core) vs NumPy on the same inputs, same run; prints the
-# ratios and the largest difference between the two outputs. Writes bench/out/shape/result.json.
+# steps: rewardkit-shape (release; on one thread, and on every core) vs NumPy (one core) on the
+# same inputs, same run; prints the ratios and the largest difference between the outputs.
+# Writes bench/out/shape/result.json.
 #
 #   bash bench/shape_advantages.sh [extra args for bench/shape_advantages.py]
 #

@@ -1,8 +1,15 @@
 //! Advantage estimators for group-sampled policy optimisation.
 
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::check_finite_at_least;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx;
+use crate::simd::{Kernel, Portable};
 use crate::stats::Centre;
 use crate::{Groups, ShapeError};
 
@@ -357,6 +364,11 @@ enum GroupFate {
 /// dynamic filtering drop them); otherwise their advantage is what the estimator gives, which is
 /// 0 for every group-centred estimator.
 ///
+/// Large inputs of consecutive groups are split, at group boundaries, over the threads of the
+/// current rayon pool (`RAYON_NUM_THREADS`, or a caller's `ThreadPool::install`); each group is
+/// computed the same way whoever computes it, so the result does not depend on the number of
+/// threads, to the bit.
+///
 /// Errors only when `groups` does not cover `rewards` or an option is out of range.
 pub fn advantages(
     rewards: &[f64],
@@ -364,67 +376,42 @@ pub fn advantages(
     estimator: &Estimator,
     filter_zero_variance: bool,
 ) -> Result<Advantages, ShapeError> {
+    groups.check("rewards", rewards.len())?;
+    estimator.validate()?;
+    let n = rewards.len();
     let Some(offsets) = groups.ranges() else {
-        let mut values = vec![0.0f64; rewards.len()];
-        let summary = advantages_into(
+        let mut values = vec![0.0f64; n];
+        let summary = compute(
             rewards,
-            groups,
+            &Lists(groups),
             estimator,
             filter_zero_variance,
             &mut values,
-        )?;
+        );
         return Ok(Advantages { values, summary });
     };
-    // Consecutive groups are written front to back, so the output is appended to a vector with
-    // the capacity reserved: no zero-filling first (`vec![0.0; n]` is a memset, or a page fault
-    // per 4 KiB of fresh memory) and each element written once. The values are those of
-    // `advantages_into`: the same `compute`, only the store differs.
-    groups.check("rewards", rewards.len())?;
-    estimator.validate()?;
-    let mut values = Vec::with_capacity(rewards.len());
-    let summary = compute(
+    // Consecutive groups write every element of the output exactly once, so the output is not
+    // zero-filled first (`vec![0.0; n]` is a memset, or a page fault per 4 KiB of fresh memory):
+    // the groups are written into the vector's reserved capacity and the count of elements
+    // written is checked before the vector takes them.
+    let mut values = Vec::with_capacity(n);
+    let tally = over_ranges(
         rewards,
-        &Ranges(offsets),
+        offsets,
         estimator,
         filter_zero_variance,
-        &mut values,
+        &mut values.spare_capacity_mut()[..n],
     );
-    debug_assert_eq!(values.len(), rewards.len());
+    assert_eq!(
+        tally.written, n,
+        "every advantage is written (a bug otherwise)"
+    );
+    // SAFETY: the capacity is at least `n`, and the `n` elements were initialised: `over_ranges`
+    // writes each group's range once (`Slot::put` through `Store::fill`) and counted `n` writes
+    // over ranges that partition `0..n`.
+    unsafe { values.set_len(n) };
+    let summary = finish(tally, estimator, &mut values);
     Ok(Advantages { values, summary })
-}
-
-/// Where [`compute`] stores the advantages: a caller's slice (any order), or a vector appended
-/// to (consecutive groups only, written in order).
-trait Out {
-    /// `out[start + k] = f(src[k])` for every `k`.
-    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64);
-    /// The values written so far (all of them once every group is written).
-    fn slice(&mut self) -> &mut [f64];
-}
-
-impl Out for [f64] {
-    #[inline(always)]
-    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64) {
-        for (value, &x) in self[start..start + src.len()].iter_mut().zip(src) {
-            *value = f(x);
-        }
-    }
-
-    fn slice(&mut self) -> &mut [f64] {
-        self
-    }
-}
-
-impl Out for Vec<f64> {
-    #[inline(always)]
-    fn fill(&mut self, start: usize, src: &[f64], f: impl Fn(f64) -> f64) {
-        debug_assert_eq!(self.len(), start, "groups are appended in order");
-        self.extend(src.iter().map(|&x| f(x)));
-    }
-
-    fn slice(&mut self) -> &mut [f64] {
-        self
-    }
 }
 
 /// [`advantages`] into a caller's buffer (one value per reward), for a trainer that reuses its
@@ -444,13 +431,10 @@ pub fn advantages_into(
     // member lists. Both visit a group's members in the same order, so both give bit-identical
     // results.
     let summary = match groups.ranges() {
-        Some(offsets) => compute(
-            rewards,
-            &Ranges(offsets),
-            estimator,
-            filter_zero_variance,
-            out,
-        ),
+        Some(offsets) => {
+            let tally = over_ranges(rewards, offsets, estimator, filter_zero_variance, out);
+            finish(tally, estimator, out)
+        }
         None => compute(
             rewards,
             &Lists(groups),
@@ -462,52 +446,112 @@ pub fn advantages_into(
     Ok(summary)
 }
 
-/// How [`compute`] visits the members of group `g`.
-trait Layout {
-    fn count(&self) -> usize;
+/// An output element: an `f64`, or one not yet initialised (a fresh vector's capacity).
+pub(crate) trait Slot: Send {
+    /// Sets the element.
+    fn put(&mut self, value: f64);
+}
+
+impl Slot for f64 {
+    #[inline(always)]
+    fn put(&mut self, value: f64) {
+        *self = value;
+    }
+}
+
+impl Slot for MaybeUninit<f64> {
+    #[inline(always)]
+    fn put(&mut self, value: f64) {
+        self.write(value);
+    }
+}
+
+/// How the group pass visits the members of group `g`.
+trait Layout: Sync {
     fn len(&self, g: usize) -> usize;
-    fn centre(&self, rewards: &[f64], g: usize) -> Centre;
-    /// `out[i] = f(rewards[i])` for every member `i`.
-    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64);
+    fn centre(&self, kernel: impl Kernel, rewards: &[f64], g: usize) -> Centre;
+    /// [`Kernel::signal`] of group `g`.
+    fn signal(&self, kernel: impl Kernel, rewards: &[f64], g: usize) -> Option<(f64, f64, f64)>;
+    /// `out[i] = f(rewards[i])` for every member `i` (`out` indexed from the layout's base);
+    /// returns the number of elements written.
+    fn map<T: Slot>(
+        &self,
+        rewards: &[f64],
+        out: &mut [T],
+        g: usize,
+        f: impl Fn(f64) -> f64,
+    ) -> usize;
     /// Calls `f(i)` for every member `i`.
     fn each(&self, g: usize, f: impl FnMut(usize));
 }
 
-/// Consecutive groups: group `g` is `offsets[g]..offsets[g + 1]`.
-struct Ranges<'a>(&'a [usize]);
+/// Consecutive groups: group `g` is `offsets[g]..offsets[g + 1]`, written to
+/// `out[offsets[g] − base..]` (a thread's part of the output starts at `base`). With `N > 0`,
+/// groups of exactly `N` samples go through arrays of length `N`, which the compiler unrolls
+/// fully (no loop control, no remainder loops); the arithmetic is the same, lane for lane.
+struct Ranges<'a, const N: usize> {
+    offsets: &'a [usize],
+    base: usize,
+}
 
-impl Layout for Ranges<'_> {
-    fn count(&self) -> usize {
-        self.0.len() - 1
-    }
-
+impl<const N: usize> Layout for Ranges<'_, N> {
     #[inline(always)]
     fn len(&self, g: usize) -> usize {
-        self.0[g + 1] - self.0[g]
+        self.offsets[g + 1] - self.offsets[g]
     }
 
     #[inline(always)]
-    fn centre(&self, rewards: &[f64], g: usize) -> Centre {
-        let members = &rewards[self.0[g]..self.0[g + 1]];
-        // The usual group sizes get a copy of the statistics with the length known at compile
-        // time (fully unrolled, no loop control); the sums are the same, lane for lane.
-        match members.len() {
-            8 => fixed::<8>(members),
-            16 => fixed::<16>(members),
-            32 => fixed::<32>(members),
-            64 => fixed::<64>(members),
-            _ => Centre::of_slice(members),
+    fn centre(&self, kernel: impl Kernel, rewards: &[f64], g: usize) -> Centre {
+        let members = &rewards[self.offsets[g]..self.offsets[g + 1]];
+        if N > 0 {
+            if let Ok(members) = <&[f64; N]>::try_from(members) {
+                return kernel.centre(members);
+            }
         }
+        kernel.centre(members)
     }
 
     #[inline(always)]
-    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64) {
-        let (start, end) = (self.0[g], self.0[g + 1]);
-        out.fill(start, &rewards[start..end], f);
+    fn signal(&self, kernel: impl Kernel, rewards: &[f64], g: usize) -> Option<(f64, f64, f64)> {
+        let members = &rewards[self.offsets[g]..self.offsets[g + 1]];
+        if N > 0 {
+            if let Ok(members) = <&[f64; N]>::try_from(members) {
+                return kernel.signal(members);
+            }
+        }
+        kernel.signal(members)
+    }
+
+    #[inline(always)]
+    fn map<T: Slot>(
+        &self,
+        rewards: &[f64],
+        out: &mut [T],
+        g: usize,
+        f: impl Fn(f64) -> f64,
+    ) -> usize {
+        let (start, end) = (self.offsets[g], self.offsets[g + 1]);
+        let src = &rewards[start..end];
+        let out = &mut out[start - self.base..end - self.base];
+        if N > 0 {
+            if let (Ok(src), Ok(out)) = (
+                <&[f64; N]>::try_from(src),
+                <&mut [T; N]>::try_from(&mut *out),
+            ) {
+                for (slot, &x) in out.iter_mut().zip(src) {
+                    slot.put(f(x));
+                }
+                return N;
+            }
+        }
+        for (slot, &x) in out.iter_mut().zip(src) {
+            slot.put(f(x));
+        }
+        out.len()
     }
 
     fn each(&self, g: usize, f: impl FnMut(usize)) {
-        (self.0[g]..self.0[g + 1]).for_each(f);
+        (self.offsets[g]..self.offsets[g + 1]).for_each(f);
     }
 }
 
@@ -515,24 +559,35 @@ impl Layout for Ranges<'_> {
 struct Lists<'a>(&'a Groups);
 
 impl Layout for Lists<'_> {
-    fn count(&self) -> usize {
-        self.0.count()
-    }
-
     fn len(&self, g: usize) -> usize {
         self.0.members(g).len()
     }
 
-    fn centre(&self, rewards: &[f64], g: usize) -> Centre {
+    fn centre(&self, _kernel: impl Kernel, rewards: &[f64], g: usize) -> Centre {
         Centre::of_indices(rewards, self.0.members(g))
     }
 
-    fn map<O: Out + ?Sized>(&self, rewards: &[f64], out: &mut O, g: usize, f: impl Fn(f64) -> f64) {
-        // Only ever called with a caller's slice (scattered groups are not appendable).
-        let out = out.slice();
-        for &i in self.0.members(g) {
-            out[i] = f(rewards[i]);
+    fn signal(&self, kernel: impl Kernel, rewards: &[f64], g: usize) -> Option<(f64, f64, f64)> {
+        let centre = self.centre(kernel, rewards, g);
+        (centre.count == self.len(g) && centre.count >= 2 && !centre.constant).then_some((
+            centre.pivot,
+            centre.shifted_mean,
+            centre.m2,
+        ))
+    }
+
+    fn map<T: Slot>(
+        &self,
+        rewards: &[f64],
+        out: &mut [T],
+        g: usize,
+        f: impl Fn(f64) -> f64,
+    ) -> usize {
+        let members = self.0.members(g);
+        for &i in members {
+            out[i].put(f(rewards[i]));
         }
+        members.len()
     }
 
     fn each(&self, g: usize, f: impl FnMut(usize)) {
@@ -540,28 +595,19 @@ impl Layout for Lists<'_> {
     }
 }
 
-/// [`Centre::of_slice`] of a slice of length `N`, with `N` known to the compiler.
-#[inline(always)]
-fn fixed<const N: usize>(members: &[f64]) -> Centre {
-    match <&[f64; N]>::try_from(members) {
-        Ok(array) => Centre::of_slice_inline(array),
-        Err(_) => Centre::of_slice(members),
-    }
-}
-
 /// Writes `f(x)` for every finite member `x` of group `g` and NaN for the others; `dense` says
 /// that every member is finite, so the check is skipped and the loop vectorises.
 #[inline(always)]
-fn apply<O: Out + ?Sized>(
+fn apply<T: Slot>(
     layout: &impl Layout,
     rewards: &[f64],
-    values: &mut O,
+    values: &mut [T],
     g: usize,
     dense: bool,
     f: impl Fn(f64) -> f64,
-) {
+) -> usize {
     if dense {
-        layout.map(rewards, values, g, f);
+        layout.map(rewards, values, g, f)
     } else {
         layout.map(rewards, values, g, |x| {
             if x.is_finite() {
@@ -569,41 +615,305 @@ fn apply<O: Out + ?Sized>(
             } else {
                 f64::NAN
             }
-        });
+        })
     }
 }
 
-/// The advantages, in one visit per group (statistics, then writes while the group is still in
-/// cache) plus, for REINFORCE++, one batch normalisation. Every output is written.
-fn compute<O: Out + ?Sized>(
+/// What the group pass over some groups counted.
+#[derive(Default)]
+struct Tally {
+    summary: AdvantageSummary,
+    /// Finite rewards seen.
+    finite: usize,
+    /// Output elements written.
+    written: usize,
+    /// Samples alone in their group under REINFORCE++-baseline: advantage 0, set at the end.
+    singletons: Vec<usize>,
+}
+
+impl Tally {
+    fn add(mut self, other: Tally) -> Tally {
+        let (a, b) = (&mut self.summary, other.summary);
+        a.singleton_groups += b.singleton_groups;
+        a.empty_groups += b.empty_groups;
+        a.zero_variance_groups += b.zero_variance_groups;
+        a.filtered += b.filtered;
+        self.finite += other.finite;
+        self.written += other.written;
+        self.singletons.extend(other.singletons);
+        self
+    }
+}
+
+/// Below this many samples one thread does the whole group pass: splitting costs more than it
+/// saves (a rayon task is a few microseconds; a million samples take about a millisecond).
+const PARALLEL_SAMPLES: usize = 1 << 16;
+
+/// The group pass over consecutive groups, split over the current rayon pool's threads for
+/// large inputs: each thread gets a run of whole groups and its own part of `out`.
+fn over_ranges<T: Slot>(
     rewards: &[f64],
-    layout: &impl Layout,
+    offsets: &[usize],
     estimator: &Estimator,
     filter_zero_variance: bool,
-    values: &mut O,
-) -> AdvantageSummary {
+    out: &mut [T],
+) -> Tally {
     let n = rewards.len();
-    let count = layout.count();
-    let mut summary = AdvantageSummary {
-        samples: n,
-        groups: count,
-        ..AdvantageSummary::default()
+    let count = offsets.len() - 1;
+    let batch_std = batch_std(rewards, estimator);
+    let threads = rayon::current_num_threads();
+    let pieces = (4 * threads).min(n / (PARALLEL_SAMPLES / 4)).min(count);
+    // Groups of one common size (all but perhaps the last, as `Groups::uniform` makes them)
+    // get the layout with that size known at compile time, for the usual sizes.
+    let size = offsets.get(1).map_or(0, |&o| o);
+    let uniform = offsets
+        .windows(2)
+        .enumerate()
+        .all(|(g, w)| w[1] - w[0] == size || (g + 1 == count && w[1] - w[0] < size));
+    let pass = |groups: Range<usize>, out: &mut [T]| {
+        let base = offsets[groups.start];
+        macro_rules! with {
+            ($n:literal) => {
+                group_pass(
+                    rewards,
+                    &Ranges::<$n> { offsets, base },
+                    groups,
+                    estimator,
+                    filter_zero_variance,
+                    batch_std,
+                    out,
+                )
+            };
+        }
+        match (uniform, size) {
+            (true, 8) => with!(8),
+            (true, 16) => with!(16),
+            (true, 32) => with!(32),
+            (true, 64) => with!(64),
+            _ => with!(0),
+        }
     };
-    let mut finite_total = 0usize;
-    // Samples alone in their group under REINFORCE++-baseline: advantage 0, set at the end.
-    let mut singletons = Vec::new();
-    // GRPO with batch scaling: the batch std, needed before any group is written.
-    let batch_std = match *estimator {
+    let mut tally = if threads <= 1 || n < PARALLEL_SAMPLES || pieces < 2 {
+        pass(0..count, out)
+    } else {
+        // Runs of whole groups of about n / pieces samples each (a few per thread, so that a
+        // thread slowed down by other work is helped by the others).
+        let mut parts = Vec::with_capacity(pieces);
+        let (mut rest, mut first) = (out, 0);
+        for k in 1..=pieces {
+            let target = n * k / pieces;
+            let last = offsets.partition_point(|&o| o < target).clamp(first, count);
+            let (part, tail) = rest.split_at_mut(offsets[last] - offsets[first]);
+            parts.push((first..last, part));
+            (rest, first) = (tail, last);
+        }
+        parts
+            .into_par_iter()
+            .map(|(groups, part)| pass(groups, part))
+            .collect::<Vec<Tally>>()
+            .into_iter()
+            .fold(Tally::default(), Tally::add)
+    };
+    tally.summary.groups = count;
+    tally
+}
+
+/// GRPO with batch scaling: the std of every finite reward, needed before any group is written.
+fn batch_std(rewards: &[f64], estimator: &Estimator) -> Option<f64> {
+    match *estimator {
         Estimator::Grpo {
             scale: StdScope::Batch,
             std,
             ..
-        } => Centre::of_slice(rewards).std(std),
+        } => centre_of(rewards).std(std),
+        _ => None,
+    }
+}
+
+/// [`Centre::of_slice`] with the fastest kernel of this CPU.
+fn centre_of(values: &[f64]) -> Centre {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx) = Avx::detect() {
+        return avx.centre(values);
+    }
+    Portable.centre(values)
+}
+
+/// The group pass (statistics, then the writes while the group is still in cache) with the
+/// fastest kernel of this CPU; all kernels give the same bits.
+fn group_pass<T: Slot>(
+    rewards: &[f64],
+    layout: &impl Layout,
+    groups: Range<usize>,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    batch_std: Option<f64>,
+    out: &mut [T],
+) -> Tally {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx) = Avx::detect() {
+        // SAFETY: `avx` exists only if the CPU has AVX.
+        return unsafe {
+            group_pass_avx(
+                avx,
+                rewards,
+                layout,
+                groups,
+                estimator,
+                filter_zero_variance,
+                batch_std,
+                out,
+            )
+        };
+    }
+    group_pass_with(
+        Portable,
+        rewards,
+        layout,
+        groups,
+        estimator,
+        filter_zero_variance,
+        batch_std,
+        out,
+    )
+}
+
+/// [`group_pass_with`] compiled for AVX: the statistics through the AVX kernel, and the
+/// compiler's vectorised write loops four values wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[allow(clippy::too_many_arguments)]
+fn group_pass_avx<T: Slot>(
+    kernel: Avx,
+    rewards: &[f64],
+    layout: &impl Layout,
+    groups: Range<usize>,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    batch_std: Option<f64>,
+    out: &mut [T],
+) -> Tally {
+    group_pass_with(
+        kernel,
+        rewards,
+        layout,
+        groups,
+        estimator,
+        filter_zero_variance,
+        batch_std,
+        out,
+    )
+}
+
+/// The advantages of `groups`, in one visit per group: statistics, then writes while the group
+/// is still in cache. Every output element of these groups is written (REINFORCE++ leaves its
+/// scores there for [`finish`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn group_pass_with<T: Slot>(
+    kernel: impl Kernel,
+    rewards: &[f64],
+    layout: &impl Layout,
+    groups: Range<usize>,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    batch_std: Option<f64>,
+    values: &mut [T],
+) -> Tally {
+    let mut tally = Tally::default();
+    let writer = GroupWriter {
+        estimator,
+        filter_zero_variance,
+        batch_std,
+    };
+    // The common case, decided once instead of per group: a group with every reward finite and
+    // not all equal (a signal group, which filtering leaves alone) under an estimator whose
+    // writes depend on the group's statistics only. The arithmetic is `GroupWriter::write`'s
+    // for such a group; any other group goes through it.
+    let fast = match *estimator {
+        Estimator::Grpo {
+            scale: StdScope::Group,
+            std,
+            epsilon,
+        } => Some(Fast::Divide { std, epsilon }),
+        Estimator::Rloo => Some(Fast::LeaveOneOut),
+        Estimator::DrGrpo | Estimator::ReinforcePlusPlus { baseline: true, .. } => {
+            Some(Fast::Centre)
+        }
         _ => None,
     };
-    for g in 0..count {
-        let centre = layout.centre(rewards, g);
-        finite_total += centre.count;
+    for g in groups {
+        if let Some(fast) = fast {
+            if let Some((pivot, mean, m2)) = layout.signal(kernel, rewards, g) {
+                let count = layout.len(g);
+                let centre = Centre {
+                    count,
+                    pivot,
+                    shifted_mean: mean,
+                    m2,
+                    constant: false,
+                };
+                let written = match fast {
+                    Fast::Divide { std, epsilon } => match centre.std(std).map(|s| s + epsilon) {
+                        Some(d) if d > 0.0 => {
+                            layout.map(rewards, values, g, |x| ((x - pivot) - mean) / d)
+                        }
+                        _ => 0,
+                    },
+                    Fast::LeaveOneOut => {
+                        let k = count as f64;
+                        let m = k / (k - 1.0);
+                        layout.map(rewards, values, g, |x| ((x - pivot) - mean) * m)
+                    }
+                    Fast::Centre => layout.map(rewards, values, g, |x| (x - pivot) - mean),
+                };
+                if written > 0 {
+                    tally.finite += count;
+                    tally.written += written;
+                    continue;
+                }
+            }
+        }
+        let centre = layout.centre(kernel, rewards, g);
+        writer.write(layout, rewards, values, g, centre, &mut tally);
+    }
+    tally
+}
+
+/// The writes of a signal group with every reward finite, for [`group_pass_with`]'s common case.
+#[derive(Clone, Copy)]
+enum Fast {
+    /// GRPO with the group's std: `(x − mean)/(std + ε)` (when `std + ε > 0`).
+    Divide { std: StdKind, epsilon: f64 },
+    /// RLOO: `(K/(K−1))·(x − mean)`.
+    LeaveOneOut,
+    /// Dr.GRPO and REINFORCE++-baseline's scores: `x − mean`.
+    Centre,
+}
+
+/// The per-group part of the group pass: the group's fate, its counts, and its writes.
+struct GroupWriter<'a> {
+    estimator: &'a Estimator,
+    filter_zero_variance: bool,
+    batch_std: Option<f64>,
+}
+
+impl GroupWriter<'_> {
+    /// Counts group `g` (statistics `centre`) in `tally` and writes its advantages.
+    #[inline(always)]
+    fn write<T: Slot>(
+        &self,
+        layout: &impl Layout,
+        rewards: &[f64],
+        values: &mut [T],
+        g: usize,
+        centre: Centre,
+        tally: &mut Tally,
+    ) {
+        let (estimator, filter_zero_variance, batch_std) =
+            (self.estimator, self.filter_zero_variance, self.batch_std);
+        let summary = &mut tally.summary;
+        tally.finite += centre.count;
         let fate = match centre.count {
             0 => GroupFate::Empty,
             1 => GroupFate::Singleton,
@@ -658,7 +968,7 @@ fn compute<O: Out + ?Sized>(
                 Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Singleton => {
                     layout.each(g, |i| {
                         if rewards[i].is_finite() {
-                            singletons.push(i);
+                            tally.singletons.push(i);
                         }
                     });
                     Write::Fixed(f64::NAN)
@@ -671,7 +981,7 @@ fn compute<O: Out + ?Sized>(
         };
         let (pivot, mean) = (centre.pivot, centre.shifted_mean);
         let dense = centre.count == layout.len(g);
-        match write {
+        tally.written += match write {
             Write::Divided(d) => apply(layout, rewards, values, g, dense, |x| {
                 ((x - pivot) - mean) / d
             }),
@@ -681,31 +991,97 @@ fn compute<O: Out + ?Sized>(
             }),
             Write::Raw => apply(layout, rewards, values, g, dense, |x| x),
             Write::Fixed(value) => apply(layout, rewards, values, g, dense, |_| value),
-        }
+        };
     }
-    summary.masked = n - finite_total;
+}
 
+/// The summary of a finished group pass over all `values.len()` samples, after REINFORCE++'s
+/// batch normalisation.
+fn finish(tally: Tally, estimator: &Estimator, values: &mut [f64]) -> AdvantageSummary {
+    let mut summary = tally.summary;
+    summary.samples = values.len();
+    summary.masked = values.len() - tally.finite;
     if let Estimator::ReinforcePlusPlus { std, epsilon, .. } = *estimator {
-        // One batch normalisation over the samples that take part (finite, not filtered, and —
-        // with a baseline — not alone in their group).
-        let values = values.slice();
-        let batch = Centre::of_slice(values);
-        let divisor = batch.std(std).map(|s| s + epsilon);
-        let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
-        let (pivot, mean, d) = (batch.pivot, batch.shifted_mean, divisor.unwrap_or(1.0));
-        for value in values.iter_mut() {
-            let v = *value;
-            *value = match (v.is_finite(), usable) {
-                (true, true) => ((v - pivot) - mean) / d,
-                (true, false) => 0.0,
-                (false, _) => v,
-            };
-        }
-        for i in singletons {
+        normalise_batch(values, std, epsilon);
+        for i in tally.singletons {
             values[i] = 0.0;
         }
     }
     summary
+}
+
+/// REINFORCE++'s batch normalisation over the samples that take part (finite: not masked, not
+/// filtered, and — with a baseline — not alone in their group): `(a − mean_B)/(std_B + ε)`, or 0
+/// for all of them when the batch has no usable spread.
+fn normalise_batch(values: &mut [f64], std: StdKind, epsilon: f64) {
+    let batch = centre_of(values);
+    let divisor = batch.std(std).map(|s| s + epsilon);
+    let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
+    let (pivot, mean, d) = (batch.pivot, batch.shifted_mean, divisor.unwrap_or(1.0));
+    let normalise = |part: &mut [f64]| {
+        if usable {
+            map_finite(part, |v| ((v - pivot) - mean) / d);
+        } else {
+            map_finite(part, |_| 0.0);
+        }
+    };
+    if rayon::current_num_threads() <= 1 || values.len() < PARALLEL_SAMPLES {
+        normalise(values);
+    } else {
+        let part = values.len().div_ceil(4 * rayon::current_num_threads());
+        values.par_chunks_mut(part).for_each(normalise);
+    }
+}
+
+/// `v = f(v)` for every finite `v` of `values`, compiled for AVX where the CPU has it.
+fn map_finite(values: &mut [f64], f: impl Fn(f64) -> f64) {
+    #[inline(always)]
+    fn each(values: &mut [f64], f: impl Fn(f64) -> f64) {
+        for value in values.iter_mut() {
+            let v = *value;
+            // Branch-free, so that the loop vectorises: `f` is computed for every value (on a
+            // NaN or ±∞ it is harmless arithmetic), and `v − v = 0` exactly when `v` is finite.
+            let y = f(v);
+            #[allow(clippy::eq_op)]
+            let finite = v - v == 0.0;
+            *value = if finite { y } else { v };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        fn each_avx(values: &mut [f64], f: impl Fn(f64) -> f64) {
+            each(values, f)
+        }
+        if Avx::detect().is_some() {
+            // SAFETY: the CPU has AVX (checked just above).
+            return unsafe { each_avx(values, f) };
+        }
+    }
+    each(values, f)
+}
+
+/// The advantages over scattered groups (member lists), on one thread.
+fn compute(
+    rewards: &[f64],
+    layout: &Lists,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    values: &mut [f64],
+) -> AdvantageSummary {
+    let count = layout.0.count();
+    let batch_std = batch_std(rewards, estimator);
+    let mut tally = group_pass(
+        rewards,
+        layout,
+        0..count,
+        estimator,
+        filter_zero_variance,
+        batch_std,
+        values,
+    );
+    tally.summary.groups = count;
+    finish(tally, estimator, values)
 }
 
 #[cfg(test)]
@@ -871,6 +1247,104 @@ mod tests {
                 );
             }
             assert_eq!(scattered.summary, consecutive.summary);
+        }
+    }
+
+    /// Rewards with every hard case mixed in: NaN, ±∞, constant groups, 1e9 offsets, values
+    /// whose sum overflows, signed zeros.
+    fn hard_rewards(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|i| match (i / 16) % 23 {
+                3 if i % 5 == 0 => NAN,
+                5 if i % 7 == 0 => f64::INFINITY,
+                7 => 0.25,
+                9 => 1e9 + (next() * 8.0).floor(),
+                11 => 1e308,
+                13 if i % 2 == 0 => -0.0,
+                13 => 0.0,
+                // The first value huge, the others not: the shifted sum overflows.
+                15 if i % 16 == 0 => 1e308,
+                _ => (next() < 0.4) as u8 as f64 + 0.1 * next(),
+            })
+            .collect()
+    }
+
+    fn assert_same(label: &str, a: &Advantages, b: &Advantages) {
+        assert_eq!(a.summary, b.summary, "{label}");
+        for (i, (x, y)) in a.values.iter().zip(&b.values).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{label} [{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn uniform_groups_threads_and_kernels_give_the_same_bits() {
+        // Uniform groups take the fixed-size layout, the AVX kernel where the CPU has it and
+        // several threads above `PARALLEL_SAMPLES`; the reference is the member-list path (one
+        // thread, the portable `of_fn` statistics) on the same groups. Every output bit must
+        // agree, whatever the group size, estimator, filtering and number of threads.
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (size, n) in [
+            (16, PARALLEL_SAMPLES + 5 * 16 + 3),
+            (4, 4000),
+            (8, 800),
+            (17, 1700),
+            (32, 3200),
+            (64, 6400),
+        ] {
+            let rewards = hard_rewards(n, size as u64);
+            let labels: Vec<usize> = (0..n).map(|i| i / size).collect();
+            let uniform = Groups::uniform(n, size).unwrap();
+            let listed = Groups::from_labels(&labels);
+            for estimator in [
+                Estimator::GRPO,
+                grpo(StdScope::Group, StdKind::Population, 0.0),
+                grpo(StdScope::Batch, StdKind::Sample, 1e-6),
+                Estimator::DrGrpo,
+                Estimator::Rloo,
+                Estimator::reinforce_plus_plus(true),
+                Estimator::reinforce_plus_plus(false),
+            ] {
+                for filter in [false, true] {
+                    let reference = one
+                        .install(|| advantages(&rewards, &listed, &estimator, filter))
+                        .unwrap();
+                    let label = format!("size {size}, {estimator:?}, filter {filter}");
+                    for pool in [&one, &three] {
+                        let fresh = pool
+                            .install(|| advantages(&rewards, &uniform, &estimator, filter))
+                            .unwrap();
+                        assert_same(&label, &reference, &fresh);
+                        let mut out = vec![7.0; n];
+                        let summary = pool
+                            .install(|| {
+                                advantages_into(&rewards, &uniform, &estimator, filter, &mut out)
+                            })
+                            .unwrap();
+                        let into = Advantages {
+                            values: out,
+                            summary,
+                        };
+                        assert_same(&label, &reference, &into);
+                    }
+                }
+            }
         }
     }
 

@@ -1,5 +1,8 @@
 //! Per-step estimators: generalised advantage estimation and potential-based shaping.
 
+use rayon::prelude::*;
+
+use crate::advantage::Slot;
 use crate::error::check_finite_at_least;
 use crate::ShapeError;
 
@@ -44,18 +47,31 @@ pub fn gae(
     gamma: f64,
     lambda: f64,
 ) -> Result<Gae, ShapeError> {
-    let mut advantages = vec![0.0; rewards.len()];
-    let mut returns = vec![0.0; rewards.len()];
-    let masked_episodes = gae_into(
+    let n = rewards.len();
+    check_request(rewards, values, lengths, bootstrap, gamma, lambda)?;
+    // Every step of every episode is written exactly once (the episodes partition the steps),
+    // so the outputs are not zero-filled first: the steps go into the vectors' reserved
+    // capacity, and the count of steps written is checked before the vectors take them.
+    let mut advantages = Vec::with_capacity(n);
+    let mut returns = Vec::with_capacity(n);
+    let (masked_episodes, written) = over_episodes(
         rewards,
         values,
         lengths,
         bootstrap,
         gamma,
         lambda,
-        &mut advantages,
-        &mut returns,
-    )?;
+        &mut advantages.spare_capacity_mut()[..n],
+        &mut returns.spare_capacity_mut()[..n],
+    );
+    assert_eq!(written, n, "every step is written (a bug otherwise)");
+    // SAFETY: both capacities are at least `n`, and `n` elements of each were initialised:
+    // `over_episodes` writes each episode's steps once (`Slot::put`) and counted `n` steps over
+    // episodes that partition `0..n` (`check_request`).
+    unsafe {
+        advantages.set_len(n);
+        returns.set_len(n);
+    }
     Ok(Gae {
         advantages,
         returns,
@@ -76,15 +92,106 @@ pub fn gae_into(
     advantages: &mut [f64],
     returns: &mut [f64],
 ) -> Result<usize, ShapeError> {
-    check_episodes(lengths, rewards.len())?;
-    ShapeError::check_len("values", values.len(), rewards.len(), "step")?;
+    check_request(rewards, values, lengths, bootstrap, gamma, lambda)?;
     ShapeError::check_len("advantages", advantages.len(), rewards.len(), "step")?;
     ShapeError::check_len("returns", returns.len(), rewards.len(), "step")?;
+    let (masked_episodes, _) = over_episodes(
+        rewards, values, lengths, bootstrap, gamma, lambda, advantages, returns,
+    );
+    Ok(masked_episodes)
+}
+
+fn check_request(
+    rewards: &[f64],
+    values: &[f64],
+    lengths: &[usize],
+    bootstrap: Option<&[f64]>,
+    gamma: f64,
+    lambda: f64,
+) -> Result<(), ShapeError> {
+    check_episodes(lengths, rewards.len())?;
+    ShapeError::check_len("values", values.len(), rewards.len(), "step")?;
     if let Some(bootstrap) = bootstrap {
         ShapeError::check_len("bootstrap", bootstrap.len(), lengths.len(), "episode")?;
     }
     check_discount("gamma", gamma)?;
-    check_discount("lambda", lambda)?;
+    check_discount("lambda", lambda)
+}
+
+/// Below this many steps one thread computes every episode.
+const PARALLEL_STEPS: usize = 1 << 16;
+
+/// The recursion over every episode, split over the current rayon pool's threads (runs of whole
+/// episodes, each with its own part of the outputs) for large inputs; episodes are independent,
+/// so the result does not depend on the split. Returns the masked episodes and the steps
+/// written.
+#[allow(clippy::too_many_arguments)]
+fn over_episodes<T: Slot>(
+    rewards: &[f64],
+    values: &[f64],
+    lengths: &[usize],
+    bootstrap: Option<&[f64]>,
+    gamma: f64,
+    lambda: f64,
+    advantages: &mut [T],
+    returns: &mut [T],
+) -> (usize, usize) {
+    let n = rewards.len();
+    let threads = rayon::current_num_threads();
+    let pieces = (4 * threads)
+        .min(n / (PARALLEL_STEPS / 4))
+        .min(lengths.len());
+    if threads <= 1 || n < PARALLEL_STEPS || pieces < 2 {
+        return episodes(
+            rewards, values, lengths, bootstrap, gamma, lambda, advantages, returns,
+        );
+    }
+    let mut parts = Vec::with_capacity(pieces);
+    let (mut advantages, mut returns) = (advantages, returns);
+    let (mut first, mut start, mut end) = (0, 0, 0);
+    let mut last = 0;
+    for k in 1..=pieces {
+        let target = n * k / pieces;
+        while last < lengths.len() && (end < target || k == pieces) {
+            end += lengths[last];
+            last += 1;
+        }
+        let (a, a_rest) = advantages.split_at_mut(end - start);
+        let (r, r_rest) = returns.split_at_mut(end - start);
+        parts.push((first..last, start..end, a, r));
+        (advantages, returns) = (a_rest, r_rest);
+        (first, start) = (last, end);
+    }
+    parts
+        .into_par_iter()
+        .map(|(episodes_of, steps, a, r)| {
+            episodes(
+                &rewards[steps.clone()],
+                &values[steps],
+                &lengths[episodes_of.clone()],
+                bootstrap.map(|b| &b[episodes_of]),
+                gamma,
+                lambda,
+                a,
+                r,
+            )
+        })
+        .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1))
+}
+
+/// The recursion over consecutive episodes on one thread; returns the masked episodes and the
+/// steps written.
+#[allow(clippy::too_many_arguments)]
+fn episodes<T: Slot>(
+    rewards: &[f64],
+    values: &[f64],
+    lengths: &[usize],
+    bootstrap: Option<&[f64]>,
+    gamma: f64,
+    lambda: f64,
+    advantages: &mut [T],
+    returns: &mut [T],
+) -> (usize, usize) {
     let mut out = GaeOut {
         advantages,
         returns,
@@ -93,6 +200,7 @@ pub fn gae_into(
         gamma,
         gamma_lambda: gamma * lambda,
     };
+    let mut written = 0;
     // Episodes are scanned four at a time. One with a non-finite input is masked whole: a
     // non-finite bootstrap value is seen here, a non-finite reward or value by the recursion
     // itself (each lane sums `(r − r) + (V − V)`, NaN exactly when an input was NaN or ±∞), and
@@ -114,8 +222,7 @@ pub fn gae_into(
             });
         } else {
             masked_episodes += 1;
-            out.advantages[start..end].fill(f64::NAN);
-            out.returns[start..end].fill(f64::NAN);
+            written += out.mask(start, end);
         }
         start = end;
     }
@@ -139,14 +246,14 @@ pub fn gae_into(
             while lane.next > lane.start {
                 out.step(lane);
             }
+            written += lane.end - lane.start;
             if lane.poison.is_nan() {
                 masked_episodes += 1;
-                out.advantages[lane.start..lane.end].fill(f64::NAN);
-                out.returns[lane.start..lane.end].fill(f64::NAN);
+                out.mask(lane.start, lane.end);
             }
         }
     }
-    Ok(masked_episodes)
+    (masked_episodes, written)
 }
 
 /// One episode's backward recursion in progress.
@@ -163,16 +270,16 @@ struct Lane {
 }
 
 /// The inputs and outputs of [`gae`], for the step function.
-struct GaeOut<'a> {
-    advantages: &'a mut [f64],
-    returns: &'a mut [f64],
+struct GaeOut<'a, T> {
+    advantages: &'a mut [T],
+    returns: &'a mut [T],
     rewards: &'a [f64],
     values: &'a [f64],
     gamma: f64,
     gamma_lambda: f64,
 }
 
-impl GaeOut<'_> {
+impl<T: Slot> GaeOut<'_, T> {
     /// `δ_t = r_t + γ·V_{t+1} − V_t`, `A_t = δ_t + γλ·A_{t+1}`, `R_t = A_t + V_t` for the lane's
     /// next step.
     #[inline(always)]
@@ -186,10 +293,21 @@ impl GaeOut<'_> {
         lane.poison += poison;
         let delta = reward + self.gamma * lane.next_value - value;
         lane.running = delta + self.gamma_lambda * lane.running;
-        self.advantages[t] = lane.running;
-        self.returns[t] = lane.running + value;
+        self.advantages[t].put(lane.running);
+        self.returns[t].put(lane.running + value);
         lane.next_value = value;
         lane.next = t;
+    }
+
+    /// Writes NaN to both outputs over `start..end`; returns the number of steps.
+    fn mask(&mut self, start: usize, end: usize) -> usize {
+        for slot in &mut self.advantages[start..end] {
+            slot.put(f64::NAN);
+        }
+        for slot in &mut self.returns[start..end] {
+            slot.put(f64::NAN);
+        }
+        end - start
     }
 }
 
@@ -288,6 +406,81 @@ mod tests {
             assert_eq!(one.returns, all.returns[start..end], "episode {e}");
             start = end;
         }
+    }
+
+    #[test]
+    fn threads_and_fresh_outputs_give_the_same_bits() {
+        // Above `PARALLEL_STEPS` the episodes are split over threads: the result must be that of
+        // one thread, bit for bit, masked episodes (a NaN reward, an infinite value, a NaN
+        // bootstrap value) and uneven lengths included; `gae` and `gae_into` agree.
+        let lengths: Vec<usize> = (0..700).map(|e| 1 + (e * 37) % 211).collect();
+        let n: usize = lengths.iter().sum();
+        assert!(n > PARALLEL_STEPS);
+        let rewards: Vec<f64> = (0..n)
+            .map(|t| {
+                if t == 5000 {
+                    f64::NAN
+                } else {
+                    (t as f64 * 0.7).sin()
+                }
+            })
+            .collect();
+        let values: Vec<f64> = (0..n)
+            .map(|t| {
+                if t == 40000 {
+                    f64::INFINITY
+                } else {
+                    (t as f64 * 1.3).cos()
+                }
+            })
+            .collect();
+        let bootstrap: Vec<f64> = (0..lengths.len())
+            .map(|e| if e == 300 { f64::NAN } else { e as f64 * 0.01 })
+            .collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| gae(&rewards, &values, &lengths, Some(&bootstrap), 0.99, 0.95))
+                .unwrap()
+        };
+        let one = run(1);
+        assert_eq!(one.masked_episodes, 3);
+        for threads in [2, 3, 8] {
+            let many = run(threads);
+            assert_eq!(many.masked_episodes, one.masked_episodes);
+            for (a, b) in [
+                (&many.advantages, &one.advantages),
+                (&many.returns, &one.returns),
+            ] {
+                for (t, (x, y)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "{threads} threads, step {t}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+        let (mut a, mut r) = (vec![0.0; n], vec![0.0; n]);
+        let masked = gae_into(
+            &rewards,
+            &values,
+            &lengths,
+            Some(&bootstrap),
+            0.99,
+            0.95,
+            &mut a,
+            &mut r,
+        )
+        .unwrap();
+        assert_eq!(masked, one.masked_episodes);
+        let same = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .zip(y)
+                .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+        };
+        assert!(same(&a, &one.advantages) && same(&r, &one.returns));
     }
 
     #[test]

@@ -73,6 +73,7 @@ mod lagrange;
 mod lexicographic;
 mod oprl;
 mod running;
+mod simd;
 mod stats;
 pub mod transform;
 

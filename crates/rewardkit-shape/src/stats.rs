@@ -26,6 +26,70 @@ pub(crate) struct Centre {
     pub constant: bool,
 }
 
+/// The two passes of [`Centre::of_slice`], each over four lanes: lane `j` accumulates element
+/// `4c + j` of every whole chunk `c` of four, in chunk order and starting from 0; the elements
+/// after the last whole chunk (the tail) join lane 0, in order; and the lanes are combined as
+/// `(l₀ + l₁) + (l₂ + l₃)`. Every implementation computes exactly these sums, so all give the
+/// same bits.
+pub(crate) trait LanePasses: Copy {
+    /// `Σ (x − pivot)`, and whether some `x ≠ pivot`.
+    fn first(self, values: &[f64], pivot: f64) -> (f64, bool);
+    /// `Σ e` and `Σ e²` for the residuals `e = (x − pivot) − mean`.
+    fn second(self, values: &[f64], pivot: f64, mean: f64) -> (f64, f64);
+}
+
+/// Combines four lane sums as `(l₀ + l₁) + (l₂ + l₃)`.
+#[inline(always)]
+pub(crate) fn combine(lanes: [f64; 4]) -> f64 {
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
+/// The two passes in portable code (four independent accumulators, which the compiler may
+/// vectorise for its build target).
+#[derive(Clone, Copy)]
+pub(crate) struct PortableLanes;
+
+impl LanePasses for PortableLanes {
+    #[inline(always)]
+    fn first(self, values: &[f64], pivot: f64) -> (f64, bool) {
+        let (chunks, tail) = values.as_chunks::<4>();
+        let mut sum = [0.0f64; 4];
+        let mut differ = [false; 4];
+        for chunk in chunks {
+            for lane in 0..4 {
+                let x = chunk[lane];
+                sum[lane] += x - pivot;
+                differ[lane] |= x != pivot;
+            }
+        }
+        for &x in tail {
+            sum[0] += x - pivot;
+            differ[0] |= x != pivot;
+        }
+        (combine(sum), differ.contains(&true))
+    }
+
+    #[inline(always)]
+    fn second(self, values: &[f64], pivot: f64, mean: f64) -> (f64, f64) {
+        let (chunks, tail) = values.as_chunks::<4>();
+        let mut residual = [0.0f64; 4];
+        let mut squares = [0.0f64; 4];
+        for chunk in chunks {
+            for lane in 0..4 {
+                let e = (chunk[lane] - pivot) - mean;
+                residual[lane] += e;
+                squares[lane] += e * e;
+            }
+        }
+        for &x in tail {
+            let e = (x - pivot) - mean;
+            residual[0] += e;
+            squares[0] += e * e;
+        }
+        (combine(residual), combine(squares))
+    }
+}
+
 impl Centre {
     /// Statistics of the finite values among `values[i]` for `i` in `indices`.
     pub fn of_indices(values: &[f64], indices: &[usize]) -> Centre {
@@ -41,11 +105,12 @@ impl Centre {
     /// Statistics of the finite values of a slice.
     ///
     /// The common case — every value finite — takes a branch-free path: one pass for the shifted
-    /// sum and the extremes (equal extremes mean a constant slice, exactly), one for the residuals
-    /// and squares, four lanes each, which the compiler turns into SIMD. A non-finite value shows
-    /// up as a non-finite sum or extreme; then (or if the sum overflowed) the slice is redone by
-    /// [`Centre::of_fn`], which skips non-finite values one by one. Both compute the same sums in
-    /// the same lane order, so they agree to the bit on finite data.
+    /// sum and whether any value differs from the pivot (none does: a constant slice, exactly),
+    /// one for the residuals and squares, four lanes each ([`LanePasses`]), which the compiler
+    /// turns into SIMD. A non-finite value makes the sum non-finite (nothing added to ±∞ or NaN
+    /// is finite); then (or if the sum overflowed) the slice is redone by [`Centre::of_fn`],
+    /// which skips non-finite values one by one. Both compute the same sums in the same lane
+    /// order, so they agree to the bit on finite data.
     #[inline]
     pub fn of_slice(values: &[f64]) -> Centre {
         Centre::of_slice_inline(values)
@@ -55,35 +120,37 @@ impl Centre {
     /// (a fixed group size), where the inlined copy is fully unrolled.
     #[inline(always)]
     pub fn of_slice_inline(values: &[f64]) -> Centre {
+        Centre::of_slice_with(values, PortableLanes)
+    }
+
+    /// [`Centre::of_slice`] with the two passes supplied by the caller ([`PortableLanes`], or a
+    /// SIMD copy that computes the same sums, `crate::simd`).
+    #[inline(always)]
+    pub fn of_slice_with(values: &[f64], passes: impl LanePasses) -> Centre {
         let Some(&pivot) = values.first() else {
             return Centre::of_fn(0, |_| 0.0);
         };
-        let chunks = values.chunks_exact(4);
-        let tail = chunks.remainder();
-        let mut sum = [0.0f64; 4];
-        let mut low = [pivot; 4];
-        let mut high = [pivot; 4];
-        for chunk in chunks.clone() {
-            for lane in 0..4 {
-                let x = chunk[lane];
-                sum[lane] += x - pivot;
-                low[lane] = if x < low[lane] { x } else { low[lane] };
-                high[lane] = if x > high[lane] { x } else { high[lane] };
-            }
+        let (total, differ) = passes.first(values, pivot);
+        if !total.is_finite() || !differ {
+            return Centre::finish(values, pivot, total, differ, (0.0, 0.0));
         }
-        for &x in tail {
-            sum[0] += x - pivot;
-            low[0] = if x < low[0] { x } else { low[0] };
-            high[0] = if x > high[0] { x } else { high[0] };
-        }
-        let total = (sum[0] + sum[1]) + (sum[2] + sum[3]);
-        let low = low[0].min(low[1]).min(low[2].min(low[3]));
-        let high = high[0].max(high[1]).max(high[2].max(high[3]));
-        if !(total.is_finite() && low.is_finite() && high.is_finite()) {
+        let mean = total / values.len() as f64;
+        let sums = passes.second(values, pivot, mean);
+        Centre::finish(values, pivot, total, differ, sums)
+    }
+
+    /// The statistics from the passes' sums: `total = Σ (x − pivot)`, `differ` (some
+    /// `x ≠ pivot`), and the second pass's `(Σ e, Σ e²)`, used only for a finite total and
+    /// `differ`.
+    #[inline(always)]
+    fn finish(values: &[f64], pivot: f64, total: f64, differ: bool, (r, q): (f64, f64)) -> Centre {
+        if !total.is_finite() {
             return Centre::of_fn(values.len(), |j| values[j]);
         }
         let count = values.len();
-        if low == high {
+        // Every value finite, so `x − pivot = 0` exactly when `x = pivot` (gradual underflow):
+        // the same test as `of_fn`'s.
+        if !differ {
             return Centre {
                 count,
                 pivot,
@@ -94,22 +161,6 @@ impl Centre {
         }
         let n = count as f64;
         let mean = total / n;
-        let mut residual = [0.0f64; 4];
-        let mut squares = [0.0f64; 4];
-        for chunk in chunks {
-            for lane in 0..4 {
-                let e = (chunk[lane] - pivot) - mean;
-                residual[lane] += e;
-                squares[lane] += e * e;
-            }
-        }
-        for &x in tail {
-            let e = (x - pivot) - mean;
-            residual[0] += e;
-            squares[0] += e * e;
-        }
-        let r = (residual[0] + residual[1]) + (residual[2] + residual[3]);
-        let q = (squares[0] + squares[1]) + (squares[2] + squares[3]);
         Centre {
             count,
             pivot,
