@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::check_finite_at_least;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx;
-use crate::simd::{Kernel, Portable};
+use crate::simd::{output_vec, Kernel, Portable};
 use crate::stats::Centre;
 use crate::{Groups, ShapeError};
 
@@ -394,7 +394,7 @@ pub fn advantages(
     // zero-filled first (`vec![0.0; n]` is a memset, or a page fault per 4 KiB of fresh memory):
     // the groups are written into the vector's reserved capacity and the count of elements
     // written is checked before the vector takes them.
-    let mut values = Vec::with_capacity(n);
+    let mut values = output_vec(n);
     let tally = over_ranges(
         rewards,
         offsets,

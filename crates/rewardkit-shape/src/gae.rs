@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::advantage::Slot;
 use crate::error::check_finite_at_least;
+use crate::simd::output_vec;
 use crate::ShapeError;
 
 /// Advantages and returns per step, from [`gae`].
@@ -52,8 +53,8 @@ pub fn gae(
     // Every step of every episode is written exactly once (the episodes partition the steps),
     // so the outputs are not zero-filled first: the steps go into the vectors' reserved
     // capacity, and the count of steps written is checked before the vectors take them.
-    let mut advantages = Vec::with_capacity(n);
-    let mut returns = Vec::with_capacity(n);
+    let mut advantages = output_vec(n);
+    let mut returns = output_vec(n);
     let (masked_episodes, written) = over_episodes(
         rewards,
         values,
