@@ -415,7 +415,8 @@ pub fn advantages(
 }
 
 /// [`advantages`] into a caller's buffer (one value per reward), for a trainer that reuses its
-/// buffers from step to step: no allocation besides a list of one-element groups.
+/// buffers from step to step: no allocation besides a list of one-element groups (and, when
+/// the input is split over threads, a few words per thread).
 pub fn advantages_into(
     rewards: &[f64],
     groups: &Groups,
