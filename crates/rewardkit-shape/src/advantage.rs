@@ -330,7 +330,10 @@ pub struct AdvantageSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Advantages {
     /// One advantage per sample, in input order. NaN exactly for masked samples (non-finite
-    /// reward) and filtered ones (zero-variance groups, when filtering); never NaN otherwise.
+    /// reward) and filtered ones (zero-variance groups, when filtering); never NaN otherwise,
+    /// provided a group's differences from its first finite reward, and their sums, stay within
+    /// `f64`'s range (rewards near ±`f64::MAX`, e.g. `[1e308, 0.5]`, overflow to NaN, as NumPy's
+    /// formulas do).
     pub values: Vec<f64>,
     /// The counts.
     pub summary: AdvantageSummary,
