@@ -5,7 +5,8 @@
 #
 # Full mode (about 2 minutes of load on 2 cores) also runs the HTTP-overhead harness
 # (crates/rewardkit-server/examples/http_overhead.rs: in-process vs HTTP samples/s on the same
-# batches of 256, interleaved repeats, medians and their ratio) and the FastAPI peer.
+# batches of 256, interleaved repeats, medians and their ratio, CPU per sample, and the transport
+# floor: a bare hyper server answering the same bytes) and the FastAPI peer.
 #
 # Rollouts: bench/out/rollouts_20000.jsonl when present (bench/gen_rollouts.py on GSM8K train),
 # else the bundled examples. Writes bench/out/server_load[_short].json. CARGO_TARGET_DIR is
