@@ -88,7 +88,8 @@ impl Pack {
 }
 
 /// What the backward pass needs from one layer's forward pass (all row-major, `T` = packed
-/// tokens).
+/// tokens). Inference uses the same buffers without keeping them: it sizes only `qkv`, `ctx`,
+/// `mid` and `inner` (normalising and activating in place) and reuses them for every layer.
 #[derive(Default)]
 struct LayerTape {
     /// The layer's input `x`, `[T, h]`.
@@ -115,16 +116,23 @@ struct LayerTape {
 }
 
 impl LayerTape {
-    fn sized(&mut self, total: usize, h: usize, inter: usize) {
-        for (buffer, width) in [
+    /// Sizes the buffers for `total` tokens: all of them when `keep`ing for the backward pass;
+    /// otherwise only those inference uses (it normalises and activates in place).
+    fn sized(&mut self, total: usize, h: usize, inter: usize, keep: bool) {
+        let mut buffers = vec![
             (&mut self.qkv, 3 * h),
             (&mut self.ctx, h),
-            (&mut self.attention_sum, h),
             (&mut self.mid, h),
-            (&mut self.inner_pre, inter),
             (&mut self.inner, inter),
-            (&mut self.output_sum, h),
-        ] {
+        ];
+        if keep {
+            buffers.extend([
+                (&mut self.attention_sum, h),
+                (&mut self.inner_pre, inter),
+                (&mut self.output_sum, h),
+            ]);
+        }
+        for (buffer, width) in buffers {
             buffer.resize(total * width, 0.0);
         }
     }
@@ -235,9 +243,10 @@ impl EncoderBackbone {
                 Some(_) => LayerTape::default(),
                 None => std::mem::take(&mut scratch),
             };
-            a.sized(t, h, inter);
+            let keep = tape.is_some();
+            a.sized(t, h, inter, keep);
             a.input = x;
-            if tape.is_some() {
+            if keep {
                 a.qkv_weight = [p(QUERY), p(KEY), p(VALUE)].concat();
                 let bias = [p(QUERY + 1), p(KEY + 1), p(VALUE + 1)].concat();
                 kernels::linear(&a.input, t, h, &a.qkv_weight, &bias, &mut a.qkv);
@@ -252,47 +261,51 @@ impl EncoderBackbone {
                 }
                 attention(&a.qkv, &mut a.ctx, None, pack, shape);
             }
-            kernels::linear_into(
-                &a.ctx,
-                t,
-                h,
-                p(ATTENTION_OUT),
-                p(ATTENTION_OUT + 1),
-                Some(&a.input),
-                &mut a.attention_sum,
-                h,
-            );
-            a.mid.copy_from_slice(&a.attention_sum);
+            // Inference normalises and activates in place; the tape keeps the inputs of both.
+            let attention_sum = if keep {
+                &mut a.attention_sum
+            } else {
+                &mut a.mid
+            };
+            let (ao_w, ao_b) = (p(ATTENTION_OUT), p(ATTENTION_OUT + 1));
+            kernels::linear_into(&a.ctx, t, h, ao_w, ao_b, Some(&a.input), attention_sum, h);
+            if keep {
+                a.mid.copy_from_slice(&a.attention_sum);
+            }
             layer_norm_rows(&mut a.mid, w, base + ATTENTION_NORM, eps);
+            let inner_pre = if keep { &mut a.inner_pre } else { &mut a.inner };
             kernels::linear(
                 &a.mid,
                 t,
                 h,
                 p(INTERMEDIATE),
                 p(INTERMEDIATE + 1),
-                &mut a.inner_pre,
+                inner_pre,
             );
-            a.inner.copy_from_slice(&a.inner_pre);
+            if keep {
+                a.inner.copy_from_slice(&a.inner_pre);
+            }
             kernels::for_rows(&mut a.inner, inter, 16, |_, row| {
                 row.iter_mut().for_each(|v| *v = kernels::gelu(*v))
             });
-            kernels::linear_into(
-                &a.inner,
-                t,
-                inter,
-                p(OUTPUT),
-                p(OUTPUT + 1),
-                Some(&a.mid),
-                &mut a.output_sum,
-                h,
-            );
-            x = match tape {
-                Some(_) => a.output_sum.clone(),
-                None => {
-                    let mut next = std::mem::take(&mut a.input);
-                    next.copy_from_slice(&a.output_sum);
-                    next
-                }
+            let (o_w, o_b) = (p(OUTPUT), p(OUTPUT + 1));
+            x = if keep {
+                kernels::linear_into(
+                    &a.inner,
+                    t,
+                    inter,
+                    o_w,
+                    o_b,
+                    Some(&a.mid),
+                    &mut a.output_sum,
+                    h,
+                );
+                a.output_sum.clone()
+            } else {
+                // The layer's input is no longer needed: its buffer takes the output.
+                let mut next = std::mem::take(&mut a.input);
+                kernels::linear_into(&a.inner, t, inter, o_w, o_b, Some(&a.mid), &mut next, h);
+                next
             };
             layer_norm_rows(&mut x, w, base + OUTPUT_NORM, eps);
             match tape.as_mut() {
