@@ -106,7 +106,8 @@ PY
                    --head mlp --head-hidden 64 --lr 1e-3 --epochs 10 ;;
       hh-finetune)
         # The first FT_TRAIN pairs train, the last FT_VAL of the 1,800 validate.
-        zcat "$HH" | head -n "$FT_TRAIN" > "$WORK/hh-ft-train.jsonl"
+        # `head` closes the pipe early; zcat's SIGPIPE must not fail the run under pipefail.
+        { zcat "$HH" || true; } | head -n "$FT_TRAIN" > "$WORK/hh-ft-train.jsonl"
         zcat "$HH" | tail -n "$FT_VAL" > "$WORK/hh-ft-val.jsonl"
         PT_EXTRA=()
         run "hh-finetune-$FT_TRAIN" --data "$WORK/hh-ft-train.jsonl" --val-data "$WORK/hh-ft-val.jsonl" \
