@@ -796,7 +796,7 @@ impl Backbone for DecoderBackbone {
 pub mod testing {
     use std::path::Path;
 
-    use candle_core::{Device, Tensor};
+    use candle_core::Tensor;
 
     use super::Family;
 
@@ -887,16 +887,7 @@ pub mod testing {
 
         let mut state = 987654321u64 ^ (family as u64);
         let mut random = |shape: &[usize], scale: f32, offset: f32| {
-            let n: usize = shape.iter().product();
-            let data: Vec<f32> = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    offset + ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect();
-            Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+            crate::encoder::testing::seeded_tensor(&mut state, shape, scale, offset)
         };
         let (q, kv) = (heads * head_dim, kv_heads * head_dim);
         let mut tensors: Vec<(String, Tensor)> = vec![

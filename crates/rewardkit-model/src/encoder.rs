@@ -606,6 +606,21 @@ pub mod testing {
 
     use candle_core::{Device, Tensor};
 
+    /// Values uniform in `offset ± scale` from a 64-bit linear congruential generator (Knuth's
+    /// MMIX constants) advanced in `state`: the seeded random weights of the test models.
+    pub fn seeded_tensor(state: &mut u64, shape: &[usize], scale: f32, offset: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                *state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                offset + ((*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
     const WORDS: &[&str] = &[
         "[UNK]",
         "[PAD]",
@@ -655,18 +670,7 @@ pub mod testing {
         });
         std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
         let mut state = 12345u64;
-        let mut random = |shape: &[usize], scale: f32| {
-            let n: usize = shape.iter().product();
-            let data: Vec<f32> = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect();
-            Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-        };
+        let mut random = |shape: &[usize], scale: f32| seeded_tensor(&mut state, shape, scale, 0.0);
         let mut tensors: Vec<(String, Tensor)> = vec![
             (
                 "embeddings.word_embeddings.weight".into(),

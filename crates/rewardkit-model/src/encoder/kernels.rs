@@ -796,17 +796,7 @@ mod tests {
     use candle_core::{Device, Var, D};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut state = seed;
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        crate::encoder::testing::seeded_tensor(&mut { seed }, shape, 2.0, 0.0)
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
