@@ -224,7 +224,10 @@ enum Seen {
     /// Lists of numbers (or null elements), or null: written as a list column (a JSON array, a
     /// Parquet list), so that per-step columns can feed `--steps-field` again.
     List,
-    /// Anything else: written as a string (JSON text for objects, booleans and mixed lists).
+    /// Booleans (or nulls): written as a boolean column.
+    Bool,
+    /// Anything else: written as a string (JSON text for objects, mixed lists, and numbers,
+    /// lists or booleans in a column that also holds another type).
     Str,
 }
 
@@ -234,6 +237,7 @@ impl Seen {
             Value::Null => Seen::Null,
             Value::Number(n) if n.is_u64() => Seen::U64,
             Value::Number(_) => Seen::F64,
+            Value::Bool(_) => Seen::Bool,
             Value::Array(items) if items.iter().all(|x| x.is_number() || x.is_null()) => Seen::List,
             _ => Seen::Str,
         }
@@ -409,8 +413,8 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
 }
 
 /// The narrowest type that holds both `old` and a new value of type `new` ([`Seen::Null`] for a
-/// null or missing value): unsigned integers stay integers only while no row misses them; lists
-/// and numbers in one column fall back to text.
+/// null or missing value): unsigned integers stay integers only while no row misses them; any
+/// two of numbers, lists and booleans in one column fall back to text.
 fn widen(old: Seen, new: Seen) -> Seen {
     match (old, new) {
         (Seen::Str, _) | (_, Seen::Str) => Seen::Str,
@@ -687,6 +691,7 @@ fn write(
                 Seen::U64 => ColumnKind::U64,
                 Seen::Null | Seen::F64 => ColumnKind::F64,
                 Seen::List => ColumnKind::F64List,
+                Seen::Bool => ColumnKind::Bool,
                 Seen::Str => ColumnKind::Str,
             };
             Column::new(name.clone(), kind)
@@ -773,6 +778,11 @@ fn write(
                     value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64)
                 }
                 Seen::List => list.as_deref().map_or(Cell::Null, Cell::F64List),
+                Seen::Bool => match value {
+                    Some(Value::Bool(b)) => Cell::Bool(*b),
+                    Some(Value::Null) | None => Cell::Null,
+                    Some(_) => return Err(changed(name)),
+                },
                 Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
             });
         }

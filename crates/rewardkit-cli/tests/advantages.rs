@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 mod common;
 use common::{fails_with, ok, repo, write};
@@ -119,6 +119,57 @@ fn rloo_on_interleaved_groups_by_hand() {
     assert_eq!(written[0]["id"], "x");
     assert_eq!(written[1]["id"], Value::Null);
     assert_eq!(written[0]["group"], "7"); // a column of strings and numbers is written as strings
+}
+
+#[test]
+fn boolean_fields_stay_booleans_in_every_format() {
+    // A pass-through `"correct": true` used to come out as the string "true". A column of
+    // booleans (and nulls, or rows without it) is a boolean column; a column that mixes booleans
+    // with another type keeps the mixed-type rule: it is written as text, no row lost.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        r#"{"group": "a", "reward": 1.0, "correct": true, "mixed": true}
+{"group": "a", "reward": 0.0, "correct": false, "mixed": "no"}
+{"group": "b", "reward": 1.0, "correct": null, "mixed": 1}
+{"group": "b", "reward": 0.5}
+"#,
+    );
+    let expected_correct = [json!(true), json!(false), Value::Null, Value::Null];
+    let expected_mixed = [json!("true"), json!("no"), json!("1"), Value::Null];
+    for extension in ["jsonl", "parquet"] {
+        let out = dir.path().join(format!("out.{extension}"));
+        ok(&[
+            "advantages",
+            "--input",
+            &input,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        let written: Vec<Value> = rewardkit_data::RecordReader::open(&out, None)
+            .unwrap()
+            .map(|record| Value::Object(record.unwrap().fields))
+            .collect();
+        assert_eq!(written.len(), 4, "{extension}");
+        for (k, row) in written.iter().enumerate() {
+            assert_eq!(row["correct"], expected_correct[k], "{extension} row {k}");
+            assert_eq!(row["mixed"], expected_mixed[k], "{extension} row {k}");
+        }
+        // Booleans go through a second run unchanged (Parquet BOOLEAN in, boolean out).
+        let again = dir.path().join(format!("again-from-{extension}.jsonl"));
+        ok(&[
+            "advantages",
+            "--input",
+            out.to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+            "--advantage-column",
+            "again",
+        ]);
+        let again: Vec<Value> = rows(&again).iter().map(|r| r["correct"].clone()).collect();
+        assert_eq!(again, expected_correct, "{extension}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use flate2::write::GzEncoder;
 use flate2::Compression as GzCompression;
 use parquet::basic::{Compression, ConvertedType, LogicalType, Repetition, Type as PhysicalType};
-use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
@@ -35,6 +35,8 @@ pub enum ColumnKind {
     /// A list of floats, or null (per-step rewards, advantages and returns). Non-finite elements
     /// are written as null elements; the list keeps its length.
     F64List,
+    /// A boolean, or null (a pass-through `true`/`false` field stays a boolean).
+    Bool,
 }
 
 /// One output column: a name and a type.
@@ -74,6 +76,11 @@ impl Column {
     pub fn f64_list(name: impl Into<String>) -> Column {
         Column::new(name, ColumnKind::F64List)
     }
+
+    /// A [`ColumnKind::Bool`] column.
+    pub fn bool(name: impl Into<String>) -> Column {
+        Column::new(name, ColumnKind::Bool)
+    }
 }
 
 /// One value of an output row.
@@ -87,7 +94,9 @@ pub enum Cell<'a> {
     Str(&'a str),
     /// For a [`ColumnKind::F64List`] column; NaN and infinities become null elements.
     F64List(&'a [f64]),
-    /// Null, for [`ColumnKind::F64`], [`ColumnKind::Str`] and [`ColumnKind::F64List`] columns.
+    /// For a [`ColumnKind::Bool`] column.
+    Bool(bool),
+    /// Null, for every column kind but [`ColumnKind::U64`].
     Null,
 }
 
@@ -106,6 +115,12 @@ impl From<f64> for Cell<'_> {
 impl<'a> From<&'a str> for Cell<'a> {
     fn from(value: &'a str) -> Self {
         Cell::Str(value)
+    }
+}
+
+impl From<bool> for Cell<'_> {
+    fn from(value: bool) -> Self {
+        Cell::Bool(value)
     }
 }
 
@@ -132,8 +147,8 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
 /// In JSONL each row is one flat object with the column names as keys, in column order; floats
 /// are written in the shortest form that reads back to the same `f64`. In Parquet, `U64` columns
 /// are required `INT64 (UINT_64)`, `F64` optional `DOUBLE`, `Str` optional `BYTE_ARRAY (UTF8)`,
-/// `F64List` an optional standard three-level `LIST` of optional `DOUBLE` (a JSON array in JSONL);
-/// rows are grouped by 65,536 and compressed with Snappy. In both, a non-finite float is written
+/// `F64List` an optional standard three-level `LIST` of optional `DOUBLE` (a JSON array in JSONL),
+/// `Bool` optional `BOOLEAN` (`true`/`false` in JSONL); rows are grouped by 65,536 and compressed with Snappy. In both, a non-finite float is written
 /// as null: a NaN must never pass for a reward downstream.
 pub struct TableWriter {
     columns: Vec<Column>,
@@ -190,6 +205,10 @@ enum ColumnBuffer {
         values: Vec<f64>,
         definition: Vec<i16>,
         repetition: Vec<i16>,
+    },
+    Bool {
+        values: Vec<bool>,
+        levels: Vec<i16>,
     },
 }
 
@@ -424,6 +443,7 @@ impl TableWriter {
                     | (ColumnKind::F64, Cell::F64(_) | Cell::Null)
                     | (ColumnKind::Str, Cell::Str(_) | Cell::Null)
                     | (ColumnKind::F64List, Cell::F64List(_) | Cell::Null)
+                    | (ColumnKind::Bool, Cell::Bool(_) | Cell::Null)
             );
             if !fits {
                 return Err(mismatch(format!(
@@ -508,6 +528,11 @@ fn write_row_group(
                     Some(repetition),
                 )?;
             }
+            ColumnBuffer::Bool { values, levels } => {
+                column
+                    .typed::<BoolType>()
+                    .write_batch(values, Some(levels), None)?;
+            }
         }
         column.close()?;
     }
@@ -532,6 +557,10 @@ impl ColumnBuffer {
                 definition: Vec::new(),
                 repetition: Vec::new(),
             },
+            ColumnKind::Bool => ColumnBuffer::Bool {
+                values: Vec::new(),
+                levels: Vec::new(),
+            },
         }
     }
 
@@ -552,6 +581,11 @@ impl ColumnBuffer {
                 values.push(ByteArray::from(text.as_bytes().to_vec()));
                 levels.push(1);
                 text.len()
+            }
+            (ColumnBuffer::Bool { values, levels }, Cell::Bool(value)) => {
+                values.push(*value);
+                levels.push(1);
+                1
             }
             (
                 ColumnBuffer::F64List {
@@ -588,7 +622,12 @@ impl ColumnBuffer {
                 repetition.push(0);
                 4
             }
-            (ColumnBuffer::F64 { levels, .. } | ColumnBuffer::Str { levels, .. }, _) => {
+            (
+                ColumnBuffer::F64 { levels, .. }
+                | ColumnBuffer::Str { levels, .. }
+                | ColumnBuffer::Bool { levels, .. },
+                _,
+            ) => {
                 levels.push(0);
                 2
             }
@@ -618,6 +657,10 @@ impl ColumnBuffer {
                 definition.clear();
                 repetition.clear();
             }
+            ColumnBuffer::Bool { values, levels } => {
+                values.clear();
+                levels.clear();
+            }
         }
     }
 }
@@ -640,6 +683,7 @@ fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
             }
             line.push(b']');
         }
+        Cell::Bool(value) => line.extend_from_slice(if *value { b"true" } else { b"false" }),
         Cell::F64(_) | Cell::Null => line.extend_from_slice(b"null"),
     }
 }
@@ -650,6 +694,7 @@ fn cell_kind(cell: &Cell<'_>) -> &'static str {
         Cell::F64(_) => "an F64 cell",
         Cell::Str(_) => "a Str cell",
         Cell::F64List(_) => "an F64List cell",
+        Cell::Bool(_) => "a Bool cell",
         Cell::Null => "null",
     }
 }
@@ -697,6 +742,10 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
                         .with_converted_type(ConvertedType::UTF8)
                 }
                 ColumnKind::F64List => return f64_list_type(&column.name),
+                ColumnKind::Bool => {
+                    Type::primitive_type_builder(&column.name, PhysicalType::BOOLEAN)
+                        .with_repetition(Repetition::OPTIONAL)
+                }
             };
             builder.build().map(Arc::new)
         })
@@ -763,6 +812,8 @@ mod tests {
         assert_eq!(json_cell(Cell::F64(f64::NEG_INFINITY)), "null");
         assert_eq!(json_cell(Cell::Str("a\"b\n")), r#""a\"b\n""#);
         assert_eq!(json_cell(Cell::Null), "null");
+        assert_eq!(json_cell(Cell::Bool(true)), "true");
+        assert_eq!(json_cell(Cell::Bool(false)), "false");
         for x in [
             1e300,
             -2.5e-308,
@@ -795,5 +846,6 @@ mod tests {
         assert_eq!(Cell::from(Some(0.5)), Cell::F64(0.5));
         assert_eq!(Cell::from(None::<&str>), Cell::Null);
         assert_eq!(Cell::from("x"), Cell::Str("x"));
+        assert_eq!(Cell::from(Some(false)), Cell::Bool(false));
     }
 }

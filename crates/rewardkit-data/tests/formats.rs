@@ -317,6 +317,71 @@ fn float_list_columns_round_trip_through_every_format() {
 }
 
 #[test]
+fn bool_columns_round_trip_through_every_format() {
+    // Pass-through flags (`"correct": true`): true, false and null, over more rows than one
+    // Parquet row group holds, so the levels of a second group are checked too.
+    let cells = |i: u64| match i % 5 {
+        0 | 3 => Cell::Bool(true),
+        1 => Cell::Bool(false),
+        _ => Cell::Null,
+    };
+    let expected = |i: u64| match cells(i) {
+        Cell::Bool(b) => Value::Bool(b),
+        _ => Value::Null,
+    };
+    let rows = 70_000u64;
+    let dir = TempDir::new().unwrap();
+    for name in ["flags.jsonl", "flags.jsonl.gz", "flags.parquet"] {
+        let path = dir.path().join(name);
+        let mut writer =
+            TableWriter::create(&path, vec![Column::u64("i"), Column::bool("correct")]).unwrap();
+        for i in 0..rows {
+            writer.write_row(&[Cell::U64(i), cells(i)]).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), rows, "{name}");
+        let read = read_records(&path);
+        assert_eq!(read.len() as u64, rows, "{name}");
+        for (i, record) in (0..rows).zip(&read) {
+            assert_eq!(record["i"], json!(i), "{name}");
+            assert_eq!(record["correct"], expected(i), "{name} row {i}");
+        }
+    }
+    let text = fs::read_to_string(dir.path().join("flags.jsonl")).unwrap();
+    let first: Vec<&str> = text.lines().take(3).collect();
+    assert_eq!(
+        first,
+        [
+            r#"{"i":0,"correct":true}"#,
+            r#"{"i":1,"correct":false}"#,
+            r#"{"i":2,"correct":null}"#
+        ]
+    );
+    // Parquet: an optional BOOLEAN, not text.
+    let file = fs::File::open(dir.path().join("flags.parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let schema = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr_ptr();
+    let column = schema.column(1);
+    assert_eq!(column.physical_type(), parquet::basic::Type::BOOLEAN);
+    assert_eq!(column.max_def_level(), 1);
+    // A boolean cell in another column, or another cell in a boolean column, is refused.
+    let mut writer = TableWriter::create(
+        dir.path().join("bad.jsonl"),
+        vec![Column::str("x"), Column::bool("flag")],
+    )
+    .unwrap();
+    for cells in [
+        [Cell::Bool(true), Cell::Null],
+        [Cell::Null, Cell::Str("true")],
+        [Cell::Null, Cell::F64(1.0)],
+    ] {
+        let error = writer.write_row(&cells).unwrap_err();
+        assert!(matches!(error, DataError::RowMismatch { .. }), "{error}");
+    }
+}
+
+#[test]
 fn the_format_can_be_chosen_whatever_the_name() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("results.out");
