@@ -13,6 +13,8 @@ use crate::simd::{output_vec, Kernel, Portable};
 use crate::stats::Centre;
 use crate::{Groups, ShapeError};
 
+mod baseline;
+
 /// Which standard deviation to divide by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +65,12 @@ pub enum Estimator {
     /// REINFORCE++ (Hu 2025, OpenRLHF `reinforce` / `reinforce_baseline`): with `baseline`,
     /// `a_i = R_i − mean_g`, else `a_i = R_i`; then `A_i = (a_i − mean_B(a)) / (std_B(a) + ε)`
     /// over the batch `B`.
+    ///
+    /// With the baseline, each group's scores sum to 0, so `mean_B(a) = 0` exactly and
+    /// `std_B(a)² = Σ_g M2_g / (N or N − 1)`, where `M2_g` is the group's sum of squared
+    /// deviations (Chan, Golub & LeVeque's combination of group statistics, with every group mean
+    /// at 0). That is how it is computed: from the groups' own statistics, summed in a fixed
+    /// order, in two visits of the rewards instead of four (see `advantage/baseline.rs`).
     ReinforcePlusPlus {
         /// Subtract the group mean first (REINFORCE++-baseline).
         baseline: bool,
@@ -361,6 +369,18 @@ enum GroupFate {
     Signal,
 }
 
+impl GroupFate {
+    /// The fate of a group with statistics `centre`.
+    fn of(centre: &Centre) -> GroupFate {
+        match centre.count {
+            0 => GroupFate::Empty,
+            1 => GroupFate::Singleton,
+            _ if centre.constant => GroupFate::ZeroVariance,
+            _ => GroupFate::Signal,
+        }
+    }
+}
+
 /// Advantages of outcome rewards under `estimator`.
 ///
 /// `filter_zero_variance` masks the samples of zero-variance groups (as OpenRLHF's and verl's
@@ -418,8 +438,9 @@ pub fn advantages(
 }
 
 /// [`advantages`] into a caller's buffer (one value per reward), for a trainer that reuses its
-/// buffers from step to step: no allocation besides a list of one-element groups (and, when
-/// the input is split over threads, a few words per thread).
+/// buffers from step to step: no allocation besides a list of one-element groups, 16 bytes per
+/// group under REINFORCE++-baseline (each group's centre, kept between its two passes), and,
+/// when the input is split over threads, a few words per thread.
 pub fn advantages_into(
     rewards: &[f64],
     groups: &Groups,
@@ -662,18 +683,19 @@ fn over_ranges<T: Slot>(
     filter_zero_variance: bool,
     out: &mut [T],
 ) -> Tally {
+    if let Estimator::ReinforcePlusPlus {
+        baseline: true,
+        std,
+        epsilon,
+    } = *estimator
+    {
+        return baseline::over_ranges(rewards, offsets, std, epsilon, filter_zero_variance, out);
+    }
     let n = rewards.len();
     let count = offsets.len() - 1;
     let batch_std = batch_std(rewards, estimator);
     let threads = rayon::current_num_threads();
-    let pieces = (4 * threads).min(n / (PARALLEL_SAMPLES / 4)).min(count);
-    // Groups of one common size (all but perhaps the last, as `Groups::uniform` makes them)
-    // get the layout with that size known at compile time, for the usual sizes.
-    let size = offsets.get(1).map_or(0, |&o| o);
-    let uniform = offsets
-        .windows(2)
-        .enumerate()
-        .all(|(g, w)| w[1] - w[0] == size || (g + 1 == count && w[1] - w[0] < size));
+    let size = common_size(offsets);
     let pass = |groups: Range<usize>, out: &mut [T]| {
         let base = offsets[groups.start];
         macro_rules! with {
@@ -689,29 +711,18 @@ fn over_ranges<T: Slot>(
                 )
             };
         }
-        match (uniform, size) {
-            (true, 8) => with!(8),
-            (true, 16) => with!(16),
-            (true, 32) => with!(32),
-            (true, 64) => with!(64),
+        match size {
+            Some(8) => with!(8),
+            Some(16) => with!(16),
+            Some(32) => with!(32),
+            Some(64) => with!(64),
             _ => with!(0),
         }
     };
-    let mut tally = if threads <= 1 || n < PARALLEL_SAMPLES || pieces < 2 {
+    let mut tally = if threads <= 1 || n < PARALLEL_SAMPLES {
         pass(0..count, out)
     } else {
-        // Runs of whole groups of about n / pieces samples each (a few per thread, so that a
-        // thread slowed down by other work is helped by the others).
-        let mut parts = Vec::with_capacity(pieces);
-        let (mut rest, mut first) = (out, 0);
-        for k in 1..=pieces {
-            let target = n * k / pieces;
-            let last = offsets.partition_point(|&o| o < target).clamp(first, count);
-            let (part, tail) = rest.split_at_mut(offsets[last] - offsets[first]);
-            parts.push((first..last, part));
-            (rest, first) = (tail, last);
-        }
-        parts
+        split_groups(n, offsets, threads, out)
             .into_par_iter()
             .map(|(groups, part)| pass(groups, part))
             .collect::<Vec<Tally>>()
@@ -720,6 +731,44 @@ fn over_ranges<T: Slot>(
     };
     tally.summary.groups = count;
     tally
+}
+
+/// The size shared by every group of `offsets` but perhaps the last, which may be smaller (as
+/// `Groups::uniform` makes them): such groups get the layout with that size known at compile
+/// time, for the usual sizes.
+fn common_size(offsets: &[usize]) -> Option<usize> {
+    let count = offsets.len() - 1;
+    let size = offsets.get(1).map_or(0, |&o| o);
+    offsets
+        .windows(2)
+        .enumerate()
+        .all(|(g, w)| w[1] - w[0] == size || (g + 1 == count && w[1] - w[0] < size))
+        .then_some(size)
+}
+
+/// `out` cut into runs of whole consecutive groups of about equal numbers of samples, a few per
+/// thread (so that a thread slowed down by other work is helped by the others), with their
+/// group ranges; a single run when the input is small.
+fn split_groups<'o, T>(
+    n: usize,
+    offsets: &[usize],
+    threads: usize,
+    out: &'o mut [T],
+) -> Vec<(Range<usize>, &'o mut [T])> {
+    let count = offsets.len() - 1;
+    let pieces = (4 * threads)
+        .min(n / (PARALLEL_SAMPLES / 4))
+        .clamp(1, count.max(1));
+    let mut parts = Vec::with_capacity(pieces);
+    let (mut rest, mut first) = (out, 0);
+    for k in 1..=pieces {
+        let target = n * k / pieces;
+        let last = offsets.partition_point(|&o| o < target).clamp(first, count);
+        let (part, tail) = rest.split_at_mut(offsets[last] - offsets[first]);
+        parts.push((first..last, part));
+        (rest, first) = (tail, last);
+    }
+    parts
 }
 
 /// GRPO with batch scaling: the std of every finite reward, needed before any group is written.
@@ -841,9 +890,7 @@ fn group_pass_with<T: Slot>(
             epsilon,
         } => Some(Fast::Divide { std, epsilon }),
         Estimator::Rloo => Some(Fast::LeaveOneOut),
-        Estimator::DrGrpo | Estimator::ReinforcePlusPlus { baseline: true, .. } => {
-            Some(Fast::Centre)
-        }
+        Estimator::DrGrpo => Some(Fast::Centre),
         _ => None,
     };
     for g in groups {
@@ -891,7 +938,7 @@ enum Fast {
     Divide { std: StdKind, epsilon: f64 },
     /// RLOO: `(K/(K−1))·(x − mean)`.
     LeaveOneOut,
-    /// Dr.GRPO and REINFORCE++-baseline's scores: `x − mean`.
+    /// Dr.GRPO: `x − mean`.
     Centre,
 }
 
@@ -918,12 +965,7 @@ impl GroupWriter<'_> {
             (self.estimator, self.filter_zero_variance, self.batch_std);
         let summary = &mut tally.summary;
         tally.finite += centre.count;
-        let fate = match centre.count {
-            0 => GroupFate::Empty,
-            1 => GroupFate::Singleton,
-            _ if centre.constant => GroupFate::ZeroVariance,
-            _ => GroupFate::Signal,
-        };
+        let fate = GroupFate::of(&centre);
         match fate {
             GroupFate::Empty => summary.empty_groups += 1,
             GroupFate::Singleton => summary.singleton_groups += 1,
@@ -963,24 +1005,13 @@ impl GroupWriter<'_> {
                     Write::Scaled(k / (k - 1.0))
                 }
                 Estimator::DrGrpo | Estimator::Rloo => Write::Fixed(0.0),
-                // Scores a_i for the batch normalisation below: R_i − mean_g, or R_i. A
-                // singleton with a baseline has no score: its advantage is 0 and it stays out of
-                // the batch statistics (NaN until then).
-                Estimator::ReinforcePlusPlus {
-                    baseline: false, ..
-                } => Write::Raw,
-                Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Singleton => {
-                    layout.each(g, |i| {
-                        if rewards[i].is_finite() {
-                            tally.singletons.push(i);
-                        }
-                    });
-                    Write::Fixed(f64::NAN)
+                // The scores a_i = R_i for the batch normalisation in `finish`. (With a
+                // baseline the estimator never comes here: `over_ranges` and `compute` hand it
+                // to `baseline`.)
+                Estimator::ReinforcePlusPlus { baseline, .. } => {
+                    debug_assert!(!baseline, "REINFORCE++-baseline runs in `baseline`");
+                    Write::Raw
                 }
-                Estimator::ReinforcePlusPlus { .. } if fate == GroupFate::Signal => {
-                    Write::Scaled(1.0)
-                }
-                Estimator::ReinforcePlusPlus { .. } => Write::Fixed(0.0),
             }
         };
         let (pivot, mean) = (centre.pivot, centre.shifted_mean);
@@ -1005,8 +1036,16 @@ fn finish(tally: Tally, estimator: &Estimator, values: &mut [f64]) -> AdvantageS
     let mut summary = tally.summary;
     summary.samples = values.len();
     summary.masked = values.len() - tally.finite;
-    if let Estimator::ReinforcePlusPlus { std, epsilon, .. } = *estimator {
-        normalise_batch(values, std, epsilon);
+    if let Estimator::ReinforcePlusPlus {
+        baseline,
+        std,
+        epsilon,
+    } = *estimator
+    {
+        // With a baseline the group pass already normalised ([`baseline`]).
+        if !baseline {
+            normalise_batch(values, std, epsilon);
+        }
         for i in tally.singletons {
             values[i] = 0.0;
         }
@@ -1074,6 +1113,16 @@ fn compute(
     values: &mut [f64],
 ) -> AdvantageSummary {
     let count = layout.0.count();
+    if let Estimator::ReinforcePlusPlus {
+        baseline: true,
+        std,
+        epsilon,
+    } = *estimator
+    {
+        let tally =
+            baseline::over_lists(rewards, layout, std, epsilon, filter_zero_variance, values);
+        return finish(tally, estimator, values);
+    }
     let batch_std = batch_std(rewards, estimator);
     let mut tally = group_pass(
         rewards,
@@ -1225,6 +1274,105 @@ mod tests {
             &[-1.0, 1.0, 0.0, -1.0, 1.0],
         );
         check(&[4.0, 4.0], &[2], baseline, &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn reinforce_pp_baseline_over_many_blocks_equals_the_textbook_computation() {
+        // More groups than three summation blocks, sizes 1 to 7, NaN, zero-variance groups and
+        // 1e9 offsets: every advantage agrees with the four-pass computation (scores, their batch
+        // mean, their batch std, the division) done here in plain f64, to 1e-12 of the largest.
+        let mut state = 3u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(7);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let sizes: Vec<usize> = (0..3500).map(|g| 1 + (g * 7 + g / 3) % 7).collect();
+        let mut rewards = Vec::new();
+        for (g, &size) in sizes.iter().enumerate() {
+            let offset = if g % 11 == 0 { 1e9 } else { 0.0 };
+            for j in 0..size {
+                rewards.push(match (g % 13, j) {
+                    (4, 1) => NAN,
+                    (6, _) => 0.5,
+                    _ => offset + (next() < 0.4) as u8 as f64 + 0.1 * next(),
+                });
+            }
+        }
+        let groups = Groups::from_sizes(&sizes);
+        for (std, epsilon) in [(StdKind::Sample, 1e-8), (StdKind::Population, 0.0)] {
+            let estimator = Estimator::ReinforcePlusPlus {
+                baseline: true,
+                std,
+                epsilon,
+            };
+            let got = advantages(&rewards, &groups, &estimator, false).unwrap();
+            // The textbook way: scores, then their batch mean and std in two passes.
+            let mut scores = vec![NAN; rewards.len()];
+            let mut lone = Vec::new();
+            for members in groups.iter() {
+                let finite: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|&i| rewards[i].is_finite())
+                    .collect();
+                if finite.len() == 1 {
+                    lone.push(finite[0]);
+                    continue;
+                }
+                let pivot = finite.first().map_or(0.0, |&i| rewards[i]);
+                let mean =
+                    finite.iter().map(|&i| rewards[i] - pivot).sum::<f64>() / finite.len() as f64;
+                for &i in &finite {
+                    scores[i] = (rewards[i] - pivot) - mean;
+                }
+            }
+            let taking: Vec<f64> = scores.iter().copied().filter(|a| a.is_finite()).collect();
+            let n = taking.len() as f64;
+            let mean = taking.iter().sum::<f64>() / n;
+            let m2 = taking.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>();
+            let divisor = match std {
+                StdKind::Sample => (m2 / (n - 1.0)).sqrt(),
+                StdKind::Population => (m2 / n).sqrt(),
+            } + epsilon;
+            let mut expected: Vec<f64> = scores.iter().map(|a| (a - mean) / divisor).collect();
+            for i in lone {
+                expected[i] = 0.0;
+            }
+            let scale = expected
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold(0.0f64, |m, x| m.max(x.abs()));
+            for (i, (a, b)) in got.values.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-12 * scale,
+                    "{std:?} [{i}]: {a} vs {b}"
+                );
+            }
+            assert_eq!(
+                got.summary.masked,
+                rewards.iter().filter(|x| x.is_nan()).count()
+            );
+        }
+    }
+
+    #[test]
+    fn reinforce_pp_baseline_keeps_an_overflowing_group_to_itself() {
+        // Rewards near ±f64::MAX overflow their group's sums (NumPy's formulas overflow there
+        // too); the other groups' advantages stay exact.
+        let baseline = Estimator::ReinforcePlusPlus {
+            baseline: true,
+            std: StdKind::Population,
+            epsilon: 0.0,
+        };
+        let got = advantages(
+            &[1e308, -1e308, 1e308, 1.0, 3.0, 5.0, 7.0],
+            &Groups::from_sizes(&[3, 2, 2]),
+            &baseline,
+            false,
+        )
+        .unwrap();
+        // Scores [-1, 1, -1, 1]: batch std 1.
+        assert_eq!(&got.values[3..], &[-1.0, 1.0, -1.0, 1.0]);
     }
 
     #[test]

@@ -1,0 +1,471 @@
+//! REINFORCE++-baseline in two visits of the rewards.
+//!
+//! The estimator is `a_i = R_i − mean_g` (a score per sample), then `A_i = (a_i − mean_B) /
+//! (std_B + ε)` over the batch. Written out naively that is four passes over the batch: write
+//! the scores, two passes for their batch mean and spread, and one to normalise them. Here:
+//!
+//! 1. **Scores** — one visit per group: its statistics (the same stable centring as every
+//!    estimator, [`Kernel::signal`]), from which the group's scores `a = (x − pivot) − mean` are
+//!    formed in registers and summed (`Σa`, `Σa²`, their count) without being stored. Only the
+//!    group's `(pivot, mean)` is kept, 16 bytes a group.
+//! 2. **Advantages** — one visit per sample: `A = (((x − pivot) − mean) − mean_B) / d`, the
+//!    score recomputed with the same arithmetic, so it is exactly the score phase 1 summed.
+//!
+//! The batch statistics come from the sums: `mean_B = Σa / N` and `M2_B = Σa² − (Σa)²/N`. That
+//! formula cancels catastrophically on raw data far from 0 (rewards of `1e9 + u`), which is why
+//! REINFORCE++ *without* a baseline keeps the two-pass batch statistics. Here it is safe: every
+//! score is already centred on its group's stably computed mean, so `Σa` is rounding noise next
+//! to `√(N·Σa²)` and the subtraction loses nothing (Chan, Golub & LeVeque 1983 make the same
+//! argument for their corrected two-pass formula, whose first pass is what centring by group
+//! did).
+//!
+//! **Fixed summation order.** The groups' sums are added in group order within blocks of
+//! [`BLOCK`] groups, and the blocks' sums in block order. Threads take whole blocks, so the
+//! batch statistics, and every advantage, are the same to the bit on any number of threads and
+//! for any layout of the groups (consecutive or scattered); and no running sum has more than
+//! `BLOCK` + (number of blocks) terms, which bounds its rounding error (Higham 2002, §4.2).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{GroupFate, Layout, Lists, Ranges, Slot, Tally, PARALLEL_SAMPLES};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx;
+use crate::simd::{Kernel, Portable};
+use crate::stats::Centre;
+use crate::StdKind;
+
+/// Groups per block of the batch sums.
+const BLOCK: usize = 1024;
+
+/// How phase 2 recomputes a group's scores: `a = (x − pivot) − mean` for each finite reward `x`.
+/// A NaN pivot marks a group without scores (no finite reward, a sample alone, or filtered):
+/// its samples' advantages are NaN (and a lone sample's is set to 0 at the end).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Score {
+    pivot: f64,
+    mean: f64,
+}
+
+const NO_SCORE: Score = Score {
+    pivot: f64::NAN,
+    mean: 0.0,
+};
+
+/// The scores of some groups: how many, the sum of their squared deviations from their
+/// groups' means (`Σ_g M2_g`), and whether any comes from a group with a learning signal (if
+/// none does, every score is exactly 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Sums {
+    count: usize,
+    m2: f64,
+    signal: bool,
+}
+
+impl Sums {
+    fn add(self, other: Sums) -> Sums {
+        Sums {
+            count: self.count + other.count,
+            m2: self.m2 + other.m2,
+            signal: self.signal || other.signal,
+        }
+    }
+
+    /// The scores of a group with a learning signal: `count` of them, `m2` their sum of squared
+    /// deviations from the group's `mean`. Rewards near ±f64::MAX can overflow a group's sums;
+    /// such a group's scores are not finite, and it stays out of the batch statistics instead
+    /// of making every advantage of the batch NaN.
+    fn signal(count: usize, mean: f64, m2: f64) -> Sums {
+        if mean.is_finite() && m2.is_finite() {
+            Sums {
+                count,
+                m2,
+                signal: true,
+            }
+        } else {
+            Sums::default()
+        }
+    }
+
+    /// `d = std_B + ε` of the normalisation (`mean_B` is 0); `None` when the batch has no
+    /// usable spread (no scores, all of them 0, or `d = 0`), and then every score's advantage
+    /// is 0.
+    fn divisor(self, std: StdKind, epsilon: f64) -> Option<f64> {
+        if !self.signal {
+            return None;
+        }
+        let batch = Centre {
+            count: self.count,
+            pivot: 0.0,
+            shifted_mean: 0.0,
+            m2: self.m2,
+            constant: false,
+        };
+        let d = batch.std(std)? + epsilon;
+        (d > 0.0).then_some(d)
+    }
+}
+
+/// Phase 1 for group `g`: its score rule and its scores' sums; counts it in `tally`.
+#[inline(always)]
+fn score_group(
+    kernel: impl Kernel,
+    layout: &impl Layout,
+    rewards: &[f64],
+    g: usize,
+    filter_zero_variance: bool,
+    tally: &mut Tally,
+) -> (Score, Sums) {
+    if let Some((pivot, mean, m2)) = layout.signal(kernel, rewards, g) {
+        let count = layout.len(g);
+        tally.finite += count;
+        return (Score { pivot, mean }, Sums::signal(count, mean, m2));
+    }
+    let centre = layout.centre(kernel, rewards, g);
+    tally.finite += centre.count;
+    match GroupFate::of(&centre) {
+        GroupFate::Empty => {
+            tally.summary.empty_groups += 1;
+            (NO_SCORE, Sums::default())
+        }
+        GroupFate::Singleton => {
+            tally.summary.singleton_groups += 1;
+            layout.each(g, |i| {
+                if rewards[i].is_finite() {
+                    tally.singletons.push(i);
+                }
+            });
+            (NO_SCORE, Sums::default())
+        }
+        GroupFate::ZeroVariance => {
+            tally.summary.zero_variance_groups += 1;
+            if filter_zero_variance {
+                tally.summary.filtered += centre.count;
+                return (NO_SCORE, Sums::default());
+            }
+            // Every finite reward equals the pivot: each score is `(x − pivot) − 0 = 0` exactly.
+            let score = Score {
+                pivot: centre.pivot,
+                mean: 0.0,
+            };
+            let sums = Sums {
+                count: centre.count,
+                ..Sums::default()
+            };
+            (score, sums)
+        }
+        GroupFate::Signal => {
+            let score = Score {
+                pivot: centre.pivot,
+                mean: centre.shifted_mean,
+            };
+            (
+                score,
+                Sums::signal(centre.count, centre.shifted_mean, centre.m2),
+            )
+        }
+    }
+}
+
+/// Phase 1 over `groups`, which start at a block boundary: `scores` (indexed from
+/// `groups.start`) gets each group's rule, and `blocks` each block's sums, in order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scores_with(
+    kernel: impl Kernel,
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    filter_zero_variance: bool,
+    scores: &mut [Score],
+    blocks: &mut Vec<Sums>,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut start = groups.start;
+    while start < groups.end {
+        let stop = ((start / BLOCK + 1) * BLOCK).min(groups.end);
+        let mut block = Sums::default();
+        for g in start..stop {
+            let (score, sums) =
+                score_group(kernel, layout, rewards, g, filter_zero_variance, &mut tally);
+            scores[g - groups.start] = score;
+            block = block.add(sums);
+        }
+        blocks.push(block);
+        start = stop;
+    }
+    tally
+}
+
+/// Phase 2 over `groups` (`scores` indexed from `groups.start`): every sample's advantage;
+/// returns the number written.
+#[inline(always)]
+fn advantages_with<T: Slot>(
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    scores: &[Score],
+    divisor: Option<f64>,
+    out: &mut [T],
+) -> usize {
+    let mut written = 0;
+    for g in groups.clone() {
+        let Score { pivot, mean } = scores[g - groups.start];
+        // `x − x = 0` exactly when `x` is finite; a NaN pivot makes every value NaN.
+        #[allow(clippy::eq_op)]
+        let count = match divisor {
+            Some(d) => layout.map(rewards, out, g, |x| {
+                let y = ((x - pivot) - mean) / d;
+                if x - x == 0.0 {
+                    y
+                } else {
+                    f64::NAN
+                }
+            }),
+            None => layout.map(rewards, out, g, |x| {
+                let a = (x - pivot) - mean;
+                if x - x == 0.0 {
+                    a - a
+                } else {
+                    f64::NAN
+                }
+            }),
+        };
+        written += count;
+    }
+    written
+}
+
+/// [`scores_with`] with the fastest kernel of this CPU (the same bits with either).
+fn scores_pass(
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    filter_zero_variance: bool,
+    scores: &mut [Score],
+    blocks: &mut Vec<Sums>,
+) -> Tally {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx) = Avx::detect() {
+        #[target_feature(enable = "avx")]
+        fn scores_avx(
+            kernel: Avx,
+            layout: &impl Layout,
+            rewards: &[f64],
+            groups: Range<usize>,
+            filter_zero_variance: bool,
+            scores: &mut [Score],
+            blocks: &mut Vec<Sums>,
+        ) -> Tally {
+            scores_with(
+                kernel,
+                layout,
+                rewards,
+                groups,
+                filter_zero_variance,
+                scores,
+                blocks,
+            )
+        }
+        // SAFETY: `avx` exists only if the CPU has AVX.
+        return unsafe {
+            scores_avx(
+                avx,
+                layout,
+                rewards,
+                groups,
+                filter_zero_variance,
+                scores,
+                blocks,
+            )
+        };
+    }
+    scores_with(
+        Portable,
+        layout,
+        rewards,
+        groups,
+        filter_zero_variance,
+        scores,
+        blocks,
+    )
+}
+
+/// [`advantages_with`], its loops compiled for AVX where the CPU has it.
+fn advantages_pass<T: Slot>(
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    scores: &[Score],
+    divisor: Option<f64>,
+    out: &mut [T],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if Avx::detect().is_some() {
+        #[target_feature(enable = "avx")]
+        fn advantages_avx<T: Slot>(
+            layout: &impl Layout,
+            rewards: &[f64],
+            groups: Range<usize>,
+            scores: &[Score],
+            divisor: Option<f64>,
+            out: &mut [T],
+        ) -> usize {
+            advantages_with(layout, rewards, groups, scores, divisor, out)
+        }
+        // SAFETY: the CPU has AVX (checked just above).
+        return unsafe { advantages_avx(layout, rewards, groups, scores, divisor, out) };
+    }
+    advantages_with(layout, rewards, groups, scores, divisor, out)
+}
+
+/// REINFORCE++-baseline over consecutive groups (`offsets`), split over the current rayon
+/// pool's threads for large inputs. Writes every element of `out`; the returned tally has
+/// `written` and the lone samples to set to 0.
+pub(super) fn over_ranges<T: Slot>(
+    rewards: &[f64],
+    offsets: &[usize],
+    std: StdKind,
+    epsilon: f64,
+    filter_zero_variance: bool,
+    out: &mut [T],
+) -> Tally {
+    let n = rewards.len();
+    let count = offsets.len() - 1;
+    let size = super::common_size(offsets);
+    let threads = rayon::current_num_threads();
+    let parallel = threads > 1 && n >= PARALLEL_SAMPLES;
+    let mut scores = vec![NO_SCORE; count];
+    macro_rules! with_layout {
+        ($base:expr, |$layout:ident| $body:expr) => {
+            match size {
+                Some(8) => {
+                    let $layout = &Ranges::<8> {
+                        offsets,
+                        base: $base,
+                    };
+                    $body
+                }
+                Some(16) => {
+                    let $layout = &Ranges::<16> {
+                        offsets,
+                        base: $base,
+                    };
+                    $body
+                }
+                Some(32) => {
+                    let $layout = &Ranges::<32> {
+                        offsets,
+                        base: $base,
+                    };
+                    $body
+                }
+                Some(64) => {
+                    let $layout = &Ranges::<64> {
+                        offsets,
+                        base: $base,
+                    };
+                    $body
+                }
+                _ => {
+                    let $layout = &Ranges::<0> {
+                        offsets,
+                        base: $base,
+                    };
+                    $body
+                }
+            }
+        };
+    }
+    // Phase 1, on runs of whole blocks.
+    let run_scores = |groups: Range<usize>, scores: &mut [Score]| {
+        let mut blocks = Vec::with_capacity(groups.len().div_ceil(BLOCK));
+        let tally = with_layout!(0, |layout| scores_pass(
+            layout,
+            rewards,
+            groups,
+            filter_zero_variance,
+            scores,
+            &mut blocks
+        ));
+        (tally, blocks)
+    };
+    let block_count = count.div_ceil(BLOCK);
+    let pieces = (4 * threads).min(block_count);
+    let (mut tally, blocks) = if !parallel || pieces < 2 {
+        run_scores(0..count, &mut scores)
+    } else {
+        let mut parts = Vec::with_capacity(pieces);
+        let (mut rest, mut first) = (&mut scores[..], 0);
+        for k in 1..=pieces {
+            let last = (block_count * k / pieces * BLOCK).min(count);
+            let (part, tail) = rest.split_at_mut(last - first);
+            parts.push((first..last, part));
+            (rest, first) = (tail, last);
+        }
+        parts
+            .into_par_iter()
+            .map(|(groups, part)| run_scores(groups, part))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(
+                (Tally::default(), Vec::new()),
+                |(tally, mut blocks), (t, b)| {
+                    blocks.extend(b);
+                    (tally.add(t), blocks)
+                },
+            )
+    };
+    let divisor = blocks
+        .into_iter()
+        .fold(Sums::default(), Sums::add)
+        .divisor(std, epsilon);
+    // Phase 2, on runs of whole groups of about equal numbers of samples.
+    let run_advantages = |groups: Range<usize>, out: &mut [T]| {
+        let base = offsets[groups.start];
+        let scores = &scores[groups.clone()];
+        with_layout!(base, |layout| advantages_pass(
+            layout, rewards, groups, scores, divisor, out
+        ))
+    };
+    tally.written = if !parallel {
+        run_advantages(0..count, out)
+    } else {
+        super::split_groups(n, offsets, threads, out)
+            .into_par_iter()
+            .map(|(groups, part)| run_advantages(groups, part))
+            .sum()
+    };
+    tally.summary.groups = count;
+    tally
+}
+
+/// REINFORCE++-baseline over scattered groups (member lists), on one thread.
+pub(super) fn over_lists(
+    rewards: &[f64],
+    layout: &Lists,
+    std: StdKind,
+    epsilon: f64,
+    filter_zero_variance: bool,
+    out: &mut [f64],
+) -> Tally {
+    let count = layout.0.count();
+    let mut scores = vec![NO_SCORE; count];
+    let mut blocks = Vec::with_capacity(count.div_ceil(BLOCK));
+    let mut tally = scores_pass(
+        layout,
+        rewards,
+        0..count,
+        filter_zero_variance,
+        &mut scores,
+        &mut blocks,
+    );
+    let divisor = blocks
+        .into_iter()
+        .fold(Sums::default(), Sums::add)
+        .divisor(std, epsilon);
+    tally.written = advantages_pass(layout, rewards, 0..count, &scores, divisor, out);
+    tally.summary.groups = count;
+    tally
+}
