@@ -14,6 +14,8 @@ use crate::stats::Centre;
 use crate::{Groups, ShapeError};
 
 mod baseline;
+#[cfg(target_arch = "x86_64")]
+mod quads;
 
 /// Which standard deviation to divide by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -697,12 +699,11 @@ fn over_ranges<T: Slot>(
     let threads = rayon::current_num_threads();
     let size = common_size(offsets);
     let pass = |groups: Range<usize>, out: &mut [T]| {
-        let base = offsets[groups.start];
         macro_rules! with {
             ($n:literal) => {
-                group_pass(
+                fixed_pass::<$n, T>(
                     rewards,
-                    &Ranges::<$n> { offsets, base },
+                    offsets,
                     groups,
                     estimator,
                     filter_zero_variance,
@@ -731,6 +732,45 @@ fn over_ranges<T: Slot>(
     };
     tally.summary.groups = count;
     tally
+}
+
+/// The group pass over consecutive groups of `N` members each but perhaps the last (`N = 0`:
+/// any sizes; `out` indexed from `offsets[groups.start]`). On AVX, with a size that is a multiple
+/// of 4 and an estimator whose common case has fixed writes, four groups at a time
+/// ([`quads::pass`]); the groups it leaves, and every other case, one at a time. The same bits
+/// either way.
+#[allow(clippy::too_many_arguments)]
+fn fixed_pass<const N: usize, T: Slot>(
+    rewards: &[f64],
+    offsets: &[usize],
+    groups: Range<usize>,
+    estimator: &Estimator,
+    filter_zero_variance: bool,
+    batch_std: Option<f64>,
+    out: &mut [T],
+) -> Tally {
+    let one_by_one = |groups: Range<usize>, out: &mut [T]| {
+        let base = offsets[groups.start];
+        group_pass(
+            rewards,
+            &Ranges::<N> { offsets, base },
+            groups,
+            estimator,
+            filter_zero_variance,
+            batch_std,
+            out,
+        )
+    };
+    #[cfg(target_arch = "x86_64")]
+    if N > 0 && N.is_multiple_of(4) {
+        if let (Some(avx), Some(fast)) = (Avx::detect(), Fast::of(estimator)) {
+            // SAFETY: `avx` exists only if the CPU has AVX.
+            return unsafe {
+                quads::pass::<N, T>(avx, rewards, offsets, groups, fast, out, one_by_one)
+            };
+        }
+    }
+    one_by_one(groups, out)
 }
 
 /// The size shared by every group of `offsets` but perhaps the last, which may be smaller (as
@@ -883,16 +923,7 @@ fn group_pass_with<T: Slot>(
     // not all equal (a signal group, which filtering leaves alone) under an estimator whose
     // writes depend on the group's statistics only. The arithmetic is `GroupWriter::write`'s
     // for such a group; any other group goes through it.
-    let fast = match *estimator {
-        Estimator::Grpo {
-            scale: StdScope::Group,
-            std,
-            epsilon,
-        } => Some(Fast::Divide { std, epsilon }),
-        Estimator::Rloo => Some(Fast::LeaveOneOut),
-        Estimator::DrGrpo => Some(Fast::Centre),
-        _ => None,
-    };
+    let fast = Fast::of(estimator);
     for g in groups {
         if let Some(fast) = fast {
             if let Some((pivot, mean, m2)) = layout.signal(kernel, rewards, g) {
@@ -940,6 +971,23 @@ enum Fast {
     LeaveOneOut,
     /// Dr.GRPO: `x − mean`.
     Centre,
+}
+
+impl Fast {
+    /// The common case's writes under `estimator`, if it has one: estimators whose writes
+    /// depend on the group's own statistics only.
+    fn of(estimator: &Estimator) -> Option<Fast> {
+        match *estimator {
+            Estimator::Grpo {
+                scale: StdScope::Group,
+                std,
+                epsilon,
+            } => Some(Fast::Divide { std, epsilon }),
+            Estimator::Rloo => Some(Fast::LeaveOneOut),
+            Estimator::DrGrpo => Some(Fast::Centre),
+            _ => None,
+        }
+    }
 }
 
 /// The per-group part of the group pass: the group's fate, its counts, and its writes.
