@@ -14,6 +14,12 @@
 //! `null` reward or step is masked; a row without a group is a group of its own (the CLI's
 //! rules). The answer has one `advantages` entry per row (a list per row for OPRL and GAE, GAE
 //! also `returns`), `null` wherever the value is masked — never NaN — and the estimator's counts.
+//!
+//! The estimators split inputs above 65,536 rows (or steps) over the *current* rayon pool. A
+//! large body is answered on a blocking thread, where the current pool would be rayon's global
+//! one (a thread per CPU, whatever `ServerConfig::workers` says), so [`answer`] runs the
+//! computation inside the server's scoring pool with `install`. Results do not depend on the
+//! pool: the estimators give the same bits on any number of threads.
 
 use std::collections::HashMap;
 
@@ -392,8 +398,20 @@ impl Serialize for Column {
     }
 }
 
+/// Where [`compute`] ran, for the unit tests: per call the request's rows, the thread's name
+/// and the size of the rayon pool it ran in.
+#[cfg(test)]
+pub(crate) static COMPUTED_ON: std::sync::Mutex<Vec<(usize, Option<String>, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Computes the advantages of a parsed request with the library's estimators.
 pub(crate) fn compute(request: AdvantageRequest) -> Result<AdvantageResponse, ServerError> {
+    #[cfg(test)]
+    COMPUTED_ON.lock().unwrap_or_else(|p| p.into_inner()).push((
+        request.rows(),
+        std::thread::current().name().map(str::to_owned),
+        rayon::current_num_threads(),
+    ));
     let config = request.config;
     let library = |e: rewardkit_shape::ShapeError| ServerError::Internal {
         message: format!("the estimator refused a checked request: {e}"),
@@ -480,18 +498,87 @@ pub(crate) fn compute(request: AdvantageRequest) -> Result<AdvantageResponse, Se
     })
 }
 
-/// Parse, compute and encode in one go (for the handler's blocking thread): the response body
-/// the number of rows and the estimator's name.
+/// Parse, compute and encode in one go: the response body, the number of rows and the
+/// estimator's name. With `pool` (the server's scoring pool) the computation runs inside it, so
+/// that the estimators' parallel split uses that pool's threads; parsing and encoding stay on the
+/// calling thread. Without it, everything runs on the calling thread (for bodies too small to
+/// reach the estimators' parallel threshold).
 pub(crate) fn answer(
     bytes: &[u8],
     config: &ServerConfig,
+    pool: Option<&rayon::ThreadPool>,
 ) -> Result<(Vec<u8>, usize, &'static str), ServerError> {
     let request = parse(bytes, config)?;
     let rows = request.rows();
     let estimator = request.config.method.name();
-    let response = compute(request)?;
+    let response = match pool {
+        Some(pool) => pool.install(|| compute(request)),
+        None => compute(request),
+    }?;
     let body = serde_json::to_vec(&response).map_err(|e| ServerError::Internal {
         message: format!("cannot encode the response: {e}"),
     })?;
     Ok((body, rows, estimator))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use rewardkit::{Pipeline, Registry, Spec};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::COMPUTED_ON;
+    use crate::{app, AppState, ServerConfig};
+
+    /// Sends `rows` GRPO rows and returns where the server computed them: the thread's name and
+    /// the size of the rayon pool it saw. Each caller uses its own row count, so tests running
+    /// at the same time do not read each other's entries.
+    async fn computed_on(workers: usize, rows: usize) -> (Option<String>, usize) {
+        let spec = Spec::from_toml_str(include_str!("../../../examples/math-rl.toml"), "test.toml")
+            .unwrap();
+        let registry = Registry::default();
+        let pipeline = Pipeline::build_with(&spec, &registry).unwrap();
+        let config = ServerConfig {
+            workers,
+            ..ServerConfig::default()
+        };
+        let router = app(AppState::new(pipeline, registry, config).unwrap());
+        let rows: Vec<_> = (0..rows)
+            .map(|i| json!({"reward": (i % 5) as f64, "group": i / 4}))
+            .collect();
+        let body = json!({"estimator": "grpo", "rows": rows}).to_string();
+        let request = Request::post("/v1/advantages")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        let calls = COMPUTED_ON.lock().unwrap();
+        let (_, thread, threads) = calls
+            .iter()
+            .find(|(n, _, _)| *n == rows.len())
+            .expect("the request was computed");
+        (thread.clone(), *threads)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_requests_compute_on_the_scoring_pool() {
+        // Regression: a large body was computed on a tokio blocking thread, where the
+        // estimators' parallel split used rayon's global pool (one thread per CPU) instead of
+        // the `workers` the server was given.
+        let (thread, threads) = computed_on(3, 70_003).await;
+        let thread = thread.unwrap_or_default();
+        assert!(thread.starts_with("rewardkit-score-"), "{thread}");
+        assert_eq!(threads, 3);
+        // A body under 64 KiB is answered inline, on a runtime thread (too small to split).
+        let (thread, _) = computed_on(3, 101).await;
+        assert!(
+            !thread.unwrap_or_default().starts_with("rewardkit-score-"),
+            "small bodies are not sent to the pool"
+        );
+    }
 }

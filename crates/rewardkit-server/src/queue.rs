@@ -171,6 +171,8 @@ pub(crate) struct Scheduler {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The constrained combination's multipliers, carried between requests.
     pub(crate) carried: Arc<Carried>,
+    /// The scoring pool, shared with the batcher.
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl Scheduler {
@@ -189,6 +191,7 @@ impl Scheduler {
             .map_err(|e| ServerError::Internal {
                 message: format!("cannot start the scoring pool: {e}"),
             })?;
+        let pool = Arc::new(pool);
         let (sender, receiver) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
         let arriving = Arc::new(AtomicUsize::new(0));
@@ -201,7 +204,7 @@ impl Scheduler {
             running: running.clone(),
             config: config.clone(),
             metrics,
-            pool,
+            pool: pool.clone(),
             carried: carried.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -219,7 +222,15 @@ impl Scheduler {
             running,
             thread: Mutex::new(Some(thread)),
             carried,
+            pool,
         })
+    }
+
+    /// The scoring pool (`ServerConfig::workers` threads). Other CPU work that may spread over
+    /// threads (a large `POST /v1/advantages`) runs here through `install`, so the server's
+    /// CPU use stays within the configured workers instead of also using rayon's global pool.
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
     }
 
     /// Marks a scoring request as on its way to the queue until the returned guard is dropped
@@ -354,7 +365,7 @@ struct Batcher {
     running: Arc<AtomicBool>,
     config: QueueConfig,
     metrics: Arc<Metrics>,
-    pool: rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     carried: Arc<Carried>,
 }
 

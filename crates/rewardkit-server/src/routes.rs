@@ -494,14 +494,22 @@ async fn get_reward(
     Ok(response)
 }
 
-/// `POST /v1/advantages` (see [`crate::advantages`]): no queue and no scoring pool — the work
-/// is linear and small next to parsing — but never on the async runtime for large bodies.
+/// `POST /v1/advantages` (see [`crate::advantages`]): no queue — the work is linear and small
+/// next to parsing, so it is not batched or refused with 429 — and never on the async runtime
+/// for large bodies. A large body is parsed on a blocking thread and its advantages computed on
+/// the scoring pool (`install`), so `workers` bounds the CPU threads it uses; there it waits only
+/// for a free pool thread (at most the scoring chunk in progress), not behind the sample queue.
+/// A body of at most `INLINE_JSON_BYTES` (64 KiB) is answered inline: it holds fewer than 32,768
+/// rows or steps (each takes at least two bytes), under the 65,536 at which the estimators split
+/// work over threads, so it computes on the current thread alone.
 async fn advantages(State(state): State<AppState>, body: Body) -> Result<Response, ServerError> {
     state.refuse_if_shutting_down()?;
     let bytes = state.read_body(body).await?;
     let answering = state.clone();
+    let inline = bytes.len() <= INLINE_JSON_BYTES;
     let (body, rows, estimator) = json_work(bytes.len(), move || {
-        crate::advantages::answer(&bytes, &answering.inner.config)
+        let pool = (!inline).then(|| answering.inner.scheduler.pool());
+        crate::advantages::answer(&bytes, &answering.inner.config, pool)
     })
     .await??;
     state.inner.metrics.advantage_rows(estimator, rows);

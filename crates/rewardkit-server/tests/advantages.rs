@@ -16,18 +16,14 @@ use tower::ServiceExt as _;
 const MATH_SPEC: &str = include_str!("../../../examples/math-rl.toml");
 
 fn router(config: ServerConfig) -> Router {
+    router_with_workers(config, 1)
+}
+
+fn router_with_workers(config: ServerConfig, workers: usize) -> Router {
     let spec = Spec::from_toml_str(MATH_SPEC, "test.toml").unwrap();
     let registry = Registry::default();
     let pipeline = Pipeline::build_with(&spec, &registry).unwrap();
-    app(AppState::new(
-        pipeline,
-        registry,
-        ServerConfig {
-            workers: 1,
-            ..config
-        },
-    )
-    .unwrap())
+    app(AppState::new(pipeline, registry, ServerConfig { workers, ..config }).unwrap())
 }
 
 async fn send(app: &Router, path: &str, body: String, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -301,6 +297,84 @@ async fn every_estimator_equals_the_library() {
     lists(&reply["returns"], &want.returns);
     assert_eq!(reply["summary"]["masked_episodes"], want.masked_episodes);
     assert!(want.masked_episodes > 0, "the case has masked episodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_requests_equal_the_library_bit_for_bit() {
+    // Above 65,536 rows (or steps) the estimators split the work over the current rayon pool;
+    // the server runs that on its own scoring pool (two workers here). The answer must be the
+    // library's, bit for bit, whatever the pool.
+    let app = router_with_workers(ServerConfig::default(), 2);
+    let n = 70_001;
+    let mut rng = Lcg(11);
+    let rewards: Vec<f64> = (0..n).map(|_| rng.value()).collect();
+    let ids: Vec<usize> = (0..n).map(|i| i / 8).collect();
+    let rows: Vec<Value> = (0..n)
+        .map(|i| json!({"reward": wire(rewards[i]), "group": ids[i]}))
+        .collect();
+    let bits = |got: &Value, want: &[f64], what: &str| {
+        let got = got.as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let w = if w.is_finite() {
+                Some(w.to_bits())
+            } else {
+                None
+            };
+            assert_eq!(g.as_f64().map(f64::to_bits), w, "{what} [{i}]: {g}");
+        }
+    };
+    for (name, options) in [
+        ("grpo", json!({})),
+        ("rloo", json!({})),
+        ("reinforce_pp_baseline", json!({})),
+    ] {
+        let body = json!({"estimator": name, "options": options, "rows": rows});
+        let (status, reply) = send(&app, "/v1/advantages", body.to_string(), &[]).await;
+        assert_eq!(status, 200, "{name}: {reply:.200}");
+        let config = serde_json::from_value::<AdvantageOptions>(options)
+            .unwrap()
+            .resolve(AdvantageMethod::from_name(name).unwrap())
+            .unwrap();
+        let want = advantages(&rewards, &Groups::from_ids(&ids), &config.estimator, false).unwrap();
+        bits(&reply["advantages"], &want.values, name);
+    }
+    // GAE over 70,000 steps in episodes of 1 to 9 steps.
+    let lengths: Vec<usize> = (0..14_000).map(|i| 1 + i % 9).collect();
+    let steps: Vec<f64> = (0..lengths.iter().sum::<usize>())
+        .map(|_| rng.value())
+        .collect();
+    assert!(steps.len() > 65_536);
+    let values: Vec<f64> = steps.iter().map(|_| rng.unit()).collect();
+    let mut start = 0;
+    let episodes: Vec<Value> = lengths
+        .iter()
+        .map(|&len| {
+            let range = start..start + len;
+            start = range.end;
+            json!({
+                "steps": steps[range.clone()].iter().map(|&x| wire(x)).collect::<Vec<_>>(),
+                "values": values[range].iter().map(|&x| wire(x)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let body = json!({"estimator": "gae", "options": {"gamma": 0.99, "lambda": 0.95},
+        "rows": episodes});
+    let (status, reply) = send(&app, "/v1/advantages", body.to_string(), &[]).await;
+    assert_eq!(status, 200, "{reply:.200}");
+    let want = gae(&steps, &values, &lengths, None, 0.99, 0.95).unwrap();
+    let flatten = |column: &Value| -> Value {
+        Value::Array(
+            column
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|list| list.as_array().unwrap().clone())
+                .collect(),
+        )
+    };
+    bits(&flatten(&reply["advantages"]), &want.advantages, "gae");
+    bits(&flatten(&reply["returns"]), &want.returns, "gae returns");
 }
 
 async fn check(app: &Router, body: &str, status: u16, code: &str, says: &str) {
