@@ -1511,7 +1511,10 @@ mod tests {
             let rewards = hard_rewards(n, size as u64);
             let labels: Vec<usize> = (0..n).map(|i| i / size).collect();
             let uniform = Groups::uniform(n, size).unwrap();
-            let listed = Groups::from_labels(&labels);
+            // Consecutive labels make consecutive groups; the reference is forced through the
+            // member lists.
+            let listed = Groups::from_labels(&labels).through_member_lists();
+            assert!(listed.ranges().is_none() && uniform.ranges().is_some());
             for estimator in [
                 Estimator::GRPO,
                 grpo(StdScope::Group, StdKind::Population, 0.0),

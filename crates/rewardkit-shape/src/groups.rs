@@ -147,6 +147,14 @@ impl Groups {
         self.consecutive.then_some(self.offsets.as_slice())
     }
 
+    /// The same groups, visited through their member lists (the general path) even when they
+    /// are runs of consecutive samples: the reference the fast paths are tested against.
+    #[cfg(test)]
+    pub(crate) fn through_member_lists(mut self) -> Groups {
+        self.consecutive = false;
+        self
+    }
+
     pub(crate) fn check(&self, what: &'static str, found: usize) -> Result<(), ShapeError> {
         ShapeError::check_len(what, found, self.len, "sample in the groups")
     }

@@ -36,16 +36,17 @@ use crate::simd::{Kernel, Portable};
 use crate::stats::Centre;
 use crate::StdKind;
 
-/// Groups per block of the batch sums.
-const BLOCK: usize = 1024;
+/// Groups per block of the batch sums (a multiple of 4, so that four groups at a time never
+/// straddle two blocks).
+pub(super) const BLOCK: usize = 1024;
 
 /// How phase 2 recomputes a group's scores: `a = (x − pivot) − mean` for each finite reward `x`.
 /// A NaN pivot marks a group without scores (no finite reward, a sample alone, or filtered):
 /// its samples' advantages are NaN (and a lone sample's is set to 0 at the end).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Score {
-    pivot: f64,
-    mean: f64,
+    pub(super) pivot: f64,
+    pub(super) mean: f64,
 }
 
 const NO_SCORE: Score = Score {
@@ -64,7 +65,7 @@ pub(super) struct Sums {
 }
 
 impl Sums {
-    fn add(self, other: Sums) -> Sums {
+    pub(super) fn add(self, other: Sums) -> Sums {
         Sums {
             count: self.count + other.count,
             m2: self.m2 + other.m2,
@@ -76,7 +77,7 @@ impl Sums {
     /// deviations from the group's `mean`. Rewards near ±f64::MAX can overflow a group's sums;
     /// such a group's scores are not finite, and it stays out of the batch statistics instead
     /// of making every advantage of the batch NaN.
-    fn signal(count: usize, mean: f64, m2: f64) -> Sums {
+    pub(super) fn signal(count: usize, mean: f64, m2: f64) -> Sums {
         if mean.is_finite() && m2.is_finite() {
             Sums {
                 count,
@@ -186,14 +187,40 @@ fn scores_with(
     while start < groups.end {
         let stop = ((start / BLOCK + 1) * BLOCK).min(groups.end);
         let mut block = Sums::default();
-        for g in start..stop {
-            let (score, sums) =
-                score_group(kernel, layout, rewards, g, filter_zero_variance, &mut tally);
-            scores[g - groups.start] = score;
-            block = block.add(sums);
-        }
+        let part = &mut scores[start - groups.start..stop - groups.start];
+        tally = tally.add(score_run(
+            kernel,
+            layout,
+            rewards,
+            start..stop,
+            filter_zero_variance,
+            part,
+            &mut block,
+        ));
         blocks.push(block);
         start = stop;
+    }
+    tally
+}
+
+/// Phase 1 over `groups` (within one block; `scores` indexed from `groups.start`), adding their
+/// sums to `block` in group order.
+#[inline(always)]
+fn score_run(
+    kernel: impl Kernel,
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    filter_zero_variance: bool,
+    scores: &mut [Score],
+    block: &mut Sums,
+) -> Tally {
+    let mut tally = Tally::default();
+    for g in groups.clone() {
+        let (score, sums) =
+            score_group(kernel, layout, rewards, g, filter_zero_variance, &mut tally);
+        scores[g - groups.start] = score;
+        *block = block.add(sums);
     }
     tally
 }
@@ -292,6 +319,71 @@ fn scores_pass(
     )
 }
 
+/// Phase 1 over consecutive groups of `N` members each but perhaps the last (`N = 0`: any
+/// sizes): on AVX with `N` a multiple of 4, four groups at a time ([`super::quads::scores`]),
+/// the groups it leaves one at a time; the same bits either way.
+fn fixed_scores<const N: usize>(
+    rewards: &[f64],
+    offsets: &[usize],
+    groups: Range<usize>,
+    filter_zero_variance: bool,
+    scores: &mut [Score],
+    blocks: &mut Vec<Sums>,
+) -> Tally {
+    let layout = &Ranges::<N> { offsets, base: 0 };
+    #[cfg(target_arch = "x86_64")]
+    if N > 0 && N.is_multiple_of(4) {
+        if let Some(avx) = Avx::detect() {
+            #[target_feature(enable = "avx")]
+            fn one_by_one_avx<const N: usize>(
+                kernel: Avx,
+                layout: &Ranges<'_, N>,
+                rewards: &[f64],
+                groups: Range<usize>,
+                filter_zero_variance: bool,
+                scores: &mut [Score],
+                block: &mut Sums,
+            ) -> Tally {
+                score_run(
+                    kernel,
+                    layout,
+                    rewards,
+                    groups,
+                    filter_zero_variance,
+                    scores,
+                    block,
+                )
+            }
+            let one_by_one = |groups: Range<usize>, scores: &mut [Score], block: &mut Sums| {
+                // SAFETY: `avx` exists only if the CPU has AVX.
+                unsafe {
+                    one_by_one_avx(
+                        avx,
+                        layout,
+                        rewards,
+                        groups,
+                        filter_zero_variance,
+                        scores,
+                        block,
+                    )
+                }
+            };
+            // SAFETY: as above.
+            return unsafe {
+                super::quads::scores::<N>(avx, rewards, offsets, groups, scores, blocks, one_by_one)
+            };
+        }
+    }
+    scores_pass(
+        layout,
+        rewards,
+        groups,
+        filter_zero_variance,
+        scores,
+        blocks,
+    )
+}
+
 /// [`advantages_with`], its loops compiled for AVX where the CPU has it.
 fn advantages_pass<T: Slot>(
     layout: &impl Layout,
@@ -381,14 +473,20 @@ pub(super) fn over_ranges<T: Slot>(
     // Phase 1, on runs of whole blocks.
     let run_scores = |groups: Range<usize>, scores: &mut [Score]| {
         let mut blocks = Vec::with_capacity(groups.len().div_ceil(BLOCK));
-        let tally = with_layout!(0, |layout| scores_pass(
-            layout,
+        let tally = match size {
+            Some(8) => fixed_scores::<8>,
+            Some(16) => fixed_scores::<16>,
+            Some(32) => fixed_scores::<32>,
+            Some(64) => fixed_scores::<64>,
+            _ => fixed_scores::<0>,
+        }(
             rewards,
+            offsets,
             groups,
             filter_zero_variance,
             scores,
-            &mut blocks
-        ));
+            &mut blocks,
+        );
         (tally, blocks)
     };
     let block_count = count.div_ceil(BLOCK);

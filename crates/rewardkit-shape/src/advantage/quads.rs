@@ -18,35 +18,32 @@ use std::arch::x86_64::{
 };
 use std::ops::Range;
 
+use super::baseline::{Score, Sums, BLOCK};
 use super::{Fast, Slot, Tally};
 use crate::simd::Avx;
 use crate::StdKind;
 
-/// Runs the group pass over `groups` (consecutive, `N` members each but perhaps the last;
-/// `out` indexed from `offsets[groups.start]`) four at a time with `fast`'s writes, and hands
-/// every run of groups it does not do itself to `slow`; returns the counts of both. `N` is a positive multiple of 4.
-#[target_feature(enable = "avx")]
-pub(super) fn pass<const N: usize, T: Slot>(
-    _avx: Avx,
-    rewards: &[f64],
-    offsets: &[usize],
-    groups: Range<usize>,
-    fast: Fast,
-    out: &mut [T],
-    mut slow: impl FnMut(Range<usize>, &mut [T]) -> Tally,
-) -> Tally {
-    let mut tally = Tally::default();
-    let base = offsets[groups.start];
-    let count = _mm256_set1_pd(N as f64);
-    let zero = _mm256_setzero_pd();
-    let mut g = groups.start;
-    while g + 4 <= groups.end {
-        let start = offsets[g];
-        // Only the last group may be short; four groups spanning 4N have N members each.
-        if offsets[g + 4] - start != 4 * N {
-            break;
-        }
-        let x = &rewards[start..start + 4 * N];
+/// The statistics of four consecutive groups of `N` values.
+struct Four {
+    /// Each group's `shifted_mean` (its mean minus its pivot, the group's first value).
+    shifted: [f64; 4],
+    /// Each group's sum of squared deviations (only when asked for; else 0).
+    m2: __m256d,
+    /// Bit `j` set when group `j` has a learning signal with every value finite (what
+    /// [`Kernel::signal`](crate::simd::Kernel::signal) returns `Some` for).
+    usable: i32,
+}
+
+/// [`Four`] of the `4N` values `$x` (`N` is the caller's group size), with the sums of squares if `$need_m2`. Each
+/// group's lanes get exactly the sums of `Kernel::signal`'s two passes, the four groups' chunks
+/// interleaved. A macro, not a function: it must be inlined into its AVX callers (the compiler
+/// does not always inline a function with target features, and a call would pass the
+/// registers through memory).
+macro_rules! four {
+    ($x:expr, $need_m2:expr) => {{
+        let (x, need_m2): (&[f64], bool) = ($x, $need_m2);
+        let count = _mm256_set1_pd(N as f64);
+        let zero = _mm256_setzero_pd();
         let (chunks, _) = x.as_chunks::<4>();
         let per = N / 4;
         let mut p = [zero; 4];
@@ -67,9 +64,9 @@ pub(super) fn pass<const N: usize, T: Slot>(
         let mean = _mm256_div_pd(totals, count);
         let means = lanes(mean);
         // Second pass: the residuals `(x − pivot) − mean`, and their squares when needed. The
-        // values are loaded again (from L1, hence the opaque copy of the reference): keeping
-        // the first pass's sixteen registers alive across the division would spill them to the
-        // stack, which costs more.
+        // values are loaded again (from L1, hence the opaque copy of the reference): keeping the
+        // first pass's sixteen registers alive across the division would spill them to the stack,
+        // which costs more.
         let chunks = std::hint::black_box(chunks);
         let mut residual = [zero; 4];
         let mut squares = [zero; 4];
@@ -78,13 +75,24 @@ pub(super) fn pass<const N: usize, T: Slot>(
                 let m = _mm256_set1_pd(means[j]);
                 let e = _mm256_sub_pd(_mm256_sub_pd(load(&chunks[j * per + c]), p[j]), m);
                 residual[j] = _mm256_add_pd(residual[j], e);
-                if matches!(fast, Fast::Divide { .. }) {
+                if need_m2 {
                     squares[j] = _mm256_add_pd(squares[j], _mm256_mul_pd(e, e));
                 }
             }
         }
         let r = transpose_sum(residual);
         let shifted = lanes(_mm256_add_pd(mean, _mm256_div_pd(r, count)));
+        // `(q − r²/n).max(0)`: `max` returns its second operand for a NaN first one, as `f64::max`
+        // returns the non-NaN one.
+        let m2 = if need_m2 {
+            let q = transpose_sum(squares);
+            _mm256_max_pd(
+                _mm256_sub_pd(q, _mm256_div_pd(_mm256_mul_pd(r, r), count)),
+                zero,
+            )
+        } else {
+            zero
+        };
         // `t − t = 0` exactly when `t` is finite.
         let mut usable = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(
             _mm256_sub_pd(totals, totals),
@@ -95,14 +103,47 @@ pub(super) fn pass<const N: usize, T: Slot>(
                 usable &= !(1 << j);
             }
         }
+        Four {
+            shifted,
+            m2,
+            usable,
+        }
+    }};
+}
+
+/// Runs the group pass over `groups` (consecutive, `N` members each but perhaps the last;
+/// `out` indexed from `offsets[groups.start]`) four at a time with `fast`'s writes, and hands
+/// every run of groups it does not do itself to `slow`; returns the counts of both. `N` is a positive multiple of 4.
+#[target_feature(enable = "avx")]
+pub(super) fn pass<const N: usize, T: Slot>(
+    _avx: Avx,
+    rewards: &[f64],
+    offsets: &[usize],
+    groups: Range<usize>,
+    fast: Fast,
+    out: &mut [T],
+    mut slow: impl FnMut(Range<usize>, &mut [T]) -> Tally,
+) -> Tally {
+    let mut tally = Tally::default();
+    let base = offsets[groups.start];
+    let zero = _mm256_setzero_pd();
+    let mut g = groups.start;
+    while g + 4 <= groups.end {
+        let start = offsets[g];
+        // Only the last group may be short; four groups spanning 4N have N members each.
+        if offsets[g + 4] - start != 4 * N {
+            break;
+        }
+        let x = &rewards[start..start + 4 * N];
+        let need_m2 = matches!(fast, Fast::Divide { .. });
+        let Four {
+            shifted,
+            m2,
+            mut usable,
+        } = four!(x, need_m2);
         let mut divisors = [1.0; 4];
         if let Fast::Divide { std, epsilon } = fast {
             // `Centre::std`: √(M2 / n) or √(M2 / (n − 1)), then + ε, which must be > 0.
-            let q = transpose_sum(squares);
-            let m2 = _mm256_max_pd(
-                _mm256_sub_pd(q, _mm256_div_pd(_mm256_mul_pd(r, r), count)),
-                zero,
-            );
             let by = match std {
                 StdKind::Population => N as f64,
                 StdKind::Sample => (N - 1) as f64,
@@ -153,6 +194,74 @@ pub(super) fn pass<const N: usize, T: Slot>(
     if g < groups.end {
         let at = offsets[g] - base;
         tally = tally.add(slow(g..groups.end, &mut out[at..]));
+    }
+    tally
+}
+
+/// REINFORCE++-baseline's phase 1 ([`super::baseline`]) over `groups` (consecutive, `N`
+/// members each but perhaps the last; starting at a block boundary): each group's score rule
+/// into `scores` (indexed from `groups.start`) and each block's sums into `blocks`, four groups
+/// at a time; any four that are not all plain signal groups, and the last groups, go to `slow`,
+/// which adds them to the block it is given. Groups are added to their block in group order
+/// either way, so the sums are those of the one-at-a-time pass.
+#[target_feature(enable = "avx")]
+pub(super) fn scores<const N: usize>(
+    _avx: Avx,
+    rewards: &[f64],
+    offsets: &[usize],
+    groups: Range<usize>,
+    scores: &mut [Score],
+    blocks: &mut Vec<Sums>,
+    mut slow: impl FnMut(Range<usize>, &mut [Score], &mut Sums) -> Tally,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut block = Sums::default();
+    let first = groups.start;
+    let mut g = first;
+    while g < groups.end {
+        if g > first && g.is_multiple_of(BLOCK) {
+            blocks.push(std::mem::take(&mut block));
+        }
+        let start = offsets[g];
+        // Only the last group may be short; four groups spanning 4N have N members each.
+        if g + 4 <= groups.end && offsets[g + 4] - start == 4 * N {
+            let x = &rewards[start..start + 4 * N];
+            let Four {
+                shifted,
+                m2,
+                usable,
+                ..
+            } = four!(x, true);
+            if usable == 0b1111 {
+                let m2 = lanes(m2);
+                for j in 0..4 {
+                    scores[g + j - first] = Score {
+                        pivot: x[j * N],
+                        mean: shifted[j],
+                    };
+                    block = block.add(Sums::signal(N, shifted[j], m2[j]));
+                }
+                tally.finite += 4 * N;
+                g += 4;
+                continue;
+            }
+        }
+        // One block at most: four groups, or the last ones (fewer than four, or a short one),
+        // which lie in one block as blocks hold a multiple of four groups.
+        let stop = if g + 4 <= groups.end {
+            g + 4
+        } else {
+            groups.end
+        };
+        tally = tally.add(slow(
+            g..stop,
+            &mut scores[g - first..stop - first],
+            &mut block,
+        ));
+        g = stop;
+    }
+    if groups.end > first {
+        blocks.push(block);
     }
     tally
 }
