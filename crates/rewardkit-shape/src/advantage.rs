@@ -423,6 +423,7 @@ pub fn advantages(
     let tally = over_ranges(
         rewards,
         offsets,
+        groups.common_size(),
         estimator,
         filter_zero_variance,
         &mut values.spare_capacity_mut()[..n],
@@ -459,7 +460,8 @@ pub fn advantages_into(
     // results.
     let summary = match groups.ranges() {
         Some(offsets) => {
-            let tally = over_ranges(rewards, offsets, estimator, filter_zero_variance, out);
+            let size = groups.common_size();
+            let tally = over_ranges(rewards, offsets, size, estimator, filter_zero_variance, out);
             finish(tally, estimator, out)
         }
         None => compute(
@@ -681,6 +683,7 @@ const PARALLEL_SAMPLES: usize = 1 << 16;
 fn over_ranges<T: Slot>(
     rewards: &[f64],
     offsets: &[usize],
+    size: Option<usize>,
     estimator: &Estimator,
     filter_zero_variance: bool,
     out: &mut [T],
@@ -691,13 +694,20 @@ fn over_ranges<T: Slot>(
         epsilon,
     } = *estimator
     {
-        return baseline::over_ranges(rewards, offsets, std, epsilon, filter_zero_variance, out);
+        return baseline::over_ranges(
+            rewards,
+            offsets,
+            size,
+            std,
+            epsilon,
+            filter_zero_variance,
+            out,
+        );
     }
     let n = rewards.len();
     let count = offsets.len() - 1;
     let batch_std = batch_std(rewards, estimator);
     let threads = rayon::current_num_threads();
-    let size = common_size(offsets);
     let pass = |groups: Range<usize>, out: &mut [T]| {
         macro_rules! with {
             ($n:literal) => {
@@ -771,19 +781,6 @@ fn fixed_pass<const N: usize, T: Slot>(
         }
     }
     one_by_one(groups, out)
-}
-
-/// The size shared by every group of `offsets` but perhaps the last, which may be smaller (as
-/// `Groups::uniform` makes them): such groups get the layout with that size known at compile
-/// time, for the usual sizes.
-fn common_size(offsets: &[usize]) -> Option<usize> {
-    let count = offsets.len() - 1;
-    let size = offsets.get(1).map_or(0, |&o| o);
-    offsets
-        .windows(2)
-        .enumerate()
-        .all(|(g, w)| w[1] - w[0] == size || (g + 1 == count && w[1] - w[0] < size))
-        .then_some(size)
 }
 
 /// `out` cut into runs of whole consecutive groups of about equal numbers of samples, a few per

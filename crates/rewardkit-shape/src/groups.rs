@@ -18,6 +18,9 @@ pub struct Groups {
     members: OnceLock<Vec<usize>>,
     /// Whether the members are `0..len` (every group a run of consecutive samples).
     consecutive: bool,
+    /// For consecutive groups: the size every group but the last has (the last no larger), if
+    /// there is one ([`Groups::common_size`]).
+    common: Option<usize>,
 }
 
 impl PartialEq for Groups {
@@ -69,11 +72,13 @@ impl Groups {
             }
         }
         let consecutive = members.iter().enumerate().all(|(i, &m)| i == m);
+        let common = consecutive.then(|| common_size(&offsets)).flatten();
         Groups {
             len: ids.len(),
             offsets,
             members: OnceLock::from(members),
             consecutive,
+            common,
         }
     }
 
@@ -84,11 +89,13 @@ impl Groups {
             offsets.push(offsets.last().expect("starts with 0") + size);
         }
         let len = *offsets.last().expect("starts with 0");
+        let common = common_size(&offsets);
         Groups {
             len,
             offsets,
             members: OnceLock::new(),
             consecutive: true,
+            common,
         }
     }
 
@@ -102,11 +109,15 @@ impl Groups {
         if !len.is_multiple_of(size) {
             offsets.push(len);
         }
+        // What `common_size` finds, without the scan: full groups of `size`, then a shorter
+        // one; or a single group of `len < size`.
+        let common = Some(if len >= size { size } else { len });
         Ok(Groups {
             len,
             offsets,
             members: OnceLock::new(),
             consecutive: true,
+            common,
         })
     }
 
@@ -152,12 +163,31 @@ impl Groups {
     #[cfg(test)]
     pub(crate) fn through_member_lists(mut self) -> Groups {
         self.consecutive = false;
+        self.common = None;
         self
+    }
+
+    /// For consecutive groups ([`Groups::ranges`]), the size shared by every group but the last,
+    /// which may be smaller (as [`Groups::uniform`] makes them); `None` otherwise. The group
+    /// passes compile a copy of their loops for the usual sizes.
+    pub(crate) fn common_size(&self) -> Option<usize> {
+        self.common
     }
 
     pub(crate) fn check(&self, what: &'static str, found: usize) -> Result<(), ShapeError> {
         ShapeError::check_len(what, found, self.len, "sample in the groups")
     }
+}
+
+/// The size shared by every group of `offsets` but perhaps the last, which may be smaller.
+fn common_size(offsets: &[usize]) -> Option<usize> {
+    let count = offsets.len() - 1;
+    let size = offsets.get(1).map_or(0, |&o| o);
+    offsets
+        .windows(2)
+        .enumerate()
+        .all(|(g, w)| w[1] - w[0] == size || (g + 1 == count && w[1] - w[0] < size))
+        .then_some(size)
 }
 
 #[cfg(test)]
@@ -188,5 +218,29 @@ mod tests {
             Groups::from_ids(&[2, 2, 0]).iter().collect::<Vec<_>>(),
             [&[2][..], &[0, 1]]
         );
+    }
+
+    #[test]
+    fn common_size_of_every_constructor() {
+        // `uniform` states it without a scan; it must be what the scan finds.
+        for len in 0..40 {
+            for size in 1..12 {
+                let groups = Groups::uniform(len, size).unwrap();
+                assert_eq!(
+                    groups.common_size(),
+                    common_size(&groups.offsets),
+                    "{len} {size}"
+                );
+            }
+        }
+        let check = |groups: Groups, expected: Option<usize>| {
+            assert_eq!(groups.common_size(), expected, "{:?}", groups.offsets);
+        };
+        check(Groups::from_sizes(&[4, 4, 2]), Some(4));
+        check(Groups::from_sizes(&[4, 2, 4]), None);
+        check(Groups::from_sizes(&[4, 4, 5]), None);
+        check(Groups::from_ids(&[0, 0, 1, 1, 2]), Some(2));
+        // Scattered members: no ranges, so no common size either.
+        check(Groups::from_ids(&[0, 1, 0, 1]), None);
     }
 }

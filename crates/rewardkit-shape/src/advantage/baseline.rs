@@ -418,6 +418,7 @@ fn advantages_pass<T: Slot>(
 pub(super) fn over_ranges<T: Slot>(
     rewards: &[f64],
     offsets: &[usize],
+    size: Option<usize>,
     std: StdKind,
     epsilon: f64,
     filter_zero_variance: bool,
@@ -425,7 +426,6 @@ pub(super) fn over_ranges<T: Slot>(
 ) -> Tally {
     let n = rewards.len();
     let count = offsets.len() - 1;
-    let size = super::common_size(offsets);
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && n >= PARALLEL_SAMPLES;
     let mut scores = vec![NO_SCORE; count];
