@@ -623,8 +623,7 @@ impl RewardModel {
         // A published reward model is scored with its own chat template, as `transformers` users
         // apply it before scoring: the default when the directory has one (a spec's
         // `chat_template` still overrides it). Without one, chat lists use the built-in template.
-        if crate::template::has_tokenizer_template(dir) {
-            let template = ChatTemplateConfig::resolve("chat_template", "tokenizer", &[dir])?;
+        if let Some(template) = crate::template::tokenizer_template("chat_template", dir)? {
             model = model.with_chat_template(template)?;
         }
         Ok(model)

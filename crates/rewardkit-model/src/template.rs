@@ -128,7 +128,7 @@ impl ChatTemplateConfig {
                         format!("`{value}` is neither a known value nor an existing file; expected {ACCEPTED}"),
                     ));
                 }
-                from_file(option, path, None)
+                from_file(option, path)
             }
         }
     }
@@ -143,24 +143,15 @@ impl ChatTemplateConfig {
     }
 }
 
-/// Whether `dir` has a Hugging Face chat template: a non-null `chat_template` in its
-/// `tokenizer_config.json`, or a `chat_template.jinja` file. An unreadable or malformed
-/// `tokenizer_config.json` counts as having one, so that resolving it reports the problem.
-pub(crate) fn has_tokenizer_template(dir: &Path) -> bool {
-    if dir.join(TEMPLATE_FILE).is_file() {
-        return true;
-    }
-    let config = dir.join(TOKENIZER_CONFIG_FILE);
-    if !config.is_file() {
-        return false;
-    }
-    match std::fs::read(&config)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-    {
-        Some(json) => json.get("chat_template").is_some_and(|t| !t.is_null()),
-        None => true,
-    }
+/// The Hugging Face chat template of a model directory, if it has one: the non-null
+/// `chat_template` of its `tokenizer_config.json`, else its `chat_template.jinja` file — what
+/// `resolve(option, "tokenizer", &[dir])` gives — or `None` when it has neither. An unreadable or
+/// malformed `tokenizer_config.json` is an error. The file is read once.
+pub(crate) fn tokenizer_template(
+    option: &str,
+    dir: &Path,
+) -> Result<Option<ChatTemplateConfig>, ModelError> {
+    from_tokenizer_dir(option, dir, None, &mut Vec::new())
 }
 
 /// The template of the first of `dirs` that has one.
@@ -177,19 +168,9 @@ fn from_tokenizer_dirs(
     }
     let mut looked = Vec::new();
     for dir in dirs {
-        let config = dir.join(TOKENIZER_CONFIG_FILE);
-        if config.is_file() {
-            let json = read_json(&config)?;
-            if json.get("chat_template").is_some_and(|t| !t.is_null()) {
-                return from_tokenizer_json(&config, &json, name);
-            }
+        if let Some(config) = from_tokenizer_dir(option, dir, name, &mut looked)? {
+            return Ok(config);
         }
-        looked.push(format!("{} (field `chat_template`)", config.display()));
-        let file = dir.join(TEMPLATE_FILE);
-        if file.is_file() && name.is_none() {
-            return from_file(option, &file, Some(&config));
-        }
-        looked.push(file.display().to_string());
     }
     Err(ModelError::option(
         option,
@@ -197,23 +178,60 @@ fn from_tokenizer_dirs(
     ))
 }
 
+/// The template of one directory (`name`: a named template of the list form), reading its
+/// `tokenizer_config.json` once: its `chat_template`, else (unnamed) `chat_template.jinja` with
+/// the special tokens of the config. `None`, with the places looked at added to `looked`, when
+/// it has neither.
+fn from_tokenizer_dir(
+    option: &str,
+    dir: &Path,
+    name: Option<&str>,
+    looked: &mut Vec<String>,
+) -> Result<Option<ChatTemplateConfig>, ModelError> {
+    let config = dir.join(TOKENIZER_CONFIG_FILE);
+    let json = if config.is_file() {
+        Some(read_json(&config)?)
+    } else {
+        None
+    };
+    if let Some(json) = &json {
+        if json.get("chat_template").is_some_and(|t| !t.is_null()) {
+            return from_tokenizer_json(&config, json, name).map(Some);
+        }
+    }
+    looked.push(format!("{} (field `chat_template`)", config.display()));
+    let file = dir.join(TEMPLATE_FILE);
+    if file.is_file() && name.is_none() {
+        let tokens = json.as_ref().map(|json| (config.as_path(), json));
+        return from_jinja(option, &file, tokens).map(Some);
+    }
+    looked.push(file.display().to_string());
+    Ok(None)
+}
+
 fn read_json(path: &Path) -> Result<Value, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::load(path, format!("not JSON: {e}")))
 }
 
-/// A `.jinja` file (special tokens from `tokens_from` if it exists) or a tokenizer_config.json.
-fn from_file(
-    option: &str,
-    path: &Path,
-    tokens_from: Option<&Path>,
-) -> Result<ChatTemplateConfig, ModelError> {
+/// A `.jinja` file or a tokenizer_config.json.
+fn from_file(option: &str, path: &Path) -> Result<ChatTemplateConfig, ModelError> {
     if path.extension().is_some_and(|e| e == "json") {
         return from_tokenizer_json(path, &read_json(path)?, None);
     }
+    from_jinja(option, path, None)
+}
+
+/// A `.jinja` file, with the special tokens of `tokens_from` (a tokenizer_config.json already
+/// read: its path and content) if given.
+fn from_jinja(
+    option: &str,
+    path: &Path,
+    tokens_from: Option<(&Path, &Value)>,
+) -> Result<ChatTemplateConfig, ModelError> {
     let template = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let special_tokens = match tokens_from.filter(|p| p.is_file()) {
-        Some(config) => special_tokens(config, &read_json(config)?),
+    let special_tokens = match tokens_from {
+        Some((config, json)) => special_tokens(config, json),
         None => BTreeMap::new(),
     };
     let config = ChatTemplateConfig::Jinja {
@@ -1025,5 +1043,46 @@ mod tests {
         // The special tokens come along, in either spelling.
         std::fs::write(&config, r#"{"chat_template": "{{ bos_token }}|{{ eos_token }}", "bos_token": "<s>", "eos_token": {"content": "</s>"}}"#).unwrap();
         assert_eq!(render("tokenizer"), "<s>|</s>");
+    }
+
+    #[test]
+    fn a_model_directory_template_is_what_resolving_gives() {
+        // `tokenizer_template` (a model directory's default) reads tokenizer_config.json once and
+        // must agree with `resolve(…, "tokenizer", …)` wherever the directory has a template,
+        // and be `None` where it has none.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join(TOKENIZER_CONFIG_FILE);
+        let jinja = dir.path().join(TEMPLATE_FILE);
+        let check = |case: &str, has: bool| {
+            let got = tokenizer_template("chat_template", dir.path()).unwrap();
+            let want = has.then(|| {
+                ChatTemplateConfig::resolve("chat_template", "tokenizer", &[dir.path()]).unwrap()
+            });
+            assert_eq!(got, want, "{case}");
+        };
+        check("empty directory", false);
+        std::fs::write(&config, r#"{"bos_token": "<s>", "chat_template": null}"#).unwrap();
+        check("config without a template", false);
+        std::fs::write(&jinja, "{{ bos_token }}{{ messages | length }}").unwrap();
+        check("jinja file, tokens from the config", true);
+        let Some(ChatTemplateConfig::Jinja { special_tokens, .. }) =
+            tokenizer_template("x", dir.path()).unwrap()
+        else {
+            panic!("a Jinja template")
+        };
+        assert_eq!(special_tokens["bos_token"], "<s>");
+        std::fs::write(&config, r#"{"chat_template": "C"}"#).unwrap();
+        check("the config's template wins over the file", true);
+        std::fs::remove_file(&config).unwrap();
+        check("jinja file alone", true);
+        // A malformed config is an error, with or without the .jinja file, as resolving says.
+        std::fs::write(&config, "{not json").unwrap();
+        for case in ["with the file", "without it"] {
+            let error = tokenizer_template("chat_template", dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not JSON"), "{case}: {error}");
+            let _ = std::fs::remove_file(&jinja);
+        }
     }
 }
