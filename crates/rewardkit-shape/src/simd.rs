@@ -72,15 +72,15 @@ pub(crate) fn output_vec(n: usize) -> Vec<f64> {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::Avx;
+pub(crate) use x86::{lanes, load, transpose_sum, Avx};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
         __m256d, _mm256_add_pd, _mm256_castpd256_pd128, _mm256_cmp_pd, _mm256_extractf128_pd,
         _mm256_hadd_pd, _mm256_loadu_pd, _mm256_movemask_pd, _mm256_mul_pd, _mm256_or_pd,
-        _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd, _mm_add_pd,
-        _mm_cvtsd_f64, _mm_unpackhi_pd, _CMP_NEQ_UQ,
+        _mm256_permute2f128_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd,
+        _mm_add_pd, _mm_cvtsd_f64, _mm_unpackhi_pd, _CMP_NEQ_UQ,
     };
 
     use super::Kernel;
@@ -222,10 +222,24 @@ mod x86 {
         ))
     }
 
+    /// The four-lane combine `(l₀ + l₁) + (l₂ + l₃)` of each of four registers, one per lane of
+    /// the result (four groups' statistics at once, `advantage/quads.rs`): `hadd` adds lanes
+    /// 0+1 and 2+3 of two registers at once, then the halves are added.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(crate) fn transpose_sum(v: [__m256d; 4]) -> __m256d {
+        let low = _mm256_hadd_pd(v[0], v[1]);
+        let high = _mm256_hadd_pd(v[2], v[3]);
+        _mm256_add_pd(
+            _mm256_permute2f128_pd::<0x20>(low, high),
+            _mm256_permute2f128_pd::<0x31>(low, high),
+        )
+    }
+
     /// Four `f64` into a register.
     #[target_feature(enable = "avx")]
     #[inline]
-    fn load(chunk: &[f64; 4]) -> __m256d {
+    pub(crate) fn load(chunk: &[f64; 4]) -> __m256d {
         // SAFETY: `chunk` is four readable `f64`; `loadu` has no alignment requirement.
         unsafe { _mm256_loadu_pd(chunk.as_ptr()) }
     }
@@ -233,7 +247,7 @@ mod x86 {
     /// A register's four `f64`, lane 0 first.
     #[target_feature(enable = "avx")]
     #[inline]
-    fn lanes(v: __m256d) -> [f64; 4] {
+    pub(crate) fn lanes(v: __m256d) -> [f64; 4] {
         let mut out = [0.0; 4];
         // SAFETY: `out` is four writable `f64`; `storeu` has no alignment requirement.
         unsafe { _mm256_storeu_pd(out.as_mut_ptr(), v) };

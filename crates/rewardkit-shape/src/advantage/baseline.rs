@@ -384,6 +384,21 @@ fn fixed_scores<const N: usize>(
     )
 }
 
+/// Phase 2 over consecutive groups of `N` members each but perhaps the last (`N = 0`: any
+/// sizes), `out` indexed from `base`.
+fn fixed_advantages<const N: usize, T: Slot>(
+    rewards: &[f64],
+    offsets: &[usize],
+    base: usize,
+    groups: Range<usize>,
+    scores: &[Score],
+    divisor: Option<f64>,
+    out: &mut [T],
+) -> usize {
+    let layout = &Ranges::<N> { offsets, base };
+    advantages_pass(layout, rewards, groups, scores, divisor, out)
+}
+
 /// [`advantages_with`], its loops compiled for AVX where the CPU has it.
 fn advantages_pass<T: Slot>(
     layout: &impl Layout,
@@ -429,47 +444,6 @@ pub(super) fn over_ranges<T: Slot>(
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && n >= PARALLEL_SAMPLES;
     let mut scores = vec![NO_SCORE; count];
-    macro_rules! with_layout {
-        ($base:expr, |$layout:ident| $body:expr) => {
-            match size {
-                Some(8) => {
-                    let $layout = &Ranges::<8> {
-                        offsets,
-                        base: $base,
-                    };
-                    $body
-                }
-                Some(16) => {
-                    let $layout = &Ranges::<16> {
-                        offsets,
-                        base: $base,
-                    };
-                    $body
-                }
-                Some(32) => {
-                    let $layout = &Ranges::<32> {
-                        offsets,
-                        base: $base,
-                    };
-                    $body
-                }
-                Some(64) => {
-                    let $layout = &Ranges::<64> {
-                        offsets,
-                        base: $base,
-                    };
-                    $body
-                }
-                _ => {
-                    let $layout = &Ranges::<0> {
-                        offsets,
-                        base: $base,
-                    };
-                    $body
-                }
-            }
-        };
-    }
     // Phase 1, on runs of whole blocks.
     let run_scores = |groups: Range<usize>, scores: &mut [Score]| {
         let mut blocks = Vec::with_capacity(groups.len().div_ceil(BLOCK));
@@ -523,9 +497,14 @@ pub(super) fn over_ranges<T: Slot>(
     let run_advantages = |groups: Range<usize>, out: &mut [T]| {
         let base = offsets[groups.start];
         let scores = &scores[groups.clone()];
-        with_layout!(base, |layout| advantages_pass(
-            layout, rewards, groups, scores, divisor, out
-        ))
+        let pass = match size {
+            Some(8) => fixed_advantages::<8, T>,
+            Some(16) => fixed_advantages::<16, T>,
+            Some(32) => fixed_advantages::<32, T>,
+            Some(64) => fixed_advantages::<64, T>,
+            _ => fixed_advantages::<0, T>,
+        };
+        pass(rewards, offsets, base, groups, scores, divisor, out)
     };
     tally.written = if !parallel {
         run_advantages(0..count, out)

@@ -11,16 +11,15 @@
 //! reward finite go to the general pass, one group at a time.
 
 use std::arch::x86_64::{
-    __m256d, _mm256_add_pd, _mm256_cmp_pd, _mm256_div_pd, _mm256_hadd_pd, _mm256_loadu_pd,
-    _mm256_max_pd, _mm256_movemask_pd, _mm256_mul_pd, _mm256_or_pd, _mm256_permute2f128_pd,
-    _mm256_set1_pd, _mm256_setzero_pd, _mm256_sqrt_pd, _mm256_storeu_pd, _mm256_sub_pd, _CMP_EQ_OQ,
-    _CMP_GT_OQ, _CMP_NEQ_UQ,
+    __m256d, _mm256_add_pd, _mm256_cmp_pd, _mm256_div_pd, _mm256_max_pd, _mm256_movemask_pd,
+    _mm256_mul_pd, _mm256_or_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_sqrt_pd, _mm256_sub_pd,
+    _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_NEQ_UQ,
 };
 use std::ops::Range;
 
 use super::baseline::{Score, Sums, BLOCK};
 use super::{Fast, Slot, Tally};
-use crate::simd::Avx;
+use crate::simd::{lanes, load, transpose_sum, Avx};
 use crate::StdKind;
 
 /// The statistics of four consecutive groups of `N` values.
@@ -264,35 +263,4 @@ pub(super) fn scores<const N: usize>(
         blocks.push(block);
     }
     tally
-}
-
-/// The four-lane combine `(l₀ + l₁) + (l₂ + l₃)` of each of four registers, one per lane of the
-/// result: `hadd` adds lanes 0+1 and 2+3 of two registers at once, then the halves are added.
-#[target_feature(enable = "avx")]
-#[inline]
-fn transpose_sum(v: [__m256d; 4]) -> __m256d {
-    let low = _mm256_hadd_pd(v[0], v[1]);
-    let high = _mm256_hadd_pd(v[2], v[3]);
-    _mm256_add_pd(
-        _mm256_permute2f128_pd::<0x20>(low, high),
-        _mm256_permute2f128_pd::<0x31>(low, high),
-    )
-}
-
-/// Four `f64` into a register.
-#[target_feature(enable = "avx")]
-#[inline]
-fn load(chunk: &[f64; 4]) -> __m256d {
-    // SAFETY: `chunk` is four readable `f64`; `loadu` has no alignment requirement.
-    unsafe { _mm256_loadu_pd(chunk.as_ptr()) }
-}
-
-/// A register's four `f64`, lane 0 first.
-#[target_feature(enable = "avx")]
-#[inline]
-fn lanes(v: __m256d) -> [f64; 4] {
-    let mut out = [0.0; 4];
-    // SAFETY: `out` is four writable `f64`; `storeu` has no alignment requirement.
-    unsafe { _mm256_storeu_pd(out.as_mut_ptr(), v) };
-    out
 }
