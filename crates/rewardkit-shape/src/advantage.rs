@@ -1549,6 +1549,33 @@ mod tests {
     }
 
     #[test]
+    fn four_groups_at_a_time_leave_zero_totals_to_the_general_pass() {
+        // Groups of 8 (four at a time on AVX): a group whose differences from its pivot sum to
+        // exactly 0 without being constant, a constant one, and plain ones; every estimator
+        // must give the member-list path's bits and counts.
+        let mut rewards = vec![1.0, 0.0, 2.0, 1.0, 1.5, 0.5, 1.0, 1.0];
+        rewards.extend([0.25; 8]);
+        rewards.extend((0..16).map(|i| (i * 7 % 5) as f64 * 0.3));
+        rewards.extend(rewards.clone());
+        let n = rewards.len();
+        let uniform = Groups::uniform(n, 8).unwrap();
+        let labels: Vec<usize> = (0..n).map(|i| i / 8).collect();
+        let listed = Groups::from_labels(&labels).through_member_lists();
+        for estimator in [
+            Estimator::GRPO,
+            Estimator::DrGrpo,
+            Estimator::Rloo,
+            Estimator::reinforce_plus_plus(true),
+        ] {
+            let fast = advantages(&rewards, &uniform, &estimator, false).unwrap();
+            let general = advantages(&rewards, &listed, &estimator, false).unwrap();
+            assert_same(&format!("{estimator:?}"), &general, &fast);
+            assert_eq!(fast.summary.zero_variance_groups, 2, "{estimator:?}");
+            assert!(fast.values[..8].iter().any(|&a| a != 0.0), "{estimator:?}");
+        }
+    }
+
+    #[test]
     fn fixed_size_groups_and_appended_output_equal_the_general_path() {
         // Sizes with a compile-time copy of the statistics (8, 16, 32, 64) and without, in the
         // appended-vector path (consecutive groups) vs the member-list path (the same groups
