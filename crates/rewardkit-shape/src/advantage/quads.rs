@@ -7,8 +7,9 @@
 //! run once for the four on registers holding one group per lane. Every group's sums are exactly
 //! those of [`Kernel::signal`](crate::simd::Kernel::signal) (lane `j` of group `g` accumulates
 //! its elements `4c + j` in chunk order, then `(l₀ + l₁) + (l₂ + l₃)`), and its writes are those
-//! of [`Fast::write`]: the same bits. Four groups that are not all signal groups with every
-//! reward finite go to the general pass, one group at a time.
+//! of the general pass's common case (`group_pass_with`): the same bits. Four groups that are not
+//! all plain signal groups (every reward finite, not all equal) go to the general pass, one group
+//! at a time.
 
 use std::arch::x86_64::{
     __m256d, _mm256_add_pd, _mm256_and_pd, _mm256_cmp_pd, _mm256_div_pd, _mm256_max_pd,
@@ -28,14 +29,16 @@ struct Four {
     shifted: [f64; 4],
     /// Each group's sum of squared deviations (only when asked for; else 0).
     m2: __m256d,
-    /// Bit `j` set when group `j` has a learning signal with every value finite (what
-    /// [`Kernel::signal`](crate::simd::Kernel::signal) returns `Some` for).
+    /// Bit `j` set when group `j`'s total of `x − pivot` is finite and not 0, which proves a
+    /// learning signal with every value finite (then
+    /// [`Kernel::signal`](crate::simd::Kernel::signal) returns `Some`); clear groups go to the
+    /// general pass.
     usable: i32,
 }
 
-/// [`Four`] of the `4N` values `$x` (`N` is the caller's group size), with the sums of squares if `$need_m2`. Each
-/// group's lanes get exactly the sums of `Kernel::signal`'s two passes, the four groups' chunks
-/// interleaved. A macro, not a function: it must be inlined into its AVX callers (the compiler
+/// [`Four`] of the `4N` values `$x` (`N` is the caller's group size), with the sums of squares
+/// if `$need_m2`. Each group's lanes get exactly the sums of `Kernel::signal`'s two passes, the
+/// four groups' chunks interleaved. A macro, not a function: it must be inlined into its AVX callers (the compiler
 /// does not always inline a function with target features, and a call would pass the
 /// registers through memory).
 macro_rules! four {
@@ -109,7 +112,8 @@ macro_rules! four {
 
 /// Runs the group pass over `groups` (consecutive, `N` members each but perhaps the last;
 /// `out` indexed from `offsets[groups.start]`) four at a time with `fast`'s writes, and hands
-/// every run of groups it does not do itself to `slow`; returns the counts of both. `N` is a positive multiple of 4.
+/// every run of groups it does not do itself to `slow`; returns the counts of both. `N` is a
+/// positive multiple of 4.
 #[target_feature(enable = "avx")]
 pub(super) fn pass<const N: usize, T: Slot>(
     _avx: Avx,
