@@ -4,26 +4,26 @@
 //! (std_B + ε)` over the batch. Written out naively that is four passes over the batch: write
 //! the scores, two passes for their batch mean and spread, and one to normalise them. Here:
 //!
-//! 1. **Scores** — one visit per group: its statistics (the same stable centring as every
-//!    estimator, [`Kernel::signal`]), from which the group's scores `a = (x − pivot) − mean` are
-//!    formed in registers and summed (`Σa`, `Σa²`, their count) without being stored. Only the
-//!    group's `(pivot, mean)` is kept, 16 bytes a group.
-//! 2. **Advantages** — one visit per sample: `A = (((x − pivot) − mean) − mean_B) / d`, the
-//!    score recomputed with the same arithmetic, so it is exactly the score phase 1 summed.
+//! 1. **Group statistics**: one visit per group, the same stable centring as every estimator
+//!    ([`Kernel::signal`]: pivot, mean of `x − pivot` with its correction pass, and `M2_g`, the
+//!    sum of squared deviations). Only the group's `(pivot, mean)` is kept, 16 bytes a group,
+//!    and `M2_g` and the group's count are added to the batch sums.
+//! 2. **Advantages**: one visit per sample, `A = ((x − pivot) − mean) / d`.
 //!
-//! The batch statistics come from the sums: `mean_B = Σa / N` and `M2_B = Σa² − (Σa)²/N`. That
-//! formula cancels catastrophically on raw data far from 0 (rewards of `1e9 + u`), which is why
-//! REINFORCE++ *without* a baseline keeps the two-pass batch statistics. Here it is safe: every
-//! score is already centred on its group's stably computed mean, so `Σa` is rounding noise next
-//! to `√(N·Σa²)` and the subtraction loses nothing (Chan, Golub & LeVeque 1983 make the same
-//! argument for their corrected two-pass formula, whose first pass is what centring by group
-//! did).
+//! The batch statistics follow from the groups' without touching the scores again. Every
+//! group's scores sum to 0, so the batch mean of the scores is exactly 0, and their spread is
+//! `Σ_g M2_g`: Chan, Golub & LeVeque's (1983) combination of partial statistics,
+//! `M2 = Σ_g M2_g + Σ_g n_g (mean_g − mean)²`, with every `mean_g − mean = 0`. So
+//! `d = √(Σ_g M2_g / (N or N − 1)) + ε`. NumPy's reference computes the batch mean of the
+//! rounded scores, which is rounding noise next to them (`1e-17`-ish), and agrees to the last
+//! few bits (`.ci/shape.sh`).
 //!
-//! **Fixed summation order.** The groups' sums are added in group order within blocks of
-//! [`BLOCK`] groups, and the blocks' sums in block order. Threads take whole blocks, so the
-//! batch statistics, and every advantage, are the same to the bit on any number of threads and
-//! for any layout of the groups (consecutive or scattered); and no running sum has more than
-//! `BLOCK` + (number of blocks) terms, which bounds its rounding error (Higham 2002, §4.2).
+//! **Fixed summation order.** The groups' counts and `M2_g` are added in group order within
+//! blocks of [`BLOCK`] groups, and the blocks' sums in block order. Threads take whole blocks,
+//! so the batch statistics, and every advantage, are the same to the bit on any number of
+//! threads and for any layout of the groups (consecutive or scattered); and no running sum has
+//! more than `BLOCK` + (number of blocks) terms, which bounds its rounding error (Higham 2002,
+//! §4.2).
 
 use std::ops::Range;
 
