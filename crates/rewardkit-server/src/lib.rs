@@ -40,7 +40,9 @@
 //! or that asks for `[advantages]` needs [`rewardkit::Pipeline::shape`] over a whole batch. The
 //! server takes **one request as that batch** — a trainer sends a step's groups together — and
 //! runs the pass in the batcher after the request's samples are scored (coalescing with other
-//! requests changes nothing: the pass sees only this request's samples). `/v1/score` then carries
+//! requests changes nothing: the pass sees only this request's samples), inside the scoring pool,
+//! so the estimators' split of a request above 65,536 samples over threads stays within
+//! `workers` instead of spreading over rayon's global pool. `/v1/score` then carries
 //! the shaped reward and, with `[advantages]`, an `advantage` per sample; a pass that cannot run
 //! (a group-scope stage and no group ids) is a 422. A request cut by its deadline keeps its
 //! per-sample outcomes and no pass.

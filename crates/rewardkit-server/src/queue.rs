@@ -227,8 +227,9 @@ impl Scheduler {
     }
 
     /// The scoring pool (`ServerConfig::workers` threads). Other CPU work that may spread over
-    /// threads (a large `POST /v1/advantages`) runs here through `install`, so the server's
-    /// CPU use stays within the configured workers instead of also using rayon's global pool.
+    /// threads (a large `POST /v1/advantages`; the batcher's batch pass) runs here through
+    /// `install`, so the server's CPU use stays within the configured workers instead of also
+    /// using rayon's global pool.
     pub(crate) fn pool(&self) -> &rayon::ThreadPool {
         &self.pool
     }
@@ -453,17 +454,30 @@ impl Batcher {
             // Only requests whose every sample was scored; a request cut by its deadline keeps
             // its per-sample outcomes (its reward stays pending, or is a time-out under carried
             // multipliers). In queue order: carried multipliers are updated request after
-            // request (see `multipliers`).
+            // request (see `multipliers`). Inside the scoring pool, which this thread waits on:
+            // the estimators split inputs above 65,536 samples over the *current* rayon pool,
+            // which from this thread would be rayon's global one (a thread per CPU, whatever
+            // `workers` says).
             let generation = jobs[0].serving.1;
-            for (j, job) in jobs.iter().enumerate() {
-                let results: Option<Vec<ScoredSample>> =
-                    lock(&job.shared.slots).iter().cloned().collect();
-                if let Some(results) = results.filter(|r| !r.is_empty()) {
-                    let own = &samples[starts[j]..starts[j] + results.len()];
-                    *lock(&job.shared.shaped) =
-                        self.carried.pass(&pipeline, generation, own, &results);
+            // Borrowed apart: the batcher holds the queue's receiver, which is not `Sync`.
+            let carried = &self.carried;
+            self.pool.install(|| {
+                for (j, job) in jobs.iter().enumerate() {
+                    let results: Option<Vec<ScoredSample>> =
+                        lock(&job.shared.slots).iter().cloned().collect();
+                    if let Some(results) = results.filter(|r| !r.is_empty()) {
+                        let own = &samples[starts[j]..starts[j] + results.len()];
+                        #[cfg(test)]
+                        lock(&tests::SHAPED_ON).push((
+                            own.len(),
+                            std::thread::current().name().map(str::to_owned),
+                            rayon::current_num_threads(),
+                        ));
+                        *lock(&job.shared.shaped) =
+                            carried.pass(&pipeline, generation, own, &results);
+                    }
                 }
-            }
+            });
         }
         let compute = start.elapsed();
         self.metrics.batch(n, compute);
@@ -477,5 +491,106 @@ impl Batcher {
         }
         // Freeing the batch's strings is work too: on the pool, so the next batch starts now.
         self.pool.spawn(move || drop(samples));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use rewardkit::{Pipeline, Registry, Spec};
+    use rewardkit_core::Sample;
+    use serde_json::{json, Value};
+    use tower::ServiceExt as _;
+
+    use crate::{app, AppState, ServerConfig};
+
+    /// Where the batcher's batch pass ran: per request its samples, the thread's name and the
+    /// size of the rayon pool it ran in.
+    pub(crate) static SHAPED_ON: Mutex<Vec<(usize, Option<String>, usize)>> =
+        Mutex::new(Vec::new());
+
+    /// A length penalty normalised per group, then GRPO advantages: cheap to score, with a
+    /// pooled stage and an estimator that splits its input above 65,536 samples.
+    const SPEC: &str = "[[term]]\nname = \"len\"\nkind = \"soft_overlong\"\n\
+        transform = [{ kind = \"normalize\", scope = \"group\" }]\n\
+        [term.options]\nmax_length = 30\ncache = 20\nunit = \"words\"\n\
+        [advantages]\nestimator = \"grpo\"\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_batch_pass_runs_on_the_scoring_pool() {
+        // Regression: the batch pass ran on the batcher thread, where the estimators' split
+        // above 65,536 samples used rayon's global pool (one thread per CPU) instead of the
+        // `workers` the server was given.
+        let n = 70_001;
+        let spec = Spec::from_toml_str(SPEC, "test.toml").unwrap();
+        let registry = Registry::default();
+        let pipeline = Pipeline::build_with(&spec, &registry).unwrap();
+        let config = ServerConfig {
+            workers: 3,
+            max_samples_per_request: n,
+            ..ServerConfig::default()
+        };
+        let router = app(AppState::new(pipeline, registry, config).unwrap());
+        // Groups of 8 samples (the last one alone), completions of 0 to 36 words.
+        let group = |i: usize| format!("g{}", i / 8);
+        let completion = |i: usize| "w ".repeat((i * 7) % 37);
+        let rows: Vec<Value> = (0..n)
+            .map(|i| json!({"prompt": "p", "completion": completion(i), "group": group(i)}))
+            .collect();
+        let body = json!({ "samples": rows }).to_string();
+        let request = Request::post("/v1/score")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{:.300}", String::from_utf8_lossy(&bytes));
+
+        let (thread, threads) = {
+            let calls = SHAPED_ON.lock().unwrap();
+            let (_, thread, threads) = calls
+                .iter()
+                .find(|(samples, _, _)| *samples == n)
+                .expect("the request had its batch pass");
+            (thread.clone().unwrap_or_default(), *threads)
+        };
+        assert!(thread.starts_with("rewardkit-score-"), "ran on {thread}");
+        assert_eq!(threads, 3);
+
+        // The same numbers as the library's batch pass over the same samples (the CLI's path).
+        let pipeline = Pipeline::build_with(&spec, &Registry::default()).unwrap();
+        let samples: Vec<Sample> = (0..n)
+            .map(|i| Sample::new("p", completion(i)).with_group(group(i)))
+            .collect();
+        let scored = pipeline.score_batch(&samples);
+        let inputs: Vec<_> = samples.iter().map(|s| pipeline.shape_input(s)).collect();
+        let shaped = pipeline.shape(&scored, &inputs).unwrap();
+        let advantages = shaped.advantages.expect("the spec has advantages");
+        let reply: Value = serde_json::from_slice(&bytes).unwrap();
+        let results = reply["results"].as_array().unwrap();
+        assert_eq!(results.len(), n);
+        let bits = |x: f64| x.is_finite().then(|| x.to_bits());
+        let mut signal = 0;
+        for (i, got) in results.iter().enumerate() {
+            let want = shaped.rewards[i].value().map(f64::to_bits);
+            assert_eq!(
+                got["value"].as_f64().map(f64::to_bits),
+                want,
+                "reward [{i}]"
+            );
+            let got = got["advantage"].as_f64();
+            assert_eq!(
+                got.map(f64::to_bits),
+                bits(advantages[i]),
+                "advantage [{i}]"
+            );
+            signal += usize::from(got.is_some_and(|a| a != 0.0));
+        }
+        assert!(signal > n / 2, "the case has nonzero advantages: {signal}");
     }
 }
