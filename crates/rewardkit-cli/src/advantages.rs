@@ -221,9 +221,15 @@ enum Seen {
     U64,
     /// Numbers (or nulls).
     F64,
-    /// Lists of numbers (or null elements), or null: written as a list column (a JSON array, a
-    /// Parquet list), so that per-step columns can feed `--steps-field` again.
+    /// Lists of numbers (or null elements), or null: written as a list column of floats (a JSON
+    /// array, a Parquet list of doubles), so that per-step columns can feed `--steps-field` again.
     List,
+    /// Lists whose numbers are all unsigned integers (the [`Seen::U64`] rule; null elements
+    /// allowed), or null: written as a list column of integers (ids and counts stay integers).
+    U64List,
+    /// Lists without a number so far (empty, or only null elements), or null: they fit either
+    /// list kind; a column of nothing else is written as a float list.
+    EmptyList,
     /// Booleans (or nulls): written as a boolean column.
     Bool,
     /// Anything else: written as a string (JSON text for objects, mixed lists, and numbers,
@@ -238,8 +244,22 @@ impl Seen {
             Value::Number(n) if n.is_u64() => Seen::U64,
             Value::Number(_) => Seen::F64,
             Value::Bool(_) => Seen::Bool,
+            Value::Array(items) if items.iter().all(Value::is_null) => Seen::EmptyList,
+            Value::Array(items) if items.iter().all(|x| x.is_u64() || x.is_null()) => Seen::U64List,
             Value::Array(items) if items.iter().all(|x| x.is_number() || x.is_null()) => Seen::List,
             _ => Seen::Str,
+        }
+    }
+
+    /// The output column kind for a column seen so.
+    fn kind(self) -> ColumnKind {
+        match self {
+            Seen::U64 => ColumnKind::U64,
+            Seen::Null | Seen::F64 => ColumnKind::F64,
+            Seen::List | Seen::EmptyList => ColumnKind::F64List,
+            Seen::U64List => ColumnKind::U64List,
+            Seen::Bool => ColumnKind::Bool,
+            Seen::Str => ColumnKind::Str,
         }
     }
 }
@@ -413,7 +433,8 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
 }
 
 /// The narrowest type that holds both `old` and a new value of type `new` ([`Seen::Null`] for a
-/// null or missing value): unsigned integers stay integers only while no row misses them; any
+/// null or missing value): unsigned integers stay integers only while no row misses them (a list
+/// of integers may be null or missing); a list with a float makes the column a float list; any
 /// two of numbers, lists and booleans in one column fall back to text.
 fn widen(old: Seen, new: Seen) -> Seen {
     match (old, new) {
@@ -422,6 +443,9 @@ fn widen(old: Seen, new: Seen) -> Seen {
         (Seen::Null, Seen::U64) | (Seen::U64, Seen::Null) => Seen::F64,
         (Seen::Null, other) | (other, Seen::Null) => other,
         (Seen::U64, Seen::F64) | (Seen::F64, Seen::U64) => Seen::F64,
+        (Seen::EmptyList, list @ (Seen::U64List | Seen::List))
+        | (list @ (Seen::U64List | Seen::List), Seen::EmptyList) => list,
+        (Seen::U64List, Seen::List) | (Seen::List, Seen::U64List) => Seen::List,
         _ => Seen::Str,
     }
 }
@@ -686,16 +710,7 @@ fn write(
     let mut columns: Vec<Column> = scan
         .columns
         .iter()
-        .map(|(name, seen)| {
-            let kind = match seen {
-                Seen::U64 => ColumnKind::U64,
-                Seen::Null | Seen::F64 => ColumnKind::F64,
-                Seen::List => ColumnKind::F64List,
-                Seen::Bool => ColumnKind::Bool,
-                Seen::Str => ColumnKind::Str,
-            };
-            Column::new(name.clone(), kind)
-        })
+        .map(|(name, seen)| Column::new(name.clone(), seen.kind()))
         .collect();
     match steps {
         Some((_, lists)) => {
@@ -712,9 +727,11 @@ fn write(
         None => TableWriter::create(output, columns)?,
     };
     let reader = RecordReader::open(&args.input, args.input_format)?;
-    // Per column, this row's text (Str columns) or numbers (List columns), owned for the cells.
+    // Per column, this row's text (Str columns), numbers (List columns) or integers (U64List
+    // columns), owned for the cells.
     let mut texts: Vec<Option<String>> = Vec::with_capacity(scan.columns.len());
     let mut numbers: Vec<Option<Vec<f64>>> = Vec::with_capacity(scan.columns.len());
+    let mut integers: Vec<Option<Vec<Option<u64>>>> = Vec::with_capacity(scan.columns.len());
     let mut count = 0usize;
     for record in reader {
         let record = record?;
@@ -734,6 +751,7 @@ fn write(
         };
         texts.clear();
         numbers.clear();
+        integers.clear();
         for (name, seen) in &scan.columns {
             let value = record.fields.get(name);
             texts.push(match (seen, value) {
@@ -743,7 +761,7 @@ fn write(
                 _ => None,
             });
             numbers.push(match (seen, value) {
-                (Seen::List, Some(Value::Array(items))) => Some(
+                (Seen::List | Seen::EmptyList, Some(Value::Array(items))) => Some(
                     items
                         .iter()
                         .map(|item| match item {
@@ -753,8 +771,23 @@ fn write(
                         })
                         .collect::<anyhow::Result<Vec<f64>>>()?,
                 ),
-                (Seen::List, Some(Value::Null) | None) => None,
-                (Seen::List, Some(_)) => return Err(changed(name)),
+                (Seen::List | Seen::EmptyList, Some(Value::Null) | None) => None,
+                (Seen::List | Seen::EmptyList, Some(_)) => return Err(changed(name)),
+                _ => None,
+            });
+            integers.push(match (seen, value) {
+                (Seen::U64List, Some(Value::Array(items))) => Some(
+                    items
+                        .iter()
+                        .map(|item| match item {
+                            Value::Null => Ok(None),
+                            Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| changed(name)),
+                            _ => Err(changed(name)),
+                        })
+                        .collect::<anyhow::Result<Vec<Option<u64>>>>()?,
+                ),
+                (Seen::U64List, Some(Value::Null) | None) => None,
+                (Seen::U64List, Some(_)) => return Err(changed(name)),
                 _ => None,
             });
         }
@@ -767,7 +800,9 @@ fn write(
             }
         };
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
-        for (((name, seen), text), list) in scan.columns.iter().zip(&texts).zip(&numbers) {
+        for ((((name, seen), text), list), ints) in
+            scan.columns.iter().zip(&texts).zip(&numbers).zip(&integers)
+        {
             let value = record.fields.get(name);
             cells.push(match seen {
                 Seen::U64 => match value.and_then(Value::as_u64) {
@@ -777,7 +812,8 @@ fn write(
                 Seen::Null | Seen::F64 => {
                     value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64)
                 }
-                Seen::List => list.as_deref().map_or(Cell::Null, Cell::F64List),
+                Seen::List | Seen::EmptyList => list.as_deref().map_or(Cell::Null, Cell::F64List),
+                Seen::U64List => ints.as_deref().map_or(Cell::Null, Cell::U64List),
                 Seen::Bool => match value {
                     Some(Value::Bool(b)) => Cell::Bool(*b),
                     Some(Value::Null) | None => Cell::Null,
@@ -802,4 +838,52 @@ fn write(
     }
     writer.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kind a column gets from its values in order (`None`: the row lacks the field).
+    fn kind_of(values: &[Option<Value>]) -> ColumnKind {
+        let mut seen: Option<Seen> = None;
+        for value in values {
+            let new = value.as_ref().map_or(Seen::Null, Seen::of);
+            seen = Some(seen.map_or(new, |old| widen(old, new)));
+        }
+        seen.unwrap().kind()
+    }
+
+    fn some(values: &[Value]) -> Vec<Option<Value>> {
+        values.iter().cloned().map(Some).collect()
+    }
+
+    #[test]
+    fn list_columns_keep_integers_only_where_a_scalar_would() {
+        use serde_json::json;
+        use ColumnKind::*;
+        let cases: &[(Vec<Option<Value>>, ColumnKind)] = &[
+            (some(&[json!([1, 2]), json!([3])]), U64List),
+            (some(&[json!([1, null]), json!(null), json!([])]), U64List),
+            (vec![Some(json!([u64::MAX])), None], U64List),
+            (some(&[json!([]), json!([null]), json!([0])]), U64List),
+            (some(&[json!([1, 2.5]), json!([3])]), F64List),
+            (some(&[json!([3]), json!([1.0])]), F64List),
+            (some(&[json!([-1, 2])]), F64List),
+            (some(&[json!([0]), json!([-0.0])]), F64List),
+            (some(&[json!([]), json!([0.5])]), F64List),
+            (some(&[json!([]), json!(null)]), F64List),
+            (some(&[json!([null])]), F64List),
+            (some(&[json!([1]), json!(1)]), Str),
+            (some(&[json!([1]), json!(["a"])]), Str),
+            (some(&[json!([1]), json!(true)]), Str),
+            // The scalar rule these follow: integers stay so only while no row lacks them.
+            (some(&[json!(1), json!(2)]), U64),
+            (vec![Some(json!(1)), None], F64),
+            (some(&[json!(-1)]), F64),
+        ];
+        for (values, kind) in cases {
+            assert_eq!(kind_of(values), *kind, "{values:?}");
+        }
+    }
 }

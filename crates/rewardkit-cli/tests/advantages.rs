@@ -112,9 +112,9 @@ fn rloo_on_interleaved_groups_by_hand() {
     assert_eq!(summary["masked"], 1);
     assert_eq!(summary["groups"], 3);
     let written = rows(&out);
-    // A column of number lists stays a list column (it could feed `--steps-field` again); rows
-    // without it are null there.
-    assert_eq!(written[5]["extra"], serde_json::json!([1.0, 2.0]));
+    // A column of number lists stays a list column (it could feed `--steps-field` again), of
+    // integers while it holds only unsigned integers; rows without it are null there.
+    assert_eq!(written[5]["extra"], serde_json::json!([1, 2]));
     assert_eq!(written[0]["extra"], Value::Null);
     assert_eq!(written[0]["id"], "x");
     assert_eq!(written[1]["id"], Value::Null);
@@ -170,6 +170,90 @@ fn boolean_fields_stay_booleans_in_every_format() {
         let again: Vec<Value> = rows(&again).iter().map(|r| r["correct"].clone()).collect();
         assert_eq!(again, expected_correct, "{extension}");
     }
+}
+
+#[test]
+fn integer_list_fields_stay_integers_in_every_format() {
+    // A pass-through `"ids": [1, 2]` used to come out as `[1.0, 2.0]` (a Parquet list of
+    // doubles). A column whose lists hold only non-negative integers (null elements, null or
+    // missing rows allowed) is a list of integers; a list with a float or a negative number makes
+    // the column a float list, as before; a column with only empty lists stays a float list.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        r#"{"group": "a", "reward": 1.0, "ids": [1, 2], "mixed": [1, 2.5], "neg": [3], "none": []}
+{"group": "a", "reward": 0.0, "ids": [18446744073709551615, null], "mixed": [3], "neg": [-1], "none": null}
+{"group": "b", "reward": 1.0, "ids": null, "mixed": null, "neg": [], "none": []}
+{"group": "b", "reward": 0.5, "ids": []}
+"#,
+    );
+    let expected = [
+        r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3.0],"none":[],"reward":1.0,"#,
+        r#"{"group":"a","ids":[18446744073709551615,null],"mixed":[3.0],"neg":[-1.0],"none":null,"reward":0.0,"#,
+        r#"{"group":"b","ids":null,"mixed":null,"neg":[],"none":[],"reward":1.0,"#,
+        r#"{"group":"b","ids":[],"mixed":null,"neg":null,"none":null,"reward":0.5,"#,
+    ];
+    let integers = |row: &Value| {
+        row["ids"]
+            .as_array()
+            .is_none_or(|ids| ids.iter().all(|x| x.is_null() || x.is_u64()))
+    };
+    for extension in ["jsonl", "parquet"] {
+        let out = dir.path().join(format!("out.{extension}"));
+        ok(&[
+            "advantages",
+            "--input",
+            &input,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        // A second run reads this output back (JSONL integers, or Parquet UINT64 lists) and
+        // writes JSONL text: the same values, still integers.
+        let again = dir.path().join(format!("again-from-{extension}.jsonl"));
+        ok(&[
+            "advantages",
+            "--input",
+            out.to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+            "--advantage-column",
+            "again",
+        ]);
+        let text = std::fs::read_to_string(&again).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{extension}");
+        for (line, expected) in lines.iter().zip(expected) {
+            // Parquet columns come back in file order, JSONL keys sorted; compare sorted keys.
+            let line: Value = serde_json::from_str(line).unwrap();
+            let mut fields: Vec<(String, String)> = line
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| !["advantage", "again"].contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect();
+            fields.sort();
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            assert_eq!(format!("{{{},", fields.join(",")), expected, "{extension}");
+            assert!(integers(&line), "{extension}: {line}");
+        }
+        let written: Vec<Value> = rewardkit_data::RecordReader::open(&out, None)
+            .unwrap()
+            .map(|record| Value::Object(record.unwrap().fields))
+            .collect();
+        assert_eq!(written.len(), 4, "{extension}");
+        assert_eq!(written[0]["ids"], json!([1, 2]), "{extension}");
+        assert!(written.iter().all(integers), "{extension}");
+        assert_eq!(written[0]["mixed"], json!([1.0, 2.5]), "{extension}");
+        assert!(written[0]["mixed"][0].is_f64(), "{extension}");
+    }
+    // The JSONL output itself, as text.
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert!(
+        text.starts_with(r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3.0],"none":[],"#),
+        "{text}"
+    );
 }
 
 #[test]

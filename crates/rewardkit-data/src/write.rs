@@ -10,7 +10,7 @@ use parquet::basic::{Compression, ConvertedType, LogicalType, Repetition, Type a
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::Type;
+use parquet::schema::types::{PrimitiveTypeBuilder, Type};
 use tempfile::NamedTempFile;
 
 use crate::{DataError, Format};
@@ -37,6 +37,9 @@ pub enum ColumnKind {
     F64List,
     /// A boolean, or null (a pass-through `true`/`false` field stays a boolean).
     Bool,
+    /// A list of unsigned integers (null elements allowed), or null: a pass-through list of ids or
+    /// counts stays a list of integers.
+    U64List,
 }
 
 /// One output column: a name and a type.
@@ -81,6 +84,11 @@ impl Column {
     pub fn bool(name: impl Into<String>) -> Column {
         Column::new(name, ColumnKind::Bool)
     }
+
+    /// A [`ColumnKind::U64List`] column.
+    pub fn u64_list(name: impl Into<String>) -> Column {
+        Column::new(name, ColumnKind::U64List)
+    }
 }
 
 /// One value of an output row.
@@ -96,6 +104,8 @@ pub enum Cell<'a> {
     F64List(&'a [f64]),
     /// For a [`ColumnKind::Bool`] column.
     Bool(bool),
+    /// For a [`ColumnKind::U64List`] column; `None` elements are null elements.
+    U64List(&'a [Option<u64>]),
     /// Null, for every column kind but [`ColumnKind::U64`].
     Null,
 }
@@ -130,6 +140,12 @@ impl<'a> From<&'a [f64]> for Cell<'a> {
     }
 }
 
+impl<'a> From<&'a [Option<u64>]> for Cell<'a> {
+    fn from(value: &'a [Option<u64>]) -> Self {
+        Cell::U64List(value)
+    }
+}
+
 impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
     fn from(value: Option<T>) -> Self {
         value.map_or(Cell::Null, Into::into)
@@ -148,8 +164,10 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
 /// are written in the shortest form that reads back to the same `f64`. In Parquet, `U64` columns
 /// are required `INT64 (UINT_64)`, `F64` optional `DOUBLE`, `Str` optional `BYTE_ARRAY (UTF8)`,
 /// `F64List` an optional standard three-level `LIST` of optional `DOUBLE` (a JSON array in JSONL),
-/// `Bool` optional `BOOLEAN` (`true`/`false` in JSONL); rows are grouped by 65,536 and compressed with Snappy. In both, a non-finite float is written
-/// as null: a NaN must never pass for a reward downstream.
+/// `Bool` optional `BOOLEAN` (`true`/`false` in JSONL), `U64List` the same `LIST` of optional
+/// `INT64 (UINT_64)` (a JSON array of integers); rows are grouped by 65,536 and compressed with
+/// Snappy. In both, a non-finite float is written as null: a NaN must never pass for a reward
+/// downstream.
 pub struct TableWriter {
     columns: Vec<Column>,
     target: PathBuf,
@@ -209,6 +227,12 @@ enum ColumnBuffer {
     Bool {
         values: Vec<bool>,
         levels: Vec<i16>,
+    },
+    /// Levels as for `F64List`; the values are UINT_64 bits stored as INT64.
+    U64List {
+        values: Vec<i64>,
+        definition: Vec<i16>,
+        repetition: Vec<i16>,
     },
 }
 
@@ -444,6 +468,7 @@ impl TableWriter {
                     | (ColumnKind::Str, Cell::Str(_) | Cell::Null)
                     | (ColumnKind::F64List, Cell::F64List(_) | Cell::Null)
                     | (ColumnKind::Bool, Cell::Bool(_) | Cell::Null)
+                    | (ColumnKind::U64List, Cell::U64List(_) | Cell::Null)
             );
             if !fits {
                 return Err(mismatch(format!(
@@ -533,6 +558,17 @@ fn write_row_group(
                     .typed::<BoolType>()
                     .write_batch(values, Some(levels), None)?;
             }
+            ColumnBuffer::U64List {
+                values,
+                definition,
+                repetition,
+            } => {
+                column.typed::<Int64Type>().write_batch(
+                    values,
+                    Some(definition),
+                    Some(repetition),
+                )?;
+            }
         }
         column.close()?;
     }
@@ -560,6 +596,11 @@ impl ColumnBuffer {
             ColumnKind::Bool => ColumnBuffer::Bool {
                 values: Vec::new(),
                 levels: Vec::new(),
+            },
+            ColumnKind::U64List => ColumnBuffer::U64List {
+                values: Vec::new(),
+                definition: Vec::new(),
+                repetition: Vec::new(),
             },
         }
     }
@@ -594,24 +635,34 @@ impl ColumnBuffer {
                     repetition,
                 },
                 Cell::F64List(list),
-            ) => {
-                if list.is_empty() {
-                    definition.push(1);
-                    repetition.push(0);
-                }
-                for (k, value) in list.iter().enumerate() {
-                    repetition.push(i16::from(k > 0));
-                    if value.is_finite() {
-                        values.push(*value);
-                        definition.push(3);
-                    } else {
-                        definition.push(2);
-                    }
-                }
-                12 * list.len().max(1)
-            }
+            ) => push_list(
+                list.iter().map(|x| Some(*x).filter(|x| x.is_finite())),
+                values,
+                definition,
+                repetition,
+            ),
+            (
+                ColumnBuffer::U64List {
+                    values,
+                    definition,
+                    repetition,
+                },
+                Cell::U64List(list),
+            ) => push_list(
+                // Parquet's UINT_64 is stored in INT64 with the same bits.
+                list.iter()
+                    .map(|x| x.map(|x| i64::from_ne_bytes(x.to_ne_bytes()))),
+                values,
+                definition,
+                repetition,
+            ),
             (
                 ColumnBuffer::F64List {
+                    definition,
+                    repetition,
+                    ..
+                }
+                | ColumnBuffer::U64List {
                     definition,
                     repetition,
                     ..
@@ -661,8 +712,44 @@ impl ColumnBuffer {
                 values.clear();
                 levels.clear();
             }
+            ColumnBuffer::U64List {
+                values,
+                definition,
+                repetition,
+            } => {
+                values.clear();
+                definition.clear();
+                repetition.clear();
+            }
         }
     }
+}
+
+/// Appends one present list of a standard three-level list column (`None` elements are null):
+/// definition levels 1 for an empty list, 2 for a null element, 3 for an element; repetition
+/// levels 0 to start the row, 1 to continue its list. Returns the bytes it buffered.
+fn push_list<T>(
+    list: impl ExactSizeIterator<Item = Option<T>>,
+    values: &mut Vec<T>,
+    definition: &mut Vec<i16>,
+    repetition: &mut Vec<i16>,
+) -> usize {
+    let len = list.len();
+    if len == 0 {
+        definition.push(1);
+        repetition.push(0);
+    }
+    for (k, value) in list.enumerate() {
+        repetition.push(i16::from(k > 0));
+        match value {
+            Some(value) => {
+                values.push(value);
+                definition.push(3);
+            }
+            None => definition.push(2),
+        }
+    }
+    12 * len.max(1)
 }
 
 fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
@@ -684,6 +771,19 @@ fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
             line.push(b']');
         }
         Cell::Bool(value) => line.extend_from_slice(if *value { b"true" } else { b"false" }),
+        Cell::U64List(list) => {
+            line.push(b'[');
+            for (k, value) in list.iter().enumerate() {
+                if k > 0 {
+                    line.push(b',');
+                }
+                match value {
+                    Some(value) => line.extend_from_slice(value.to_string().as_bytes()),
+                    None => line.extend_from_slice(b"null"),
+                }
+            }
+            line.push(b']');
+        }
         Cell::F64(_) | Cell::Null => line.extend_from_slice(b"null"),
     }
 }
@@ -695,6 +795,7 @@ fn cell_kind(cell: &Cell<'_>) -> &'static str {
         Cell::Str(_) => "a Str cell",
         Cell::F64List(_) => "an F64List cell",
         Cell::Bool(_) => "a Bool cell",
+        Cell::U64List(_) => "a U64List cell",
         Cell::Null => "null",
     }
 }
@@ -741,7 +842,19 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
                         .with_logical_type(Some(LogicalType::String))
                         .with_converted_type(ConvertedType::UTF8)
                 }
-                ColumnKind::F64List => return f64_list_type(&column.name),
+                ColumnKind::F64List => {
+                    let element = Type::primitive_type_builder("element", PhysicalType::DOUBLE);
+                    return list_type(&column.name, element);
+                }
+                ColumnKind::U64List => {
+                    let element = Type::primitive_type_builder("element", PhysicalType::INT64)
+                        .with_logical_type(Some(LogicalType::Integer {
+                            bit_width: 64,
+                            is_signed: false,
+                        }))
+                        .with_converted_type(ConvertedType::UINT_64);
+                    return list_type(&column.name, element);
+                }
                 ColumnKind::Bool => {
                     Type::primitive_type_builder(&column.name, PhysicalType::BOOLEAN)
                         .with_repetition(Repetition::OPTIONAL)
@@ -757,12 +870,10 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
     ))
 }
 
-/// The standard three-level Parquet list of optional doubles:
-/// `optional group <name> (LIST) { repeated group list { optional double element; } }`.
-fn f64_list_type(name: &str) -> parquet::errors::Result<Arc<Type>> {
-    let element = Type::primitive_type_builder("element", PhysicalType::DOUBLE)
-        .with_repetition(Repetition::OPTIONAL)
-        .build()?;
+/// The standard three-level Parquet list of optional elements:
+/// `optional group <name> (LIST) { repeated group list { optional <element> element; } }`.
+fn list_type(name: &str, element: PrimitiveTypeBuilder<'_>) -> parquet::errors::Result<Arc<Type>> {
+    let element = element.with_repetition(Repetition::OPTIONAL).build()?;
     let list = Type::group_type_builder("list")
         .with_repetition(Repetition::REPEATED)
         .with_fields(vec![Arc::new(element)])
@@ -814,6 +925,11 @@ mod tests {
         assert_eq!(json_cell(Cell::Null), "null");
         assert_eq!(json_cell(Cell::Bool(true)), "true");
         assert_eq!(json_cell(Cell::Bool(false)), "false");
+        assert_eq!(
+            json_cell(Cell::U64List(&[Some(0), None, Some(u64::MAX)])),
+            "[0,null,18446744073709551615]"
+        );
+        assert_eq!(json_cell(Cell::U64List(&[])), "[]");
         for x in [
             1e300,
             -2.5e-308,
@@ -847,5 +963,7 @@ mod tests {
         assert_eq!(Cell::from(None::<&str>), Cell::Null);
         assert_eq!(Cell::from("x"), Cell::Str("x"));
         assert_eq!(Cell::from(Some(false)), Cell::Bool(false));
+        let ids: &[Option<u64>] = &[Some(1), None];
+        assert_eq!(Cell::from(Some(ids)), Cell::U64List(ids));
     }
 }

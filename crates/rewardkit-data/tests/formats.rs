@@ -382,6 +382,106 @@ fn bool_columns_round_trip_through_every_format() {
 }
 
 #[test]
+fn integer_list_columns_round_trip_through_every_format() {
+    // Pass-through ids and counts: empty lists, null lists, null elements, the largest u64 (which
+    // a float would round) and a long list, over more rows than one Parquet row group holds.
+    let long: Vec<Option<u64>> = (0..3_000).map(Some).collect();
+    let list = |i: u64| -> Option<Vec<Option<u64>>> {
+        match i % 6 {
+            0 => Some(vec![Some(i), Some(i + 1)]),
+            1 => Some(vec![]),
+            2 => None,
+            3 => Some(vec![None, Some(0), None]),
+            4 => Some(vec![Some(u64::MAX), Some(1 << 53 | 1)]),
+            _ if i == 5 => Some(long.clone()),
+            _ => Some(vec![Some(7)]),
+        }
+    };
+    let expected = |i: u64| match list(i) {
+        None => Value::Null,
+        Some(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|x| x.map_or(Value::Null, |x| json!(x)))
+                .collect(),
+        ),
+    };
+    let rows = 70_000u64;
+    let dir = TempDir::new().unwrap();
+    for name in ["ids.jsonl", "ids.jsonl.gz", "ids.parquet"] {
+        let path = dir.path().join(name);
+        let mut writer =
+            TableWriter::create(&path, vec![Column::u64("i"), Column::u64_list("ids")]).unwrap();
+        for i in 0..rows {
+            let items = list(i);
+            let cell = items.as_deref().map_or(Cell::Null, Cell::U64List);
+            writer.write_row(&[Cell::U64(i), cell]).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), rows, "{name}");
+        let read = read_records(&path);
+        assert_eq!(read.len() as u64, rows, "{name}");
+        for (i, record) in (0..rows).zip(&read) {
+            assert_eq!(record["i"], json!(i), "{name}");
+            assert_eq!(record["ids"], expected(i), "{name} row {i}");
+            // Integers, not floats that happen to be whole.
+            if let Some(items) = record["ids"].as_array() {
+                assert!(
+                    items.iter().all(|x| x.is_null() || x.is_u64()),
+                    "{name} row {i}"
+                );
+            }
+        }
+    }
+    let text = fs::read_to_string(dir.path().join("ids.jsonl")).unwrap();
+    let first: Vec<&str> = text.lines().take(5).collect();
+    assert_eq!(
+        first,
+        [
+            r#"{"i":0,"ids":[0,1]}"#,
+            r#"{"i":1,"ids":[]}"#,
+            r#"{"i":2,"ids":null}"#,
+            r#"{"i":3,"ids":[null,0,null]}"#,
+            r#"{"i":4,"ids":[18446744073709551615,9007199254740993]}"#,
+        ]
+    );
+    // Parquet: an optional standard three-level LIST of optional INT64 (UINT_64), as the scalar
+    // U64 column's type.
+    let file = fs::File::open(dir.path().join("ids.parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let schema = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr_ptr();
+    let column = schema.column(1);
+    assert_eq!(column.path().string(), "ids.list.element");
+    assert_eq!(column.physical_type(), parquet::basic::Type::INT64);
+    assert_eq!(
+        column.converted_type(),
+        parquet::basic::ConvertedType::UINT_64
+    );
+    assert_eq!((column.max_def_level(), column.max_rep_level()), (3, 1));
+    assert_eq!(
+        schema.root_schema().get_fields()[1]
+            .get_basic_info()
+            .converted_type(),
+        parquet::basic::ConvertedType::LIST
+    );
+    // An integer list in another column, or another cell in an integer-list column, is refused.
+    let mut writer = TableWriter::create(
+        dir.path().join("bad.jsonl"),
+        vec![Column::f64_list("xs"), Column::u64_list("ids")],
+    )
+    .unwrap();
+    for cells in [
+        [Cell::U64List(&[Some(1)]), Cell::Null],
+        [Cell::Null, Cell::F64List(&[1.0])],
+        [Cell::Null, Cell::U64(1)],
+    ] {
+        let error = writer.write_row(&cells).unwrap_err();
+        assert!(matches!(error, DataError::RowMismatch { .. }), "{error}");
+    }
+}
+
+#[test]
 fn the_format_can_be_chosen_whatever_the_name() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("results.out");
