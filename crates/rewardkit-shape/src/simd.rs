@@ -71,6 +71,32 @@ pub(crate) fn output_vec(n: usize) -> Vec<f64> {
     values
 }
 
+/// How far ahead of the values being computed a streaming pass asks for its input to be brought
+/// into the cache ([`prefetch`]): 4,096 values (32 KiB). On the machine this was measured on (an
+/// AMD EPYC virtual machine) the hardware prefetcher did not keep the stream far enough ahead on
+/// its own. With the hint in the four-groups-at-a-time passes, on one thread over a million
+/// rewards in groups of 16, the median call went from 1.52 to 1.11 ms (RLOO), 1.60 to 1.41 ms
+/// (GRPO) and 2.62 to 2.36 ms (REINFORCE++-baseline): medians of 8–12 alternating runs of 51
+/// calls, idle machine. 512 and 2,048 values ahead helped less, 8,192 no more; a hint per group
+/// in REINFORCE++-baseline's second pass did not help.
+pub(crate) const AHEAD: usize = 4096;
+
+/// Asks for `values[from..from + len]` to be brought into the cache, when that range lies in
+/// `values`: a hint, with no effect on any result (nothing on other architectures).
+#[inline(always)]
+pub(crate) fn prefetch(values: &[f64], from: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(ahead) = values.get(from..from + len) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in (0..len).step_by(8) {
+            // SAFETY: a prefetch reads nothing and cannot fault; the address is inside `ahead`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().wrapping_add(line).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (values, from, len);
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{lanes, load, transpose_sum, Avx};
 

@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use super::baseline::{Score, Sums, BLOCK};
 use super::{Fast, Slot, Tally};
-use crate::simd::{lanes, load, transpose_sum, Avx};
+use crate::simd::{lanes, load, prefetch, transpose_sum, Avx, AHEAD};
 use crate::StdKind;
 
 /// The statistics of four consecutive groups of `N` values.
@@ -135,6 +135,7 @@ pub(super) fn pass<const N: usize, T: Slot>(
             break;
         }
         let x = &rewards[start..start + 4 * N];
+        prefetch(rewards, start + AHEAD, 4 * N);
         let need_m2 = matches!(fast, Fast::Divide { .. });
         let Four {
             shifted,
@@ -226,6 +227,7 @@ pub(super) fn scores<const N: usize>(
         // Only the last group may be short; four groups spanning 4N have N members each.
         if g + 4 <= groups.end && offsets[g + 4] - start == 4 * N {
             let x = &rewards[start..start + 4 * N];
+            prefetch(rewards, start + AHEAD, 4 * N);
             let Four {
                 shifted,
                 m2,
