@@ -171,10 +171,7 @@ fn score_group(
 
 /// Phase 1 over `groups`, which start at a block boundary: `scores` (indexed from
 /// `groups.start`) gets each group's rule, and `blocks` each block's sums, in order.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn scores_with(
-    kernel: impl Kernel,
+fn scores_blocks(
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
@@ -188,8 +185,7 @@ fn scores_with(
         let stop = ((start / BLOCK + 1) * BLOCK).min(groups.end);
         let mut block = Sums::default();
         let part = &mut scores[start - groups.start..stop - groups.start];
-        tally = tally.add(score_run(
-            kernel,
+        tally = tally.add(score_run_pass(
             layout,
             rewards,
             start..stop,
@@ -264,58 +260,58 @@ fn advantages_with<T: Slot>(
     written
 }
 
-/// [`scores_with`] with the fastest kernel of this CPU (the same bits with either).
-fn scores_pass(
+/// [`score_run`] with the fastest kernel of this CPU (the same bits with either).
+fn score_run_pass(
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
     filter_zero_variance: bool,
     scores: &mut [Score],
-    blocks: &mut Vec<Sums>,
+    block: &mut Sums,
 ) -> Tally {
     #[cfg(target_arch = "x86_64")]
     if let Some(avx) = Avx::detect() {
         #[target_feature(enable = "avx")]
-        fn scores_avx(
+        fn score_run_avx(
             kernel: Avx,
             layout: &impl Layout,
             rewards: &[f64],
             groups: Range<usize>,
             filter_zero_variance: bool,
             scores: &mut [Score],
-            blocks: &mut Vec<Sums>,
+            block: &mut Sums,
         ) -> Tally {
-            scores_with(
+            score_run(
                 kernel,
                 layout,
                 rewards,
                 groups,
                 filter_zero_variance,
                 scores,
-                blocks,
+                block,
             )
         }
         // SAFETY: `avx` exists only if the CPU has AVX.
         return unsafe {
-            scores_avx(
+            score_run_avx(
                 avx,
                 layout,
                 rewards,
                 groups,
                 filter_zero_variance,
                 scores,
-                blocks,
+                block,
             )
         };
     }
-    scores_with(
+    score_run(
         Portable,
         layout,
         rewards,
         groups,
         filter_zero_variance,
         scores,
-        blocks,
+        block,
     )
 }
 
@@ -334,47 +330,16 @@ fn fixed_scores<const N: usize>(
     #[cfg(target_arch = "x86_64")]
     if N > 0 && N.is_multiple_of(4) {
         if let Some(avx) = Avx::detect() {
-            #[target_feature(enable = "avx")]
-            fn one_by_one_avx<const N: usize>(
-                kernel: Avx,
-                layout: &Ranges<'_, N>,
-                rewards: &[f64],
-                groups: Range<usize>,
-                filter_zero_variance: bool,
-                scores: &mut [Score],
-                block: &mut Sums,
-            ) -> Tally {
-                score_run(
-                    kernel,
-                    layout,
-                    rewards,
-                    groups,
-                    filter_zero_variance,
-                    scores,
-                    block,
-                )
-            }
             let one_by_one = |groups: Range<usize>, scores: &mut [Score], block: &mut Sums| {
-                // SAFETY: `avx` exists only if the CPU has AVX.
-                unsafe {
-                    one_by_one_avx(
-                        avx,
-                        layout,
-                        rewards,
-                        groups,
-                        filter_zero_variance,
-                        scores,
-                        block,
-                    )
-                }
+                score_run_pass(layout, rewards, groups, filter_zero_variance, scores, block)
             };
-            // SAFETY: as above.
+            // SAFETY: `avx` exists only if the CPU has AVX.
             return unsafe {
                 super::quads::scores::<N>(avx, rewards, offsets, groups, scores, blocks, one_by_one)
             };
         }
     }
-    scores_pass(
+    scores_blocks(
         layout,
         rewards,
         groups,
@@ -530,7 +495,7 @@ pub(super) fn over_lists(
     let count = layout.0.count();
     let mut scores = vec![NO_SCORE; count];
     let mut blocks = Vec::with_capacity(count.div_ceil(BLOCK));
-    let mut tally = scores_pass(
+    let mut tally = scores_blocks(
         layout,
         rewards,
         0..count,
