@@ -41,9 +41,18 @@ def grpo(r, k, eps=1e-6):
     return ((g - mean) / (std + eps)).reshape(-1)
 
 
+def dr_grpo(r, k):
+    g = r.reshape(-1, k)
+    return (g - g.mean(axis=1, keepdims=True)).reshape(-1)
+
+
 def rloo(r, k):
     g = r.reshape(-1, k)
     return (g * k / (k - 1) - g.mean(axis=1, keepdims=True) * k / (k - 1)).reshape(-1)
+
+
+def reinforce_pp(r, eps=1e-8):
+    return (r - r.mean()) / (r.std(ddof=1) + eps)
 
 
 def reinforce_pp_baseline(r, k, eps=1e-8):
@@ -94,7 +103,9 @@ def main():
 
     numpy_side = {
         "grpo": lambda: grpo(rewards, k),
+        "dr_grpo": lambda: dr_grpo(rewards, k),
         "rloo": lambda: rloo(rewards, k),
+        "reinforce_pp": lambda: reinforce_pp(rewards),
         "reinforce_pp_baseline": lambda: reinforce_pp_baseline(rewards, k),
         "gae": lambda: gae(step_rewards, step_values, args.episode_length),
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Advantages (GRPO, RLOO, REINFORCE++-baseline) for 1M samples in groups of 16 and GAE over 1M
+# Advantages (GRPO, Dr.GRPO, RLOO, REINFORCE++ with and without baseline) for 1M samples in groups of 16 and GAE over 1M
 # steps: rewardkit-shape (release; on one thread, and on every core) vs NumPy (one core) on the
 # same inputs, same run; prints the ratios and the largest difference between the outputs.
 # Writes bench/out/shape/result.json.

@@ -61,7 +61,9 @@ fn main() {
     let mut buffer = vec![0.0; rewards.len()];
     for (name, estimator) in [
         ("grpo", Estimator::GRPO),
+        ("dr_grpo", Estimator::DrGrpo),
         ("rloo", Estimator::Rloo),
+        ("reinforce_pp", Estimator::reinforce_plus_plus(false)),
         (
             "reinforce_pp_baseline",
             Estimator::reinforce_plus_plus(true),

@@ -13,9 +13,9 @@ use crate::simd::{output_vec, Kernel, Portable};
 use crate::stats::Centre;
 use crate::{Groups, ShapeError};
 
-mod baseline;
 #[cfg(target_arch = "x86_64")]
 mod quads;
+mod reinforce;
 
 /// Which standard deviation to divide by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,11 +68,11 @@ pub enum Estimator {
     /// `a_i = R_i − mean_g`, else `a_i = R_i`; then `A_i = (a_i − mean_B(a)) / (std_B(a) + ε)`
     /// over the batch `B`.
     ///
-    /// With the baseline, each group's scores sum to 0, so `mean_B(a) = 0` exactly and
-    /// `std_B(a)² = Σ_g M2_g / (N or N − 1)`, where `M2_g` is the group's sum of squared
-    /// deviations (Chan, Golub & LeVeque's combination of group statistics, with every group mean
-    /// at 0). That is how it is computed: from the groups' own statistics, summed in a fixed
-    /// order, in two visits of the rewards instead of four (see `advantage/baseline.rs`).
+    /// The batch statistics are computed from the groups' own (count, mean, `M2_g`, the sum of
+    /// squared deviations), by Chan, Golub & LeVeque's combination of partial statistics in a
+    /// fixed order, in two visits of the rewards instead of four (see `advantage/reinforce.rs`).
+    /// With the baseline each group's scores sum to 0, so `mean_B(a) = 0` exactly and
+    /// `std_B(a)² = Σ_g M2_g / (N or N − 1)`.
     ReinforcePlusPlus {
         /// Subtract the group mean first (REINFORCE++-baseline).
         baseline: bool,
@@ -356,8 +356,6 @@ enum Write {
     Divided(f64),
     /// `(x − mean)·m`.
     Scaled(f64),
-    /// The reward itself.
-    Raw,
     /// A fixed value for every finite member.
     Fixed(f64),
 }
@@ -436,7 +434,7 @@ pub fn advantages(
     // writes each group's range once (`Slot::put` through `Store::fill`) and counted `n` writes
     // over ranges that partition `0..n`.
     unsafe { values.set_len(n) };
-    let summary = finish(tally, estimator, &mut values);
+    let summary = finish(tally, &mut values);
     Ok(Advantages { values, summary })
 }
 
@@ -462,7 +460,7 @@ pub fn advantages_into(
         Some(offsets) => {
             let size = groups.common_size();
             let tally = over_ranges(rewards, offsets, size, estimator, filter_zero_variance, out);
-            finish(tally, estimator, out)
+            finish(tally, out)
         }
         None => compute(
             rewards,
@@ -689,15 +687,16 @@ fn over_ranges<T: Slot>(
     out: &mut [T],
 ) -> Tally {
     if let Estimator::ReinforcePlusPlus {
-        baseline: true,
+        baseline,
         std,
         epsilon,
     } = *estimator
     {
-        return baseline::over_ranges(
+        return reinforce::over_ranges(
             rewards,
             offsets,
             size,
+            baseline,
             std,
             epsilon,
             filter_zero_variance,
@@ -1050,12 +1049,10 @@ impl GroupWriter<'_> {
                     Write::Scaled(k / (k - 1.0))
                 }
                 Estimator::DrGrpo | Estimator::Rloo => Write::Fixed(0.0),
-                // The scores a_i = R_i for the batch normalisation in `finish`. (With a
-                // baseline the estimator never comes here: `over_ranges` and `compute` hand it
-                // to `baseline`.)
-                Estimator::ReinforcePlusPlus { baseline, .. } => {
-                    debug_assert!(!baseline, "REINFORCE++-baseline runs in `baseline`");
-                    Write::Raw
+                // `over_ranges` and `compute` hand REINFORCE++ to `reinforce` before any
+                // group pass.
+                Estimator::ReinforcePlusPlus { .. } => {
+                    unreachable!("REINFORCE++ runs in `advantage::reinforce`")
                 }
             }
         };
@@ -1069,84 +1066,21 @@ impl GroupWriter<'_> {
             Write::Scaled(m) => apply(layout, rewards, values, g, dense, |x| {
                 ((x - pivot) - mean) * m
             }),
-            Write::Raw => apply(layout, rewards, values, g, dense, |x| x),
             Write::Fixed(value) => apply(layout, rewards, values, g, dense, |_| value),
         };
     }
 }
 
-/// The summary of a finished group pass over all `values.len()` samples, after REINFORCE++'s
-/// batch normalisation.
-fn finish(tally: Tally, estimator: &Estimator, values: &mut [f64]) -> AdvantageSummary {
+/// The summary of a finished pass over all `values.len()` samples; REINFORCE++-baseline's lone
+/// samples get their advantage, 0.
+fn finish(tally: Tally, values: &mut [f64]) -> AdvantageSummary {
     let mut summary = tally.summary;
     summary.samples = values.len();
     summary.masked = values.len() - tally.finite;
-    if let Estimator::ReinforcePlusPlus {
-        baseline,
-        std,
-        epsilon,
-    } = *estimator
-    {
-        // With a baseline the group pass already normalised ([`baseline`]).
-        if !baseline {
-            normalise_batch(values, std, epsilon);
-        }
-        for i in tally.singletons {
-            values[i] = 0.0;
-        }
+    for i in tally.singletons {
+        values[i] = 0.0;
     }
     summary
-}
-
-/// REINFORCE++'s batch normalisation over the samples that take part (finite: not masked, not
-/// filtered, and — with a baseline — not alone in their group): `(a − mean_B)/(std_B + ε)`, or 0
-/// for all of them when the batch has no usable spread.
-fn normalise_batch(values: &mut [f64], std: StdKind, epsilon: f64) {
-    let batch = centre_of(values);
-    let divisor = batch.std(std).map(|s| s + epsilon);
-    let usable = matches!(divisor, Some(d) if !batch.constant && d > 0.0);
-    let (pivot, mean, d) = (batch.pivot, batch.shifted_mean, divisor.unwrap_or(1.0));
-    let normalise = |part: &mut [f64]| {
-        if usable {
-            map_finite(part, |v| ((v - pivot) - mean) / d);
-        } else {
-            map_finite(part, |_| 0.0);
-        }
-    };
-    if rayon::current_num_threads() <= 1 || values.len() < PARALLEL_SAMPLES {
-        normalise(values);
-    } else {
-        let part = values.len().div_ceil(4 * rayon::current_num_threads());
-        values.par_chunks_mut(part).for_each(normalise);
-    }
-}
-
-/// `v = f(v)` for every finite `v` of `values`, compiled for AVX where the CPU has it.
-fn map_finite(values: &mut [f64], f: impl Fn(f64) -> f64) {
-    #[inline(always)]
-    fn each(values: &mut [f64], f: impl Fn(f64) -> f64) {
-        for value in values.iter_mut() {
-            let v = *value;
-            // Branch-free, so that the loop vectorises: `f` is computed for every value (on a
-            // NaN or ±∞ it is harmless arithmetic), and `v − v = 0` exactly when `v` is finite.
-            let y = f(v);
-            #[allow(clippy::eq_op)]
-            let finite = v - v == 0.0;
-            *value = if finite { y } else { v };
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx")]
-        fn each_avx(values: &mut [f64], f: impl Fn(f64) -> f64) {
-            each(values, f)
-        }
-        if Avx::detect().is_some() {
-            // SAFETY: the CPU has AVX (checked just above).
-            return unsafe { each_avx(values, f) };
-        }
-    }
-    each(values, f)
 }
 
 /// The advantages over scattered groups (member lists), on one thread.
@@ -1159,14 +1093,21 @@ fn compute(
 ) -> AdvantageSummary {
     let count = layout.0.count();
     if let Estimator::ReinforcePlusPlus {
-        baseline: true,
+        baseline,
         std,
         epsilon,
     } = *estimator
     {
-        let tally =
-            baseline::over_lists(rewards, layout, std, epsilon, filter_zero_variance, values);
-        return finish(tally, estimator, values);
+        let tally = reinforce::over_lists(
+            rewards,
+            layout,
+            baseline,
+            std,
+            epsilon,
+            filter_zero_variance,
+            values,
+        );
+        return finish(tally, values);
     }
     let batch_std = batch_std(rewards, estimator);
     let mut tally = group_pass(
@@ -1179,7 +1120,7 @@ fn compute(
         values,
     );
     tally.summary.groups = count;
-    finish(tally, estimator, values)
+    finish(tally, values)
 }
 
 #[cfg(test)]
@@ -1322,10 +1263,11 @@ mod tests {
     }
 
     #[test]
-    fn reinforce_pp_baseline_over_many_blocks_equals_the_textbook_computation() {
+    fn reinforce_pp_over_many_blocks_equals_the_textbook_computation() {
         // More groups than three summation blocks, sizes 1 to 7, NaN, zero-variance groups and
-        // 1e9 offsets: every advantage agrees with the four-pass computation (scores, their batch
-        // mean, their batch std, the division) done here in plain f64, to 1e-12 of the largest.
+        // 1e9 offsets, with and without the baseline and filtering: every advantage agrees with
+        // the four-pass computation (scores, their batch mean, their batch spread, the division)
+        // done here in plain f64, to 1e-12 of the largest.
         let mut state = 3u64;
         let mut next = || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(7);
@@ -1343,15 +1285,26 @@ mod tests {
                 });
             }
         }
+        // Three empty groups and a filtered one first: without the baseline the origin comes
+        // from the first group that takes part.
+        rewards[..3].fill(NAN);
+        rewards[3..5].fill(-7.0);
         let groups = Groups::from_sizes(&sizes);
-        for (std, epsilon) in [(StdKind::Sample, 1e-8), (StdKind::Population, 0.0)] {
+        let cases = [
+            (true, false, StdKind::Sample, 1e-8),
+            (true, true, StdKind::Population, 0.0),
+            (false, false, StdKind::Sample, 1e-8),
+            (false, true, StdKind::Population, 0.0),
+        ];
+        for (baseline, filter, std, epsilon) in cases {
             let estimator = Estimator::ReinforcePlusPlus {
-                baseline: true,
+                baseline,
                 std,
                 epsilon,
             };
-            let got = advantages(&rewards, &groups, &estimator, false).unwrap();
-            // The textbook way: scores, then their batch mean and std in two passes.
+            let got = advantages(&rewards, &groups, &estimator, filter).unwrap();
+            // The textbook way: scores, then their batch mean and spread in two passes (from
+            // the first score, so that the 1e9 offsets cost no precision here either).
             let mut scores = vec![NAN; rewards.len()];
             let mut lone = Vec::new();
             for members in groups.iter() {
@@ -1360,26 +1313,41 @@ mod tests {
                     .copied()
                     .filter(|&i| rewards[i].is_finite())
                     .collect();
-                if finite.len() == 1 {
-                    lone.push(finite[0]);
+                let Some(&first) = finite.first() else {
+                    continue;
+                };
+                let pivot = rewards[first];
+                let constant = finite.iter().all(|&i| rewards[i] == pivot);
+                if filter && constant && finite.len() > 1 {
                     continue;
                 }
-                let pivot = finite.first().map_or(0.0, |&i| rewards[i]);
-                let mean =
-                    finite.iter().map(|&i| rewards[i] - pivot).sum::<f64>() / finite.len() as f64;
-                for &i in &finite {
-                    scores[i] = (rewards[i] - pivot) - mean;
+                if !baseline {
+                    finite.iter().for_each(|&i| scores[i] = rewards[i]);
+                } else if finite.len() == 1 {
+                    lone.push(first);
+                } else {
+                    let mean = finite.iter().map(|&i| rewards[i] - pivot).sum::<f64>()
+                        / finite.len() as f64;
+                    finite
+                        .iter()
+                        .for_each(|&i| scores[i] = (rewards[i] - pivot) - mean);
                 }
             }
             let taking: Vec<f64> = scores.iter().copied().filter(|a| a.is_finite()).collect();
-            let n = taking.len() as f64;
-            let mean = taking.iter().sum::<f64>() / n;
-            let m2 = taking.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>();
+            let (n, origin) = (taking.len() as f64, taking[0]);
+            let mean = taking.iter().map(|a| a - origin).sum::<f64>() / n;
+            let m2 = taking
+                .iter()
+                .map(|a| ((a - origin) - mean).powi(2))
+                .sum::<f64>();
             let divisor = match std {
                 StdKind::Sample => (m2 / (n - 1.0)).sqrt(),
                 StdKind::Population => (m2 / n).sqrt(),
             } + epsilon;
-            let mut expected: Vec<f64> = scores.iter().map(|a| (a - mean) / divisor).collect();
+            let mut expected: Vec<f64> = scores
+                .iter()
+                .map(|a| ((a - origin) - mean) / divisor)
+                .collect();
             for i in lone {
                 expected[i] = 0.0;
             }
@@ -1387,12 +1355,14 @@ mod tests {
                 .iter()
                 .filter(|x| x.is_finite())
                 .fold(0.0f64, |m, x| m.max(x.abs()));
+            let case = (baseline, filter, std);
             for (i, (a, b)) in got.values.iter().zip(&expected).enumerate() {
                 assert!(
                     (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-12 * scale,
-                    "{std:?} [{i}]: {a} vs {b}"
+                    "{case:?} [{i}]: {a} vs {b}"
                 );
             }
+            assert!(got.values[3..5].iter().all(|a| a.is_nan() == filter));
             assert_eq!(
                 got.summary.masked,
                 rewards.iter().filter(|x| x.is_nan()).count()
@@ -1566,6 +1536,7 @@ mod tests {
             Estimator::DrGrpo,
             Estimator::Rloo,
             Estimator::reinforce_plus_plus(true),
+            Estimator::reinforce_plus_plus(false),
         ] {
             let fast = advantages(&rewards, &uniform, &estimator, false).unwrap();
             let general = advantages(&rewards, &listed, &estimator, false).unwrap();
@@ -1611,6 +1582,7 @@ mod tests {
             Estimator::DrGrpo,
             Estimator::Rloo,
             Estimator::reinforce_plus_plus(true),
+            Estimator::reinforce_plus_plus(false),
         ] {
             let consecutive =
                 advantages(&rewards, &Groups::from_sizes(&sizes), &estimator, false).unwrap();

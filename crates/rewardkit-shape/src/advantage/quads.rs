@@ -18,7 +18,7 @@ use std::arch::x86_64::{
 };
 use std::ops::Range;
 
-use super::baseline::{Score, Sums, BLOCK};
+use super::reinforce::{Centring, Score, Sums, BLOCK};
 use super::{Fast, Slot, Tally};
 use crate::simd::{lanes, load, prefetch, transpose_sum, Avx, AHEAD};
 use crate::StdKind;
@@ -199,18 +199,20 @@ pub(super) fn pass<const N: usize, T: Slot>(
     tally
 }
 
-/// REINFORCE++-baseline's phase 1 ([`super::baseline`]) over `groups` (consecutive, `N`
+/// REINFORCE++'s phase 1 ([`super::reinforce`], with or without the baseline) over `groups` (consecutive, `N`
 /// members each but perhaps the last; starting at a block boundary): each group's score rule
 /// into `scores` (indexed from `groups.start`) and each block's sums into `blocks`, four groups
 /// at a time; any four that are not all plain signal groups, and the last groups, go to `slow`,
 /// which adds them to the block it is given. Groups are added to their block in group order
 /// either way, so the sums are those of the one-at-a-time pass.
 #[target_feature(enable = "avx")]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn scores<const N: usize>(
     _avx: Avx,
     rewards: &[f64],
     offsets: &[usize],
     groups: Range<usize>,
+    centring: Centring,
     scores: &mut [Score],
     blocks: &mut Vec<Sums>,
     mut slow: impl FnMut(Range<usize>, &mut [Score], &mut Sums) -> Tally,
@@ -237,11 +239,9 @@ pub(super) fn scores<const N: usize>(
             if usable == 0b1111 {
                 let m2 = lanes(m2);
                 for j in 0..4 {
-                    scores[g + j - first] = Score {
-                        pivot: x[j * N],
-                        mean: shifted[j],
-                    };
-                    block = block.add(Sums::signal(N, shifted[j], m2[j]));
+                    let (pivot, mean) = (x[j * N], shifted[j]);
+                    scores[g + j - first] = Score { pivot, mean };
+                    block = block.add(Sums::group(centring, N, pivot, mean, m2[j], true));
                 }
                 tally.finite += 4 * N;
                 g += 4;
