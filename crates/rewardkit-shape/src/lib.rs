@@ -60,9 +60,9 @@
 //! Group statistics run on AVX where the CPU has it (picked at run time; the same sums in the same
 //! order as the portable code), and inputs above 65,536 samples (or GAE steps) are split over the
 //! threads of the current rayon pool at group or episode boundaries. Batch-wide statistics
-//! (REINFORCE++'s, with and without the baseline) are combined in a fixed order of blocks of
-//! groups, which threads take whole; GRPO's batch-scaled std is one thread's two passes. Every result is the same to the bit whatever the CPU path and the number
-//! of threads; the unit tests compare them.
+//! (REINFORCE++'s, with and without the baseline, and GRPO's batch-scaled std) are combined in a
+//! fixed order of fixed blocks, which threads take whole. Every result is the same to the bit
+//! whatever the CPU path and the number of threads; the unit tests compare them.
 //!
 //! # Options are validated, values are not
 //!

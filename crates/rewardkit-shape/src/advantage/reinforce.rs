@@ -168,6 +168,29 @@ impl Sums {
         }
     }
 
+    /// The statistics of `count` values whose mean, measured from an origin, is `mean`, and
+    /// whose sum of squared deviations is `m2`, as they are (no fence against overflow).
+    pub(super) fn of_values(count: usize, mean: f64, m2: f64) -> Sums {
+        Sums {
+            count,
+            mean,
+            m2,
+            signal: true,
+        }
+    }
+
+    /// The standard deviation of the scores (`None` below one, or for the sample std two).
+    pub(super) fn std(self, kind: StdKind) -> Option<f64> {
+        let all = Centre {
+            count: self.count,
+            pivot: 0.0,
+            shifted_mean: self.mean,
+            m2: self.m2,
+            constant: false,
+        };
+        all.std(kind)
+    }
+
     /// `d = std_B + ε` of the normalisation; `None` when the batch has no usable spread (no
     /// scores, all of them 0 with the baseline, or `d = 0`), and then every score's advantage
     /// is 0.
@@ -175,14 +198,7 @@ impl Sums {
         if !self.signal {
             return None;
         }
-        let batch = Centre {
-            count: self.count,
-            pivot: 0.0,
-            shifted_mean: self.mean,
-            m2: self.m2,
-            constant: false,
-        };
-        let d = batch.std(std)? + epsilon;
+        let d = self.std(std)? + epsilon;
         (d > 0.0).then_some(d)
     }
 }
