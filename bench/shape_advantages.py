@@ -11,6 +11,10 @@ pool, so each round times it twice: on one thread (RAYON_NUM_THREADS=1: the like
 ratio) and on every core (--threads, default all: what a user with those cores gets). The sides
 alternate in rounds (--rounds), and the ratio reported is the median of the per-round ratios,
 with their range: load on a shared machine drifts, and alternating spreads it over both sides.
+The last row times a plain copy of the rewards on both sides (one thread for rewardkit: a
+`to_vec`): reading a million values and writing a million is the floor under every estimator,
+and what that floor costs here bounds the ratio an estimator that NumPy computes in a few passes
+can reach.
 """
 
 import argparse
@@ -108,6 +112,8 @@ def main():
         "reinforce_pp": lambda: reinforce_pp(rewards),
         "reinforce_pp_baseline": lambda: reinforce_pp_baseline(rewards, k),
         "gae": lambda: gae(step_rewards, step_values, args.episode_length),
+        # The floor under every estimator on both sides: read the rewards, write as many values.
+        "copy": lambda: rewards.copy(),
     }
     # Rounds alternate the two sides (rewardkit's repeats, then NumPy's), so a change of load on a
     # shared machine hits both; each round gives a ratio, and the medians over rounds are reported.
@@ -140,6 +146,8 @@ def main():
     for name in numpy_side:
         n = args.steps if name == "gae" else args.samples
         for side, threads in sides:
+            if name == "copy" and threads > 1:
+                continue  # a copy is one thread's work on either side
             got = np.fromfile(f"{args.out}/rust_{name}.{threads}.f64", dtype=np.float64)
             diff = float(np.max(np.abs(got - expected[name])))
             for label, key in ((f"{name}, {side}", name),

@@ -93,6 +93,18 @@ fn main() {
             seconds.0, seconds.1
         ));
     }
+    // The floor under every estimator: read the rewards and write as many values (a copy).
+    let (seconds, out) = median_seconds(repeats, || rewards.to_vec());
+    write(&format!("{dir}/rust_copy.f64"), &out);
+    timings.push(format!(
+        "\"copy\": {}, \"copy_min\": {}",
+        seconds.0, seconds.1
+    ));
+    let (seconds, _) = median_seconds(repeats, || buffer.copy_from_slice(&rewards));
+    timings.push(format!(
+        "\"copy_into\": {}, \"copy_into_min\": {}",
+        seconds.0, seconds.1
+    ));
     let lengths = vec![episode_length; step_rewards.len() / episode_length];
     let (seconds, out) = median_seconds(repeats, || {
         gae(&step_rewards, &step_values, &lengths, None, 0.99, 0.95).expect("valid request")
