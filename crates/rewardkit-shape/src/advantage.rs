@@ -1447,7 +1447,7 @@ mod tests {
     }
 
     #[test]
-    fn reinforce_pp_baseline_keeps_an_overflowing_group_to_itself() {
+    fn reinforce_pp_keeps_an_overflowing_group_to_itself() {
         // Rewards near ±f64::MAX overflow their group's sums (NumPy's formulas overflow there
         // too); the other groups' advantages stay exact.
         let baseline = Estimator::ReinforcePlusPlus {
@@ -1464,6 +1464,22 @@ mod tests {
         .unwrap();
         // Scores [-1, 1, -1, 1]: batch std 1.
         assert_eq!(&got.values[3..], &[-1.0, 1.0, -1.0, 1.0]);
+        // Without the baseline too: the batch statistics (and the origin) come from the other
+        // groups, [1, 3, 5, 7]: mean 4, std √5.
+        let plain = Estimator::ReinforcePlusPlus {
+            baseline: false,
+            std: StdKind::Population,
+            epsilon: 0.0,
+        };
+        let got = advantages(
+            &[1e308, -1e308, 1e308, 1.0, 3.0, 5.0, 7.0],
+            &Groups::from_sizes(&[3, 2, 2]),
+            &plain,
+            false,
+        )
+        .unwrap();
+        let s = 5f64.sqrt();
+        assert_eq!(&got.values[3..], &[-3.0 / s, -1.0 / s, 1.0 / s, 3.0 / s]);
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub(super) enum Centring {
 
 impl Centring {
     /// The centring `baseline` asks for. Without the baseline, the origin is the first finite
-    /// reward of the first group that takes part (has a finite reward, and is not filtered out):
+    /// reward of the first group that takes part (has a finite reward, finite sums, and is not
+    /// filtered out):
     /// the scores' own first value, as a two-pass mean over them would pivot on, so that the
     /// shifts `x − origin` stay small next to the scores' spread. Finding it visits only the
     /// groups before that one.
@@ -73,8 +74,12 @@ impl Centring {
         if baseline {
             return Centring::Group;
         }
+        // A group whose sums overflow (rewards near ±f64::MAX) stays out of the batch
+        // statistics ([`Sums::group`]), so it cannot be the origin either.
         let takes_part = |centre: &Centre| {
             centre.count > 0
+                && centre.shifted_mean.is_finite()
+                && centre.m2.is_finite()
                 && !(filter_zero_variance && GroupFate::of(centre) == GroupFate::ZeroVariance)
         };
         let origin = (0..count)
