@@ -21,7 +21,7 @@
 //!   scores, which is rounding noise next to them (`1e-17`-ish), and agrees to the last few bits
 //!   (`.ci/shape.sh`).
 //! - Without it a group's scores are its rewards, whose mean is taken from the *origin*, the
-//!   batch's first finite reward: `μ_g = (pivot_g − origin) + mean_g`. Rewards close together
+//!   first score of the batch (see [`Centring::of`]): `μ_g = (pivot_g − origin) + mean_g`. Rewards close together
 //!   relative to their size (`1e9 + u`) stay exact in that shift (Sterbenz's lemma), as in every
 //!   group statistic of this crate, and the advantages are `((x − origin) − μ_B) / d`.
 //!
@@ -52,18 +52,17 @@ pub(super) const BLOCK: usize = 1024;
 pub(super) enum Centring {
     /// REINFORCE++-baseline: the scores are `x − mean_g`, each group's own centring.
     Group,
-    /// REINFORCE++: the scores are the rewards, their means measured from `origin` (the batch's
-    /// first finite reward).
+    /// REINFORCE++: the scores are the rewards, their means measured from `origin` (the first
+    /// score of the batch).
     Batch { origin: f64 },
 }
 
 impl Centring {
     /// The centring `baseline` asks for. Without the baseline, the origin is the first finite
     /// reward of the first group that takes part (has a finite reward, finite sums, and is not
-    /// filtered out):
-    /// the scores' own first value, as a two-pass mean over them would pivot on, so that the
-    /// shifts `x − origin` stay small next to the scores' spread. Finding it visits only the
-    /// groups before that one.
+    /// filtered out): the scores' own first value, which a two-pass mean over them would pivot
+    /// on, so that the shifts `x − origin` stay small next to the scores' spread. Finding it
+    /// visits only the groups up to that one.
     fn of(
         baseline: bool,
         layout: &impl Layout,
