@@ -213,20 +213,26 @@ impl Config {
 }
 
 /// What a column held in the first pass, to choose its output type.
+///
+/// The kinds form a join order ([`widen`]): `Null` below everything, `Int` below `F64`,
+/// `EmptyList` below `IntList` below `List`, `Str` above everything; integers join by their
+/// [`Ints`] flags. So the type a column gets does not depend on the order of its rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Seen {
     /// Only nulls (or missing values) so far: written as a float column of nulls.
     Null,
-    /// Unsigned integers in every row so far.
-    U64,
-    /// Numbers (or nulls).
+    /// Integers (or nulls) in every row so far (JSON integers, `n.is_u64() || n.is_i64()`; not
+    /// `1.0` or `-0`, which are floats): written as an integer column ([`Ints::kind`]).
+    Int(Ints),
+    /// Numbers (or nulls), at least one a float: written as a float column.
     F64,
-    /// Lists of numbers (or null elements), or null: written as a list column of floats (a JSON
-    /// array, a Parquet list of doubles), so that per-step columns can feed `--steps-field` again.
+    /// Lists of numbers (or null elements), or null, at least one number a float: written as a
+    /// list column of floats (a JSON array, a Parquet list of doubles), so that per-step columns
+    /// can feed `--steps-field` again.
     List,
-    /// Lists whose numbers are all unsigned integers (the [`Seen::U64`] rule; null elements
-    /// allowed), or null: written as a list column of integers (ids and counts stay integers).
-    U64List,
+    /// Lists whose numbers are all integers (the [`Seen::Int`] rule; null elements allowed), or
+    /// null: written as a list column of integers ([`Ints::kind`]; ids and counts stay integers).
+    IntList(Ints),
     /// Lists without a number so far (empty, or only null elements), or null: they fit either
     /// list kind; a column of nothing else is written as a float list.
     EmptyList,
@@ -237,16 +243,90 @@ enum Seen {
     Str,
 }
 
+/// What the integers of an integer column (or of an integer-list column's lists) held: whether
+/// one was negative, and whether one was above `i64::MAX`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Ints {
+    negative: bool,
+    above_i64: bool,
+}
+
+impl Ints {
+    /// The flags of one JSON number; `None` for a float.
+    fn of(n: &serde_json::Number) -> Option<Ints> {
+        if let Some(n) = n.as_u64() {
+            Some(Ints {
+                negative: false,
+                above_i64: i64::try_from(n).is_err(),
+            })
+        } else if n.is_i64() {
+            Some(Ints {
+                negative: true,
+                above_i64: false,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The flags of two sets of integers together.
+    fn join(self, other: Ints) -> Ints {
+        Ints {
+            negative: self.negative || other.negative,
+            above_i64: self.above_i64 || other.above_i64,
+        }
+    }
+
+    /// The column kind that holds these integers exactly: `unsigned` (`U64`, `U64List`) while
+    /// none is negative, so that values up to `u64::MAX` round-trip; `signed` (`I64`, `I64List`)
+    /// when one is negative and none is above `i64::MAX`.
+    ///
+    /// A column with both a negative integer and one above `i64::MAX` fits no 64-bit integer type.
+    /// It is written as text (`"-1"`, `"18446744073709551615"`; a list as its JSON text), not as
+    /// floats: integers that large are ids, hashes or seeds, and a float keeps only 53 bits
+    /// (`u64::MAX` would read back as 2^64, and neighbouring ids would merge), whereas text keeps
+    /// every digit and its type change is visible. (A column that also holds a float is a float
+    /// column, as before: its author wrote floats.)
+    fn kind(self, unsigned: ColumnKind, signed: ColumnKind) -> ColumnKind {
+        match self {
+            Ints {
+                negative: false, ..
+            } => unsigned,
+            Ints {
+                negative: true,
+                above_i64: false,
+            } => signed,
+            Ints {
+                negative: true,
+                above_i64: true,
+            } => ColumnKind::Str,
+        }
+    }
+}
+
 impl Seen {
     fn of(value: &Value) -> Seen {
         match value {
             Value::Null => Seen::Null,
-            Value::Number(n) if n.is_u64() => Seen::U64,
-            Value::Number(_) => Seen::F64,
+            Value::Number(n) => Ints::of(n).map_or(Seen::F64, Seen::Int),
             Value::Bool(_) => Seen::Bool,
-            Value::Array(items) if items.iter().all(Value::is_null) => Seen::EmptyList,
-            Value::Array(items) if items.iter().all(|x| x.is_u64() || x.is_null()) => Seen::U64List,
-            Value::Array(items) if items.iter().all(|x| x.is_number() || x.is_null()) => Seen::List,
+            Value::Array(items) => {
+                let mut seen = Seen::EmptyList;
+                for item in items {
+                    seen = match (seen, item) {
+                        (_, Value::Null) => seen,
+                        (Seen::EmptyList, Value::Number(n)) => {
+                            Ints::of(n).map_or(Seen::List, Seen::IntList)
+                        }
+                        (Seen::IntList(ints), Value::Number(n)) => {
+                            Ints::of(n).map_or(Seen::List, |new| Seen::IntList(ints.join(new)))
+                        }
+                        (Seen::List, Value::Number(_)) => Seen::List,
+                        _ => return Seen::Str,
+                    };
+                }
+                seen
+            }
             _ => Seen::Str,
         }
     }
@@ -254,10 +334,10 @@ impl Seen {
     /// The output column kind for a column seen so.
     fn kind(self) -> ColumnKind {
         match self {
-            Seen::U64 => ColumnKind::U64,
+            Seen::Int(ints) => ints.kind(ColumnKind::U64, ColumnKind::I64),
             Seen::Null | Seen::F64 => ColumnKind::F64,
             Seen::List | Seen::EmptyList => ColumnKind::F64List,
-            Seen::U64List => ColumnKind::U64List,
+            Seen::IntList(ints) => ints.kind(ColumnKind::U64List, ColumnKind::I64List),
             Seen::Bool => ColumnKind::Bool,
             Seen::Str => ColumnKind::Str,
         }
@@ -433,19 +513,22 @@ fn scan(args: &AdvantagesArgs, oprl: bool, is_gae: bool) -> anyhow::Result<Scan>
 }
 
 /// The narrowest type that holds both `old` and a new value of type `new` ([`Seen::Null`] for a
-/// null or missing value): unsigned integers stay integers only while no row misses them (a list
-/// of integers may be null or missing); a list with a float makes the column a float list; any
-/// two of numbers, lists and booleans in one column fall back to text.
+/// null or missing value; every kind holds nulls): integers stay integers, joining their
+/// [`Ints`] flags (a negative one makes an unsigned column signed); a float makes an integer
+/// column a float column, and a float list an integer-list column a float list; any two of
+/// numbers, lists and booleans in one column fall back to text. Commutative and associative
+/// (a join), so the row order does not matter.
 fn widen(old: Seen, new: Seen) -> Seen {
     match (old, new) {
         (Seen::Str, _) | (_, Seen::Str) => Seen::Str,
-        (a, b) if a == b => a,
-        (Seen::Null, Seen::U64) | (Seen::U64, Seen::Null) => Seen::F64,
         (Seen::Null, other) | (other, Seen::Null) => other,
-        (Seen::U64, Seen::F64) | (Seen::F64, Seen::U64) => Seen::F64,
-        (Seen::EmptyList, list @ (Seen::U64List | Seen::List))
-        | (list @ (Seen::U64List | Seen::List), Seen::EmptyList) => list,
-        (Seen::U64List, Seen::List) | (Seen::List, Seen::U64List) => Seen::List,
+        (Seen::Int(a), Seen::Int(b)) => Seen::Int(a.join(b)),
+        (Seen::IntList(a), Seen::IntList(b)) => Seen::IntList(a.join(b)),
+        (a, b) if a == b => a,
+        (Seen::Int(_) | Seen::F64, Seen::Int(_) | Seen::F64) => Seen::F64,
+        (Seen::EmptyList, list @ (Seen::IntList(_) | Seen::List))
+        | (list @ (Seen::IntList(_) | Seen::List), Seen::EmptyList) => list,
+        (Seen::IntList(_) | Seen::List, Seen::IntList(_) | Seen::List) => Seen::List,
         _ => Seen::Str,
     }
 }
@@ -727,11 +810,9 @@ fn write(
         None => TableWriter::create(output, columns)?,
     };
     let reader = RecordReader::open(&args.input, args.input_format)?;
-    // Per column, this row's text (Str columns), numbers (List columns) or integers (U64List
-    // columns), owned for the cells.
-    let mut texts: Vec<Option<String>> = Vec::with_capacity(scan.columns.len());
-    let mut numbers: Vec<Option<Vec<f64>>> = Vec::with_capacity(scan.columns.len());
-    let mut integers: Vec<Option<Vec<Option<u64>>>> = Vec::with_capacity(scan.columns.len());
+    let kinds: Vec<ColumnKind> = scan.columns.iter().map(|(_, seen)| seen.kind()).collect();
+    // Per column, this row's text, numbers or integers, owned for the cells.
+    let mut owned: Vec<Owned> = Vec::with_capacity(scan.columns.len());
     let mut count = 0usize;
     for record in reader {
         let record = record?;
@@ -749,47 +830,10 @@ fn write(
                 record.line
             )
         };
-        texts.clear();
-        numbers.clear();
-        integers.clear();
-        for (name, seen) in &scan.columns {
+        owned.clear();
+        for ((name, _), &kind) in scan.columns.iter().zip(&kinds) {
             let value = record.fields.get(name);
-            texts.push(match (seen, value) {
-                (Seen::Str, Some(Value::String(s))) => Some(s.clone()),
-                (Seen::Str, Some(Value::Null) | None) => None,
-                (Seen::Str, Some(other)) => Some(other.to_string()),
-                _ => None,
-            });
-            numbers.push(match (seen, value) {
-                (Seen::List | Seen::EmptyList, Some(Value::Array(items))) => Some(
-                    items
-                        .iter()
-                        .map(|item| match item {
-                            Value::Null => Ok(f64::NAN),
-                            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-                            _ => Err(changed(name)),
-                        })
-                        .collect::<anyhow::Result<Vec<f64>>>()?,
-                ),
-                (Seen::List | Seen::EmptyList, Some(Value::Null) | None) => None,
-                (Seen::List | Seen::EmptyList, Some(_)) => return Err(changed(name)),
-                _ => None,
-            });
-            integers.push(match (seen, value) {
-                (Seen::U64List, Some(Value::Array(items))) => Some(
-                    items
-                        .iter()
-                        .map(|item| match item {
-                            Value::Null => Ok(None),
-                            Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| changed(name)),
-                            _ => Err(changed(name)),
-                        })
-                        .collect::<anyhow::Result<Vec<Option<u64>>>>()?,
-                ),
-                (Seen::U64List, Some(Value::Null) | None) => None,
-                (Seen::U64List, Some(_)) => return Err(changed(name)),
-                _ => None,
-            });
+            owned.push(Owned::of(kind, value).ok_or_else(|| changed(name))?);
         }
         let lists: Vec<&[f64]> = match steps {
             None => Vec::new(),
@@ -800,27 +844,9 @@ fn write(
             }
         };
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(scan.columns.len() + 1);
-        for ((((name, seen), text), list), ints) in
-            scan.columns.iter().zip(&texts).zip(&numbers).zip(&integers)
-        {
+        for (((name, _), &kind), owned) in scan.columns.iter().zip(&kinds).zip(&owned) {
             let value = record.fields.get(name);
-            cells.push(match seen {
-                Seen::U64 => match value.and_then(Value::as_u64) {
-                    Some(n) => Cell::U64(n),
-                    None => return Err(changed(name)),
-                },
-                Seen::Null | Seen::F64 => {
-                    value.and_then(Value::as_f64).map_or(Cell::Null, Cell::F64)
-                }
-                Seen::List | Seen::EmptyList => list.as_deref().map_or(Cell::Null, Cell::F64List),
-                Seen::U64List => ints.as_deref().map_or(Cell::Null, Cell::U64List),
-                Seen::Bool => match value {
-                    Some(Value::Bool(b)) => Cell::Bool(*b),
-                    Some(Value::Null) | None => Cell::Null,
-                    Some(_) => return Err(changed(name)),
-                },
-                Seen::Str => text.as_deref().map_or(Cell::Null, Cell::Str),
-            });
+            cells.push(owned.cell(kind, value).ok_or_else(|| changed(name))?);
         }
         if lists.is_empty() {
             cells.push(Cell::F64(advantage));
@@ -840,9 +866,82 @@ fn write(
     Ok(())
 }
 
+/// One row's value of a column whose cell borrows it: text (`Str` columns) or a list.
+enum Owned {
+    /// Nothing to own: the value is null or missing, or the column is of a scalar kind (its cell
+    /// reads the value itself).
+    Nothing,
+    Text(String),
+    Floats(Vec<f64>),
+    Unsigned(Vec<Option<u64>>),
+    Signed(Vec<Option<i64>>),
+}
+
+impl Owned {
+    /// The owned part of `value` in a column of `kind`; `None` when the value does not fit the
+    /// kind the first reading chose (the file changed in between).
+    fn of(kind: ColumnKind, value: Option<&Value>) -> Option<Owned> {
+        let value = match value {
+            None | Some(Value::Null) => return Some(Owned::Nothing),
+            Some(value) => value,
+        };
+        match (kind, value) {
+            (ColumnKind::Str, Value::String(text)) => Some(Owned::Text(text.clone())),
+            (ColumnKind::Str, other) => Some(Owned::Text(other.to_string())),
+            (ColumnKind::F64List, Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Null => Some(f64::NAN),
+                    Value::Number(n) => Some(n.as_f64().unwrap_or(f64::NAN)),
+                    _ => None,
+                })
+                .collect::<Option<_>>()
+                .map(Owned::Floats),
+            (ColumnKind::U64List, Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Null => Some(None),
+                    item => item.as_u64().map(Some),
+                })
+                .collect::<Option<_>>()
+                .map(Owned::Unsigned),
+            (ColumnKind::I64List, Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Null => Some(None),
+                    item => item.as_i64().map(Some),
+                })
+                .collect::<Option<_>>()
+                .map(Owned::Signed),
+            (ColumnKind::F64List | ColumnKind::U64List | ColumnKind::I64List, _) => None,
+            _ => Some(Owned::Nothing),
+        }
+    }
+
+    /// The cell for `value` in a column of `kind`, borrowing this row's owned part; `None` when
+    /// the value does not fit the kind (the file changed between the readings).
+    fn cell<'a>(&'a self, kind: ColumnKind, value: Option<&Value>) -> Option<Cell<'a>> {
+        let Some(value) = value.filter(|value| !value.is_null()) else {
+            return Some(Cell::Null);
+        };
+        match (kind, self) {
+            (ColumnKind::U64, _) => value.as_u64().map(Cell::U64),
+            (ColumnKind::I64, _) => value.as_i64().map(Cell::I64),
+            (ColumnKind::F64, _) => value.as_f64().map(Cell::F64),
+            (ColumnKind::Bool, _) => value.as_bool().map(Cell::Bool),
+            (_, Owned::Text(text)) => Some(Cell::Str(text)),
+            (_, Owned::Floats(list)) => Some(Cell::F64List(list)),
+            (_, Owned::Unsigned(list)) => Some(Cell::U64List(list)),
+            (_, Owned::Signed(list)) => Some(Cell::I64List(list)),
+            (_, Owned::Nothing) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The kind a column gets from its values in order (`None`: the row lacks the field).
     fn kind_of(values: &[Option<Value>]) -> ColumnKind {
@@ -854,36 +953,167 @@ mod tests {
         seen.unwrap().kind()
     }
 
-    fn some(values: &[Value]) -> Vec<Option<Value>> {
-        values.iter().cloned().map(Some).collect()
+    /// The kind of a column whose rows hold the elements of the JSON array `rows`, checked to be
+    /// the same in every rotation of the rows and in reverse (the row order must not matter).
+    fn kind_of_rows(rows: &str) -> ColumnKind {
+        let rows: Vec<Option<Value>> = serde_json::from_str::<Vec<Value>>(rows)
+            .unwrap()
+            .into_iter()
+            .map(Some)
+            .collect();
+        let kind = kind_of(&rows);
+        for k in 0..rows.len() {
+            let mut order = rows.clone();
+            order.rotate_left(k);
+            assert_eq!(kind_of(&order), kind, "{order:?}");
+            order.reverse();
+            assert_eq!(kind_of(&order), kind, "{order:?}");
+        }
+        kind
+    }
+
+    #[test]
+    fn scalar_columns_keep_integers_signed_or_unsigned() {
+        use ColumnKind::*;
+        let cases: &[(&str, ColumnKind)] = &[
+            ("[1, 2]", U64),
+            ("[0, 18446744073709551615]", U64),
+            ("[9223372036854775808]", U64), // i64::MAX + 1
+            ("[9007199254740993]", U64),    // 2^53 + 1, which a float would round
+            ("[-3, 4]", I64),
+            ("[-1]", I64),
+            ("[-9223372036854775808, 9223372036854775807]", I64),
+            // Integers and nulls, in any position, stay integers.
+            ("[1, null, 3]", U64),
+            ("[null, 1]", U64),
+            ("[-1, null]", I64),
+            ("[null, -1, 2]", I64),
+            ("[null, null]", F64), // nothing to tell: a float column of nulls
+            // A negative integer and one above i64::MAX: no 64-bit integer type holds both.
+            ("[-1, 9223372036854775808]", Str),
+            ("[18446744073709551615, null, -1]", Str),
+            // A float makes the column floats, whatever its integers.
+            ("[1, 2.5]", F64),
+            ("[-1, 2.5]", F64),
+            ("[3, 1.0]", F64),
+            ("[-1, 18446744073709551615, 0.5]", F64),
+            ("[-0]", F64),                   // JSON's -0 is the float -0.0
+            ("[-9223372036854775809]", F64), // below i64::MIN, JSON reads a float
+            ("[true, null, false]", Bool),
+            // Numbers next to another type: text.
+            ("[1, true]", Str),
+            ("[-1, \"a\"]", Str),
+            ("[-1, [-1]]", Str),
+            ("[2.5, [1]]", Str),
+        ];
+        for (rows, kind) in cases {
+            assert_eq!(kind_of_rows(rows), *kind, "{rows}");
+        }
+        // A row without the field is a null.
+        assert_eq!(kind_of(&[Some(json!(1)), None, Some(json!(3))]), U64);
+        assert_eq!(kind_of(&[None, Some(json!(-2))]), I64);
+        assert_eq!(kind_of(&[None, None]), F64);
     }
 
     #[test]
     fn list_columns_keep_integers_only_where_a_scalar_would() {
-        use serde_json::json;
         use ColumnKind::*;
-        let cases: &[(Vec<Option<Value>>, ColumnKind)] = &[
-            (some(&[json!([1, 2]), json!([3])]), U64List),
-            (some(&[json!([1, null]), json!(null), json!([])]), U64List),
-            (vec![Some(json!([u64::MAX])), None], U64List),
-            (some(&[json!([]), json!([null]), json!([0])]), U64List),
-            (some(&[json!([1, 2.5]), json!([3])]), F64List),
-            (some(&[json!([3]), json!([1.0])]), F64List),
-            (some(&[json!([-1, 2])]), F64List),
-            (some(&[json!([0]), json!([-0.0])]), F64List),
-            (some(&[json!([]), json!([0.5])]), F64List),
-            (some(&[json!([]), json!(null)]), F64List),
-            (some(&[json!([null])]), F64List),
-            (some(&[json!([1]), json!(1)]), Str),
-            (some(&[json!([1]), json!(["a"])]), Str),
-            (some(&[json!([1]), json!(true)]), Str),
-            // The scalar rule these follow: integers stay so only while no row lacks them.
-            (some(&[json!(1), json!(2)]), U64),
-            (vec![Some(json!(1)), None], F64),
-            (some(&[json!(-1)]), F64),
+        let cases: &[(&str, ColumnKind)] = &[
+            ("[[1, 2], [3]]", U64List),
+            ("[[1, null], null, []]", U64List),
+            ("[[18446744073709551615], null]", U64List),
+            ("[[], [null], [0]]", U64List),
+            ("[[-1, 2]]", I64List),
+            ("[[3], [-1]]", I64List),
+            ("[[], [-1], null]", I64List),
+            ("[[null], [-5, null], null]", I64List),
+            ("[[-9223372036854775808], [9223372036854775807]]", I64List),
+            // A negative integer and one above i64::MAX, in one list or two: text.
+            ("[[-1, 18446744073709551615]]", Str),
+            ("[[-1], [18446744073709551615], []]", Str),
+            // A float makes the column a float list.
+            ("[[1, 2.5], [3]]", F64List),
+            ("[[-1], [0.5]]", F64List),
+            ("[[-1, 0.5]]", F64List),
+            ("[[18446744073709551615], [-1], [0.5]]", F64List),
+            ("[[0], [-0.0]]", F64List),
+            ("[[], [0.5]]", F64List),
+            // Nothing to tell: a float list.
+            ("[[], null]", F64List),
+            ("[[null]]", F64List),
+            // Lists next to another type, or with a non-number: text.
+            ("[[1], 1]", Str),
+            ("[[-1], -1]", Str),
+            ("[[], 2.5]", Str),
+            ("[[1], [\"a\"]]", Str),
+            ("[[-1, true]]", Str),
+            ("[[1], true]", Str),
         ];
-        for (values, kind) in cases {
-            assert_eq!(kind_of(values), *kind, "{values:?}");
+        for (rows, kind) in cases {
+            assert_eq!(kind_of_rows(rows), *kind, "{rows}");
+        }
+        assert_eq!(kind_of(&[Some(json!([-1])), None]), I64List);
+    }
+
+    #[test]
+    fn widening_is_a_join_so_row_order_never_matters() {
+        let ints = [(false, false), (true, false), (false, true), (true, true)].map(
+            |(negative, above_i64)| Ints {
+                negative,
+                above_i64,
+            },
+        );
+        let mut all = vec![
+            Seen::Null,
+            Seen::F64,
+            Seen::List,
+            Seen::EmptyList,
+            Seen::Bool,
+            Seen::Str,
+        ];
+        all.extend(ints.map(Seen::Int));
+        all.extend(ints.map(Seen::IntList));
+        for &a in &all {
+            assert_eq!(widen(a, a), a, "{a:?}");
+            assert_eq!(widen(a, Seen::Null), a, "{a:?}");
+            assert_eq!(widen(Seen::Str, a), Seen::Str, "{a:?}");
+            for &b in &all {
+                assert_eq!(widen(a, b), widen(b, a), "{a:?} {b:?}");
+                for &c in &all {
+                    assert_eq!(
+                        widen(widen(a, b), c),
+                        widen(a, widen(b, c)),
+                        "{a:?} {b:?} {c:?}"
+                    );
+                }
+            }
+        }
+        // The pairs named one by one.
+        let u = Seen::Int(ints[0]);
+        let i = Seen::Int(ints[1]);
+        let big = Seen::Int(ints[2]);
+        let ul = Seen::IntList(ints[0]);
+        let il = Seen::IntList(ints[1]);
+        let cases = [
+            (u, i, ColumnKind::I64),
+            (u, big, ColumnKind::U64),
+            (i, big, ColumnKind::Str),
+            (Seen::Null, i, ColumnKind::I64),
+            (Seen::Null, u, ColumnKind::U64),
+            (i, Seen::F64, ColumnKind::F64),
+            (u, Seen::F64, ColumnKind::F64),
+            (i, Seen::Bool, ColumnKind::Str),
+            (i, il, ColumnKind::Str),
+            (ul, il, ColumnKind::I64List),
+            (il, Seen::IntList(ints[2]), ColumnKind::Str),
+            (il, Seen::EmptyList, ColumnKind::I64List),
+            (ul, Seen::EmptyList, ColumnKind::U64List),
+            (il, Seen::List, ColumnKind::F64List),
+            (Seen::Null, il, ColumnKind::I64List),
+            (il, Seen::Bool, ColumnKind::Str),
+        ];
+        for (a, b, kind) in cases {
+            assert_eq!(widen(a, b).kind(), kind, "{a:?} {b:?}");
         }
     }
 }

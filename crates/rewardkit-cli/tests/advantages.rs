@@ -175,9 +175,9 @@ fn boolean_fields_stay_booleans_in_every_format() {
 #[test]
 fn integer_list_fields_stay_integers_in_every_format() {
     // A pass-through `"ids": [1, 2]` used to come out as `[1.0, 2.0]` (a Parquet list of
-    // doubles). A column whose lists hold only non-negative integers (null elements, null or
-    // missing rows allowed) is a list of integers; a list with a float or a negative number makes
-    // the column a float list, as before; a column with only empty lists stays a float list.
+    // doubles). A column whose lists hold only integers (null elements, null or missing rows
+    // allowed) is a list of integers, signed once one is negative; a list with a float makes the
+    // column a float list, as before; a column with only empty lists stays a float list.
     let dir = tempfile::tempdir().unwrap();
     let input = write(
         dir.path(),
@@ -189,8 +189,8 @@ fn integer_list_fields_stay_integers_in_every_format() {
 "#,
     );
     let expected = [
-        r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3.0],"none":[],"reward":1.0,"#,
-        r#"{"group":"a","ids":[18446744073709551615,null],"mixed":[3.0],"neg":[-1.0],"none":null,"reward":0.0,"#,
+        r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3],"none":[],"reward":1.0,"#,
+        r#"{"group":"a","ids":[18446744073709551615,null],"mixed":[3.0],"neg":[-1],"none":null,"reward":0.0,"#,
         r#"{"group":"b","ids":null,"mixed":null,"neg":[],"none":[],"reward":1.0,"#,
         r#"{"group":"b","ids":[],"mixed":null,"neg":null,"none":null,"reward":0.5,"#,
     ];
@@ -251,7 +251,149 @@ fn integer_list_fields_stay_integers_in_every_format() {
     // The JSONL output itself, as text.
     let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
     assert!(
-        text.starts_with(r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3.0],"none":[],"#),
+        text.starts_with(r#"{"group":"a","ids":[1,2],"mixed":[1.0,2.5],"neg":[3],"none":[],"#),
+        "{text}"
+    );
+}
+
+/// The rows `rewardkit advantages` wrote to `path` (any format), read back.
+fn read_back(path: &Path) -> Vec<Value> {
+    rewardkit_data::RecordReader::open(path, None)
+        .unwrap()
+        .map(|record| Value::Object(record.unwrap().fields))
+        .collect()
+}
+
+/// Runs `rewardkit advantages` from `input` to `out.<extension>`, then from that output to JSONL
+/// (a second reading of what was written); returns both outputs read back.
+fn advantages_twice(dir: &Path, input: &str, extension: &str) -> [Vec<Value>; 2] {
+    let out = dir.join(format!("out.{extension}"));
+    ok(&[
+        "advantages",
+        "--input",
+        input,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let again = dir.join(format!("again-from-{extension}.jsonl"));
+    ok(&[
+        "advantages",
+        "--input",
+        out.to_str().unwrap(),
+        "--output",
+        again.to_str().unwrap(),
+        "--advantage-column",
+        "again",
+    ]);
+    [read_back(&out), read_back(&again)]
+}
+
+#[test]
+fn negative_integers_stay_integers_in_every_format() {
+    // `"offset": -3` and `"step": [-1, 2]` used to come out as -3.0 and [-1.0, 2.0] (only unsigned
+    // integer columns existed). A column of integers with a negative one is a signed integer
+    // column (a list of them likewise); without a negative one it stays unsigned, up to u64::MAX;
+    // a column with both a negative integer and one above i64::MAX fits neither and is text.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        r#"{"group": "a", "reward": 1.0, "offset": -3, "step": [-1, 2], "big": 18446744073709551615, "both": -1, "edge": -9223372036854775808}
+{"group": "a", "reward": 0.0, "offset": 4, "step": [3, null], "big": 0, "both": 18446744073709551615, "edge": 9223372036854775807}
+{"group": "b", "reward": 1.0, "offset": 0, "step": null, "big": 9007199254740993, "both": 2, "edge": -1}
+{"group": "b", "reward": 0.5, "offset": -1, "step": [], "big": 7, "both": 3, "edge": 0}
+"#,
+    );
+    let offset = [json!(-3), json!(4), json!(0), json!(-1)];
+    let step = [json!([-1, 2]), json!([3, null]), Value::Null, json!([])];
+    let big = [
+        json!(u64::MAX),
+        json!(0),
+        json!(9_007_199_254_740_993u64),
+        json!(7),
+    ];
+    let both = [
+        json!("-1"),
+        json!("18446744073709551615"),
+        json!("2"),
+        json!("3"),
+    ];
+    let edge = [json!(i64::MIN), json!(i64::MAX), json!(-1), json!(0)];
+    for extension in ["jsonl", "jsonl.gz", "parquet"] {
+        for (run, written) in advantages_twice(dir.path(), &input, extension)
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(written.len(), 4, "{extension} run {run}");
+            for (k, row) in written.iter().enumerate() {
+                let at = format!("{extension} run {run} row {k}: {row}");
+                assert_eq!(row["offset"], offset[k], "{at}");
+                assert!(row["offset"].is_i64(), "{at}");
+                assert_eq!(row["step"], step[k], "{at}");
+                assert!(row["step"]
+                    .as_array()
+                    .is_none_or(|items| items.iter().all(|x| x.is_null() || x.is_i64())));
+                assert_eq!(row["big"], big[k], "{at}");
+                assert!(row["big"].is_u64(), "{at}");
+                assert_eq!(row["both"], both[k], "{at}");
+                assert_eq!(row["edge"], edge[k], "{at}");
+                assert!(row["edge"].is_i64(), "{at}");
+            }
+        }
+    }
+    // The JSONL output itself, as text.
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert!(
+        text.starts_with(
+            r#"{"big":18446744073709551615,"both":"-1","edge":-9223372036854775808,"group":"a","offset":-3,"reward":1.0,"step":[-1,2],"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn integer_columns_with_null_or_missing_rows_stay_integers_in_every_format() {
+    // `{"id": 1}`, `{}`, `{"id": 3}` used to come out as 1.0, null, 3.0: integer columns could
+    // not hold a null. Now every integer column is nullable (JSON null, Parquet OPTIONAL INT64),
+    // whether the row has a null or lacks the field, signed or not, in any position.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "scored.jsonl",
+        r#"{"group": "a", "reward": 1.0, "id": 1, "offset": null, "last": 5}
+{"group": "a", "reward": 0.0, "offset": -2, "last": 6}
+{"group": "b", "reward": 1.0, "id": 3, "offset": 5, "last": 18446744073709551615}
+{"group": "b", "reward": 0.5, "id": null}
+"#,
+    );
+    let id = [json!(1), Value::Null, json!(3), Value::Null];
+    let offset = [Value::Null, json!(-2), json!(5), Value::Null];
+    let last = [json!(5), json!(6), json!(u64::MAX), Value::Null];
+    for extension in ["jsonl", "jsonl.gz", "parquet"] {
+        for (run, written) in advantages_twice(dir.path(), &input, extension)
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(written.len(), 4, "{extension} run {run}");
+            for (k, row) in written.iter().enumerate() {
+                let at = format!("{extension} run {run} row {k}: {row}");
+                assert_eq!(row["id"], id[k], "{at}");
+                assert!(row["id"].is_null() || row["id"].is_u64(), "{at}");
+                assert_eq!(row["offset"], offset[k], "{at}");
+                assert!(row["offset"].is_null() || row["offset"].is_i64(), "{at}");
+                assert_eq!(row["last"], last[k], "{at}");
+                assert!(row["last"].is_null() || row["last"].is_u64(), "{at}");
+            }
+        }
+    }
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(r#"{"group":"a","id":1,"last":5,"offset":null,"reward":1.0,"#),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(r#"{"group":"a","id":null,"last":6,"offset":-2,"reward":0.0,"#),
         "{text}"
     );
 }

@@ -26,7 +26,7 @@ const ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ColumnKind {
-    /// An unsigned integer; never null (row numbers, counts).
+    /// An unsigned integer, or null (row numbers, counts, pass-through ids).
     U64,
     /// A float, or null. Non-finite values are written as null.
     F64,
@@ -40,6 +40,12 @@ pub enum ColumnKind {
     /// A list of unsigned integers (null elements allowed), or null: a pass-through list of ids or
     /// counts stays a list of integers.
     U64List,
+    /// A signed integer, or null: a pass-through integer column that holds a negative number
+    /// (`"offset": -3`) stays integers.
+    I64,
+    /// A list of signed integers (null elements allowed), or null: a pass-through list of integers
+    /// with a negative one (`[-1, 2]`) stays a list of integers.
+    I64List,
 }
 
 /// One output column: a name and a type.
@@ -89,6 +95,16 @@ impl Column {
     pub fn u64_list(name: impl Into<String>) -> Column {
         Column::new(name, ColumnKind::U64List)
     }
+
+    /// A [`ColumnKind::I64`] column.
+    pub fn i64(name: impl Into<String>) -> Column {
+        Column::new(name, ColumnKind::I64)
+    }
+
+    /// A [`ColumnKind::I64List`] column.
+    pub fn i64_list(name: impl Into<String>) -> Column {
+        Column::new(name, ColumnKind::I64List)
+    }
 }
 
 /// One value of an output row.
@@ -106,7 +122,11 @@ pub enum Cell<'a> {
     Bool(bool),
     /// For a [`ColumnKind::U64List`] column; `None` elements are null elements.
     U64List(&'a [Option<u64>]),
-    /// Null, for every column kind but [`ColumnKind::U64`].
+    /// For a [`ColumnKind::I64`] column.
+    I64(i64),
+    /// For a [`ColumnKind::I64List`] column; `None` elements are null elements.
+    I64List(&'a [Option<i64>]),
+    /// Null, for a column of any kind.
     Null,
 }
 
@@ -146,6 +166,18 @@ impl<'a> From<&'a [Option<u64>]> for Cell<'a> {
     }
 }
 
+impl From<i64> for Cell<'_> {
+    fn from(value: i64) -> Self {
+        Cell::I64(value)
+    }
+}
+
+impl<'a> From<&'a [Option<i64>]> for Cell<'a> {
+    fn from(value: &'a [Option<i64>]) -> Self {
+        Cell::I64List(value)
+    }
+}
+
 impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
     fn from(value: Option<T>) -> Self {
         value.map_or(Cell::Null, Into::into)
@@ -161,12 +193,12 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
 /// `Ctrl-C`) leaves nothing behind. `-` writes JSONL to standard output instead (not atomic).
 ///
 /// In JSONL each row is one flat object with the column names as keys, in column order; floats
-/// are written in the shortest form that reads back to the same `f64`. In Parquet, `U64` columns
-/// are required `INT64 (UINT_64)`, `F64` optional `DOUBLE`, `Str` optional `BYTE_ARRAY (UTF8)`,
-/// `F64List` an optional standard three-level `LIST` of optional `DOUBLE` (a JSON array in JSONL),
-/// `Bool` optional `BOOLEAN` (`true`/`false` in JSONL), `U64List` the same `LIST` of optional
-/// `INT64 (UINT_64)` (a JSON array of integers); rows are grouped by 65,536 and compressed with
-/// Snappy. In both, a non-finite float is written as null: a NaN must never pass for a reward
+/// are written in the shortest form that reads back to the same `f64`, integers as JSON integers.
+/// In Parquet every column is optional (nullable): `U64` is `INT64 (UINT_64)`, `I64` `INT64
+/// (INT_64)`, `F64` `DOUBLE`, `Str` `BYTE_ARRAY (UTF8)`, `F64List` a standard three-level `LIST` of
+/// optional `DOUBLE` (a JSON array in JSONL), `Bool` `BOOLEAN` (`true`/`false` in JSONL), `U64List`
+/// and `I64List` the same `LIST` of optional `INT64 (UINT_64)` or `INT64 (INT_64)` (a JSON array of
+/// integers); rows are grouped by 65,536 and compressed with Snappy. In both, a non-finite float is written as null: a NaN must never pass for a reward
 /// downstream.
 pub struct TableWriter {
     columns: Vec<Column>,
@@ -208,7 +240,11 @@ impl<W: Write + Send> JsonlOut for GzEncoder<W> {
 }
 
 enum ColumnBuffer {
-    U64(Vec<i64>),
+    /// `U64` and `I64` columns: both are stored as INT64 (UINT_64 with the same bits).
+    Int {
+        values: Vec<i64>,
+        levels: Vec<i16>,
+    },
     F64 {
         values: Vec<f64>,
         levels: Vec<i16>,
@@ -228,8 +264,9 @@ enum ColumnBuffer {
         values: Vec<bool>,
         levels: Vec<i16>,
     },
-    /// Levels as for `F64List`; the values are UINT_64 bits stored as INT64.
-    U64List {
+    /// `U64List` and `I64List` columns: levels as for `F64List`; the values are stored as INT64
+    /// (UINT_64 with the same bits).
+    IntList {
         values: Vec<i64>,
         definition: Vec<i16>,
         repetition: Vec<i16>,
@@ -463,23 +500,20 @@ impl TableWriter {
         for (column, cell) in self.columns.iter().zip(cells) {
             let fits = matches!(
                 (column.kind, cell),
-                (ColumnKind::U64, Cell::U64(_))
+                (ColumnKind::U64, Cell::U64(_) | Cell::Null)
+                    | (ColumnKind::I64, Cell::I64(_) | Cell::Null)
                     | (ColumnKind::F64, Cell::F64(_) | Cell::Null)
                     | (ColumnKind::Str, Cell::Str(_) | Cell::Null)
                     | (ColumnKind::F64List, Cell::F64List(_) | Cell::Null)
                     | (ColumnKind::Bool, Cell::Bool(_) | Cell::Null)
                     | (ColumnKind::U64List, Cell::U64List(_) | Cell::Null)
+                    | (ColumnKind::I64List, Cell::I64List(_) | Cell::Null)
             );
             if !fits {
                 return Err(mismatch(format!(
-                    "column `{}` is {:?}{}, got {}",
+                    "column `{}` is {:?}, got {}",
                     column.name,
                     column.kind,
-                    if column.kind == ColumnKind::U64 {
-                        " (not nullable)"
-                    } else {
-                        ""
-                    },
                     cell_kind(cell)
                 )));
             }
@@ -527,10 +561,10 @@ fn write_row_group(
             )
         })?;
         match buffer {
-            ColumnBuffer::U64(values) => {
+            ColumnBuffer::Int { values, levels } => {
                 column
                     .typed::<Int64Type>()
-                    .write_batch(values, None, None)?;
+                    .write_batch(values, Some(levels), None)?;
             }
             ColumnBuffer::F64 { values, levels } => {
                 column
@@ -558,7 +592,7 @@ fn write_row_group(
                     .typed::<BoolType>()
                     .write_batch(values, Some(levels), None)?;
             }
-            ColumnBuffer::U64List {
+            ColumnBuffer::IntList {
                 values,
                 definition,
                 repetition,
@@ -579,7 +613,10 @@ fn write_row_group(
 impl ColumnBuffer {
     fn new(kind: ColumnKind) -> ColumnBuffer {
         match kind {
-            ColumnKind::U64 => ColumnBuffer::U64(Vec::new()),
+            ColumnKind::U64 | ColumnKind::I64 => ColumnBuffer::Int {
+                values: Vec::new(),
+                levels: Vec::new(),
+            },
             ColumnKind::F64 => ColumnBuffer::F64 {
                 values: Vec::new(),
                 levels: Vec::new(),
@@ -597,7 +634,7 @@ impl ColumnBuffer {
                 values: Vec::new(),
                 levels: Vec::new(),
             },
-            ColumnKind::U64List => ColumnBuffer::U64List {
+            ColumnKind::U64List | ColumnKind::I64List => ColumnBuffer::IntList {
                 values: Vec::new(),
                 definition: Vec::new(),
                 repetition: Vec::new(),
@@ -609,8 +646,14 @@ impl ColumnBuffer {
     fn push(&mut self, cell: &Cell<'_>) -> usize {
         match (self, cell) {
             // Parquet's UINT_64 is stored in INT64 with the same bits.
-            (ColumnBuffer::U64(values), Cell::U64(value)) => {
+            (ColumnBuffer::Int { values, levels }, Cell::U64(value)) => {
                 values.push(i64::from_ne_bytes(value.to_ne_bytes()));
+                levels.push(1);
+                8
+            }
+            (ColumnBuffer::Int { values, levels }, Cell::I64(value)) => {
+                values.push(*value);
+                levels.push(1);
                 8
             }
             (ColumnBuffer::F64 { values, levels }, Cell::F64(value)) if value.is_finite() => {
@@ -642,7 +685,7 @@ impl ColumnBuffer {
                 repetition,
             ),
             (
-                ColumnBuffer::U64List {
+                ColumnBuffer::IntList {
                     values,
                     definition,
                     repetition,
@@ -657,12 +700,20 @@ impl ColumnBuffer {
                 repetition,
             ),
             (
+                ColumnBuffer::IntList {
+                    values,
+                    definition,
+                    repetition,
+                },
+                Cell::I64List(list),
+            ) => push_list(list.iter().copied(), values, definition, repetition),
+            (
                 ColumnBuffer::F64List {
                     definition,
                     repetition,
                     ..
                 }
-                | ColumnBuffer::U64List {
+                | ColumnBuffer::IntList {
                     definition,
                     repetition,
                     ..
@@ -674,7 +725,8 @@ impl ColumnBuffer {
                 4
             }
             (
-                ColumnBuffer::F64 { levels, .. }
+                ColumnBuffer::Int { levels, .. }
+                | ColumnBuffer::F64 { levels, .. }
                 | ColumnBuffer::Str { levels, .. }
                 | ColumnBuffer::Bool { levels, .. },
                 _,
@@ -682,15 +734,15 @@ impl ColumnBuffer {
                 levels.push(0);
                 2
             }
-            (ColumnBuffer::U64(_), _) => {
-                unreachable!("cells are checked against the schema before buffering; this is a bug")
-            }
         }
     }
 
     fn clear(&mut self) {
         match self {
-            ColumnBuffer::U64(values) => values.clear(),
+            ColumnBuffer::Int { values, levels } => {
+                values.clear();
+                levels.clear();
+            }
             ColumnBuffer::F64 { values, levels } => {
                 values.clear();
                 levels.clear();
@@ -712,7 +764,7 @@ impl ColumnBuffer {
                 values.clear();
                 levels.clear();
             }
-            ColumnBuffer::U64List {
+            ColumnBuffer::IntList {
                 values,
                 definition,
                 repetition,
@@ -754,7 +806,8 @@ fn push_list<T>(
 
 fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
     match cell {
-        Cell::U64(value) => line.extend_from_slice(value.to_string().as_bytes()),
+        Cell::U64(value) => push_integer(line, value),
+        Cell::I64(value) => push_integer(line, value),
         // serde_json writes floats in the shortest form that round-trips (ryu), `1.0` not `1`.
         Cell::F64(value) if value.is_finite() => serde_json::to_writer(&mut *line, value)
             .expect("writing to a Vec cannot fail; this is a bug"),
@@ -771,21 +824,30 @@ fn write_json_cell(line: &mut Vec<u8>, cell: &Cell<'_>) {
             line.push(b']');
         }
         Cell::Bool(value) => line.extend_from_slice(if *value { b"true" } else { b"false" }),
-        Cell::U64List(list) => {
-            line.push(b'[');
-            for (k, value) in list.iter().enumerate() {
-                if k > 0 {
-                    line.push(b',');
-                }
-                match value {
-                    Some(value) => line.extend_from_slice(value.to_string().as_bytes()),
-                    None => line.extend_from_slice(b"null"),
-                }
-            }
-            line.push(b']');
-        }
+        Cell::U64List(list) => push_integer_list(line, list),
+        Cell::I64List(list) => push_integer_list(line, list),
         Cell::F64(_) | Cell::Null => line.extend_from_slice(b"null"),
     }
+}
+
+/// Appends an integer as a JSON number.
+fn push_integer(line: &mut Vec<u8>, value: impl std::fmt::Display) {
+    write!(line, "{value}").expect("writing to a Vec cannot fail; this is a bug");
+}
+
+/// Appends a list of integers as a JSON array, `None` elements as `null`.
+fn push_integer_list<T: std::fmt::Display>(line: &mut Vec<u8>, list: &[Option<T>]) {
+    line.push(b'[');
+    for (k, value) in list.iter().enumerate() {
+        if k > 0 {
+            line.push(b',');
+        }
+        match value {
+            Some(value) => push_integer(line, value),
+            None => line.extend_from_slice(b"null"),
+        }
+    }
+    line.push(b']');
 }
 
 fn cell_kind(cell: &Cell<'_>) -> &'static str {
@@ -796,6 +858,8 @@ fn cell_kind(cell: &Cell<'_>) -> &'static str {
         Cell::F64List(_) => "an F64List cell",
         Cell::Bool(_) => "a Bool cell",
         Cell::U64List(_) => "a U64List cell",
+        Cell::I64(_) => "an I64 cell",
+        Cell::I64List(_) => "an I64List cell",
         Cell::Null => "null",
     }
 }
@@ -827,13 +891,10 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
         .iter()
         .map(|column| {
             let builder = match column.kind {
-                ColumnKind::U64 => Type::primitive_type_builder(&column.name, PhysicalType::INT64)
-                    .with_repetition(Repetition::REQUIRED)
-                    .with_logical_type(Some(LogicalType::Integer {
-                        bit_width: 64,
-                        is_signed: false,
-                    }))
-                    .with_converted_type(ConvertedType::UINT_64),
+                ColumnKind::U64 | ColumnKind::I64 => {
+                    integer_type(&column.name, column.kind == ColumnKind::I64)
+                        .with_repetition(Repetition::OPTIONAL)
+                }
                 ColumnKind::F64 => Type::primitive_type_builder(&column.name, PhysicalType::DOUBLE)
                     .with_repetition(Repetition::OPTIONAL),
                 ColumnKind::Str => {
@@ -846,14 +907,9 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
                     let element = Type::primitive_type_builder("element", PhysicalType::DOUBLE);
                     return list_type(&column.name, element);
                 }
-                ColumnKind::U64List => {
-                    let element = Type::primitive_type_builder("element", PhysicalType::INT64)
-                        .with_logical_type(Some(LogicalType::Integer {
-                            bit_width: 64,
-                            is_signed: false,
-                        }))
-                        .with_converted_type(ConvertedType::UINT_64);
-                    return list_type(&column.name, element);
+                ColumnKind::U64List | ColumnKind::I64List => {
+                    let signed = column.kind == ColumnKind::I64List;
+                    return list_type(&column.name, integer_type("element", signed));
                 }
                 ColumnKind::Bool => {
                     Type::primitive_type_builder(&column.name, PhysicalType::BOOLEAN)
@@ -868,6 +924,20 @@ fn parquet_schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
             .with_fields(fields)
             .build()?,
     ))
+}
+
+/// A 64-bit integer field: `INT64 (INT_64)` when signed, `INT64 (UINT_64)` when not.
+fn integer_type(name: &str, signed: bool) -> PrimitiveTypeBuilder<'_> {
+    Type::primitive_type_builder(name, PhysicalType::INT64)
+        .with_logical_type(Some(LogicalType::Integer {
+            bit_width: 64,
+            is_signed: signed,
+        }))
+        .with_converted_type(if signed {
+            ConvertedType::INT_64
+        } else {
+            ConvertedType::UINT_64
+        })
 }
 
 /// The standard three-level Parquet list of optional elements:
@@ -930,6 +1000,19 @@ mod tests {
             "[0,null,18446744073709551615]"
         );
         assert_eq!(json_cell(Cell::U64List(&[])), "[]");
+        assert_eq!(json_cell(Cell::I64(i64::MIN)), "-9223372036854775808");
+        assert_eq!(json_cell(Cell::I64(-1)), "-1");
+        assert_eq!(json_cell(Cell::I64(0)), "0");
+        assert_eq!(
+            json_cell(Cell::I64List(&[
+                Some(i64::MIN),
+                None,
+                Some(-1),
+                Some(i64::MAX)
+            ])),
+            "[-9223372036854775808,null,-1,9223372036854775807]"
+        );
+        assert_eq!(json_cell(Cell::I64List(&[None])), "[null]");
         for x in [
             1e300,
             -2.5e-308,
@@ -965,5 +1048,9 @@ mod tests {
         assert_eq!(Cell::from(Some(false)), Cell::Bool(false));
         let ids: &[Option<u64>] = &[Some(1), None];
         assert_eq!(Cell::from(Some(ids)), Cell::U64List(ids));
+        assert_eq!(Cell::from(-3i64), Cell::I64(-3));
+        assert_eq!(Cell::from(None::<i64>), Cell::Null);
+        let offsets: &[Option<i64>] = &[Some(-1), None];
+        assert_eq!(Cell::from(offsets), Cell::I64List(offsets));
     }
 }

@@ -482,6 +482,183 @@ fn integer_list_columns_round_trip_through_every_format() {
 }
 
 #[test]
+fn integer_columns_round_trip_signed_unsigned_and_null_through_every_format() {
+    // Scalar integers (unsigned up to u64::MAX, signed down to i64::MIN) with nulls in every
+    // position (the first row, around the 65,536-row Parquet row group boundary, the last row),
+    // a signed list column, and all-null columns of each integer kind, over more rows than one
+    // row group holds.
+    let rows = 70_000u64;
+    let unsigned = |i: u64| -> Option<u64> {
+        match i {
+            0 | 65_535 | 65_536 => None,
+            _ if i == rows - 1 => None,
+            _ => match i % 7 {
+                0 => Some(u64::MAX),
+                1 => Some((1 << 53) + 1),
+                2 => Some(0),
+                3 => None,
+                4 => Some(i64::MAX as u64 + 1),
+                _ => Some(i),
+            },
+        }
+    };
+    let signed = |i: u64| -> Option<i64> {
+        match i {
+            1 | 65_535 | 65_537 => None,
+            _ if i == rows - 1 => None,
+            _ => match i % 8 {
+                0 => Some(i64::MIN),
+                1 => Some(-1),
+                2 => Some(0),
+                3 => Some(i64::MAX),
+                4 => Some((1 << 53) + 1),
+                5 => Some(-(1 << 53) - 1),
+                6 => None,
+                _ => Some(-(i as i64)),
+            },
+        }
+    };
+    let list = |i: u64| -> Option<Vec<Option<i64>>> {
+        match i % 5 {
+            0 => Some(vec![
+                Some(i64::MIN),
+                None,
+                Some(-1),
+                Some(0),
+                Some(i64::MAX),
+            ]),
+            1 => Some(vec![]),
+            2 => None,
+            3 => Some(vec![None]),
+            _ => Some(vec![Some(-(i as i64)), Some(i as i64)]),
+        }
+    };
+    let json_or_null = |value: Option<Value>| value.unwrap_or(Value::Null);
+    let dir = TempDir::new().unwrap();
+    let columns = vec![
+        Column::u64("i"),
+        Column::u64("u"),
+        Column::i64("s"),
+        Column::i64_list("sl"),
+        Column::u64("u_null"),
+        Column::i64("s_null"),
+        Column::i64_list("sl_null"),
+    ];
+    for name in ["ints.jsonl", "ints.jsonl.gz", "ints.parquet"] {
+        let path = dir.path().join(name);
+        let mut writer = TableWriter::create(&path, columns.clone()).unwrap();
+        for i in 0..rows {
+            let items = list(i);
+            writer
+                .write_row(&[
+                    Cell::U64(i),
+                    unsigned(i).into(),
+                    signed(i).into(),
+                    items.as_deref().into(),
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                ])
+                .unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), rows, "{name}");
+        let read = read_records(&path);
+        assert_eq!(read.len() as u64, rows, "{name}");
+        for (i, record) in (0..rows).zip(&read) {
+            let at = format!("{name} row {i}: {record}");
+            assert_eq!(record["i"], json!(i), "{at}");
+            assert_eq!(
+                record["u"],
+                json_or_null(unsigned(i).map(|x| json!(x))),
+                "{at}"
+            );
+            assert_eq!(
+                record["s"],
+                json_or_null(signed(i).map(|x| json!(x))),
+                "{at}"
+            );
+            assert_eq!(
+                record["sl"],
+                json_or_null(list(i).map(|x| json!(x))),
+                "{at}"
+            );
+            // Integers, not floats that happen to be whole.
+            assert!(record["u"].is_null() || record["u"].is_u64(), "{at}");
+            assert!(record["s"].is_null() || record["s"].is_i64(), "{at}");
+            if let Some(items) = record["sl"].as_array() {
+                assert!(items.iter().all(|x| x.is_null() || x.is_i64()), "{at}");
+            }
+            for column in ["u_null", "s_null", "sl_null"] {
+                assert_eq!(record[column], Value::Null, "{at}");
+            }
+        }
+    }
+    let text = fs::read_to_string(dir.path().join("ints.jsonl")).unwrap();
+    let first: Vec<&str> = text.lines().take(3).collect();
+    assert_eq!(
+        first,
+        [
+            r#"{"i":0,"u":null,"s":-9223372036854775808,"sl":[-9223372036854775808,null,-1,0,9223372036854775807],"u_null":null,"s_null":null,"sl_null":null}"#,
+            r#"{"i":1,"u":9007199254740993,"s":null,"sl":[],"u_null":null,"s_null":null,"sl_null":null}"#,
+            r#"{"i":2,"u":0,"s":0,"sl":null,"u_null":null,"s_null":null,"sl_null":null}"#,
+        ]
+    );
+    // Parquet: optional INT64, UINT_64 or INT_64 (signed); the list an optional standard
+    // three-level LIST of optional INT64 (INT_64).
+    let file = fs::File::open(dir.path().join("ints.parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let schema = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr_ptr();
+    use parquet::basic::ConvertedType::{INT_64, UINT_64};
+    for (k, path, converted, levels) in [
+        (0, "i", UINT_64, (1, 0)),
+        (1, "u", UINT_64, (1, 0)),
+        (2, "s", INT_64, (1, 0)),
+        (3, "sl.list.element", INT_64, (3, 1)),
+        (4, "u_null", UINT_64, (1, 0)),
+        (5, "s_null", INT_64, (1, 0)),
+        (6, "sl_null.list.element", INT_64, (3, 1)),
+    ] {
+        let column = schema.column(k);
+        assert_eq!(column.path().string(), path);
+        assert_eq!(
+            column.physical_type(),
+            parquet::basic::Type::INT64,
+            "{path}"
+        );
+        assert_eq!(column.converted_type(), converted, "{path}");
+        assert_eq!(
+            (column.max_def_level(), column.max_rep_level()),
+            levels,
+            "{path}"
+        );
+    }
+    // A cell of the other signedness, or a float, is refused in an integer column.
+    let mut writer = TableWriter::create(
+        dir.path().join("bad.jsonl"),
+        vec![Column::u64("u"), Column::i64("s"), Column::i64_list("sl")],
+    )
+    .unwrap();
+    for cells in [
+        [Cell::I64(-1), Cell::Null, Cell::Null],
+        [Cell::F64(1.0), Cell::Null, Cell::Null],
+        [Cell::Null, Cell::U64(1), Cell::Null],
+        [Cell::Null, Cell::F64(-1.0), Cell::Null],
+        [Cell::Null, Cell::Null, Cell::U64List(&[Some(1)])],
+        [Cell::Null, Cell::Null, Cell::I64(1)],
+        [Cell::Null, Cell::I64List(&[Some(1)]), Cell::Null],
+    ] {
+        let error = writer.write_row(&cells).unwrap_err();
+        assert!(matches!(error, DataError::RowMismatch { .. }), "{error}");
+    }
+    writer
+        .write_row(&[Cell::Null, Cell::Null, Cell::Null])
+        .unwrap();
+    assert_eq!(writer.finish().unwrap(), 1);
+}
+
+#[test]
 fn the_format_can_be_chosen_whatever_the_name() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("results.out");
@@ -600,12 +777,12 @@ fn rows_that_do_not_match_the_schema_are_refused() {
             format!("{}: output row 1: 1 cells for 4 columns", path.display())
         );
         let error = writer
-            .write_row(&[Cell::Null, Cell::Null, Cell::Null, Cell::Null])
+            .write_row(&[Cell::I64(-1), Cell::Null, Cell::Null, Cell::Null])
             .unwrap_err();
         assert!(
             error
                 .to_string()
-                .contains("column `line` is U64 (not nullable), got null"),
+                .contains("column `line` is U64, got an I64 cell"),
             "{error}"
         );
         let error = writer
