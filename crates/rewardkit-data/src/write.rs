@@ -396,9 +396,9 @@ impl TableWriter {
         self.rows
     }
 
-    /// Writes one row: one cell per column, in column order, of the column's kind (or
-    /// [`Cell::Null`] where the column is nullable). A row that does not match is refused and
-    /// nothing of it is written.
+    /// Writes one row: one cell per column, in column order, of the column's kind or
+    /// [`Cell::Null`] (every kind is nullable). A row that does not match is refused and nothing
+    /// of it is written.
     pub fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), DataError> {
         self.check_row(cells)?;
         let row = self.rows + 1;
