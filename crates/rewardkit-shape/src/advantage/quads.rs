@@ -207,12 +207,12 @@ pub(super) fn pass<const N: usize, T: Slot>(
 /// either way, so the sums are those of the one-at-a-time pass.
 #[target_feature(enable = "avx")]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn scores<const N: usize>(
+pub(super) fn scores<const N: usize, C: Centring>(
     _avx: Avx,
     rewards: &[f64],
     offsets: &[usize],
     groups: Range<usize>,
-    centring: Centring,
+    centring: C,
     scores: &mut [Score],
     blocks: &mut Vec<Sums>,
     mut slow: impl FnMut(Range<usize>, &mut [Score], &mut Sums) -> Tally,
@@ -241,7 +241,7 @@ pub(super) fn scores<const N: usize>(
                 for j in 0..4 {
                     let (pivot, mean) = (x[j * N], shifted[j]);
                     scores[g + j - first] = Score { pivot, mean };
-                    block = block.add(Sums::group(centring, N, pivot, mean, m2[j], true));
+                    block = centring.add(block, centring.sums(N, pivot, mean, m2[j], true));
                 }
                 tally.finite += 4 * N;
                 g += 4;

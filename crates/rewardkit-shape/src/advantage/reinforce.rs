@@ -21,7 +21,7 @@
 //!   scores, which is rounding noise next to them (`1e-17`-ish), and agrees to the last few bits
 //!   (`.ci/shape.sh`).
 //! - Without it a group's scores are its rewards, whose mean is taken from the *origin*, the
-//!   first score of the batch (see [`Centring::of`]): `μ_g = (pivot_g − origin) + mean_g`. Rewards close together
+//!   first score of the batch (see [`origin`]): `μ_g = (pivot_g − origin) + mean_g`. Rewards close together
 //!   relative to their size (`1e9 + u`) stay exact in that shift (Sterbenz's lemma), as in every
 //!   group statistic of this crate, and the advantages are `((x − origin) − μ_B) / d`.
 //!
@@ -47,46 +47,124 @@ use crate::StdKind;
 /// straddle two blocks).
 pub(super) const BLOCK: usize = 1024;
 
-/// Which REINFORCE++ a pass computes.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Centring {
-    /// REINFORCE++-baseline: the scores are `x − mean_g`, each group's own centring.
-    Group,
-    /// REINFORCE++: the scores are the rewards, their means measured from `origin` (the first
-    /// score of the batch).
-    Batch { origin: f64 },
+/// Which REINFORCE++ a pass computes: how a group's scores enter the batch statistics. A type
+/// rather than a value, so that each variant's per-group work compiles to its own code (the
+/// baseline's is plain sums).
+pub(super) trait Centring: Copy + Send + Sync {
+    /// Whether a lone finite reward is a score (without the baseline) or gets advantage 0.
+    const LONE_SCORES: bool;
+
+    /// The sums of the scores of a group of `count` finite rewards with statistics `pivot`,
+    /// `mean` (of `x − pivot`) and `m2`; `spread` says whether they are not all equal. Rewards
+    /// near ±f64::MAX can overflow a group's sums; such a group's scores are not finite, and it
+    /// stays out of the batch statistics instead of making every advantage of the batch NaN.
+    fn sums(self, count: usize, pivot: f64, mean: f64, m2: f64, spread: bool) -> Sums;
+
+    /// Two sets of scores together.
+    fn add(self, a: Sums, b: Sums) -> Sums;
+
+    /// What replaces every scored group's own pivot and mean in phase 2, if anything.
+    fn batch(self, all: Sums) -> Option<Score>;
 }
 
-impl Centring {
-    /// The centring `baseline` asks for. Without the baseline, the origin is the first finite
-    /// reward of the first group that takes part (has a finite reward, finite sums, and is not
-    /// filtered out): the scores' own first value, which a two-pass mean over them would pivot
-    /// on, so that the shifts `x − origin` stay small next to the scores' spread. Finding it
-    /// visits only the groups up to that one.
-    fn of(
-        baseline: bool,
-        layout: &impl Layout,
-        count: usize,
-        rewards: &[f64],
-        filter_zero_variance: bool,
-    ) -> Centring {
-        if baseline {
-            return Centring::Group;
+/// REINFORCE++-baseline: the scores are `x − mean_g`, each group's own centring, so every set
+/// of scores has mean 0.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Baseline;
+
+impl Centring for Baseline {
+    const LONE_SCORES: bool = false;
+
+    #[inline(always)]
+    fn sums(self, count: usize, _pivot: f64, mean: f64, m2: f64, spread: bool) -> Sums {
+        if mean.is_finite() && m2.is_finite() {
+            Sums {
+                count,
+                mean: 0.0,
+                m2,
+                signal: spread,
+            }
+        } else {
+            Sums::default()
         }
-        // A group whose sums overflow (rewards near ±f64::MAX) stays out of the batch
-        // statistics ([`Sums::group`]), so it cannot be the origin either.
-        let takes_part = |centre: &Centre| {
-            centre.count > 0
-                && centre.shifted_mean.is_finite()
-                && centre.m2.is_finite()
-                && !(filter_zero_variance && GroupFate::of(centre) == GroupFate::ZeroVariance)
-        };
-        let origin = (0..count)
-            .map(|g| layout.centre(Portable, rewards, g))
-            .find(takes_part)
-            .map_or(0.0, |centre| centre.pivot);
-        Centring::Batch { origin }
     }
+
+    /// Means all 0: the counts and the `M2`s add.
+    #[inline(always)]
+    fn add(self, a: Sums, b: Sums) -> Sums {
+        Sums {
+            count: a.count + b.count,
+            mean: 0.0,
+            m2: a.m2 + b.m2,
+            signal: a.signal || b.signal,
+        }
+    }
+
+    fn batch(self, _all: Sums) -> Option<Score> {
+        None
+    }
+}
+
+/// REINFORCE++: the scores are the rewards, their means measured from an origin, the first
+/// score of the batch ([`origin`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FromOrigin(pub(super) f64);
+
+impl Centring for FromOrigin {
+    const LONE_SCORES: bool = true;
+
+    #[inline(always)]
+    fn sums(self, count: usize, pivot: f64, mean: f64, m2: f64, _spread: bool) -> Sums {
+        let from_origin = (pivot - self.0) + mean;
+        if mean.is_finite() && m2.is_finite() && from_origin.is_finite() {
+            Sums {
+                count,
+                mean: from_origin,
+                m2,
+                signal: true,
+            }
+        } else {
+            Sums::default()
+        }
+    }
+
+    #[inline(always)]
+    fn add(self, a: Sums, b: Sums) -> Sums {
+        a.add(b)
+    }
+
+    fn batch(self, all: Sums) -> Option<Score> {
+        Some(Score {
+            pivot: self.0,
+            mean: all.mean,
+        })
+    }
+}
+
+/// The origin of REINFORCE++ without the baseline: the first finite reward of the first group
+/// that takes part (has a finite reward, finite sums, and is not filtered out). That is the
+/// scores' own first value, which a two-pass mean over them would pivot on, so the shifts
+/// `x − origin` stay small next to the scores' spread. Finding it visits only the groups up to
+/// that one.
+fn origin(
+    layout: &impl Layout,
+    count: usize,
+    rewards: &[f64],
+    filter_zero_variance: bool,
+) -> FromOrigin {
+    // A group whose sums overflow (rewards near ±f64::MAX) stays out of the batch statistics
+    // (`FromOrigin::sums`), so it cannot be the origin either.
+    let takes_part = |centre: &Centre| {
+        centre.count > 0
+            && centre.shifted_mean.is_finite()
+            && centre.m2.is_finite()
+            && !(filter_zero_variance && GroupFate::of(centre) == GroupFate::ZeroVariance)
+    };
+    let origin = (0..count)
+        .map(|g| layout.centre(Portable, rewards, g))
+        .find(takes_part)
+        .map_or(0.0, |centre| centre.pivot);
+    FromOrigin(origin)
 }
 
 /// A group's pivot and mean from phase 1: with the baseline, how phase 2 recomputes its scores,
@@ -117,14 +195,14 @@ pub(super) struct Sums {
 }
 
 impl Sums {
-    /// Chan, Golub & LeVeque's combination of two sets of scores (see the module docs). With
+    /// Chan, Golub & LeVeque's combination of two sets of values (see the module docs). With
     /// equal means it adds the counts and the `M2`s and nothing else.
     pub(super) fn add(self, other: Sums) -> Sums {
         let signal = self.signal || other.signal;
         let count = self.count + other.count;
         let delta = other.mean - self.mean;
-        // Equal means (always so with the baseline, and for two empty sets: the only sets
-        // with a count of 0 are `Sums::default()`, of mean 0): no division. Otherwise the count
+        // Equal means (for two empty sets too: the only sets with a count of 0 are
+        // `Sums::default()`, of mean 0): no division. Otherwise the count
         // is positive, and a set of 0 values leaves the other as it is (`share` is 0 or 1).
         if delta == 0.0 {
             return Sums {
@@ -140,35 +218,6 @@ impl Sums {
             mean: self.mean + delta * share,
             m2: (self.m2 + other.m2) + delta * delta * (self.count as f64 * share),
             signal,
-        }
-    }
-
-    /// The scores of a group of `count` finite rewards with statistics `pivot`, `mean` (of
-    /// `x − pivot`) and `m2`; `spread` says whether they are not all equal. Rewards near
-    /// ±f64::MAX can overflow a group's sums; such a group's scores are not finite, and it stays
-    /// out of the batch statistics instead of making every advantage of the batch NaN.
-    #[inline(always)]
-    pub(super) fn group(
-        centring: Centring,
-        count: usize,
-        pivot: f64,
-        mean: f64,
-        m2: f64,
-        spread: bool,
-    ) -> Sums {
-        let (from_origin, signal) = match centring {
-            Centring::Group => (0.0, spread),
-            Centring::Batch { origin } => ((pivot - origin) + mean, true),
-        };
-        if mean.is_finite() && m2.is_finite() && from_origin.is_finite() {
-            Sums {
-                count,
-                mean: from_origin,
-                m2,
-                signal,
-            }
-        } else {
-            Sums::default()
         }
     }
 
@@ -210,26 +259,26 @@ impl Sums {
 /// What phase 1 does with a group: which REINFORCE++, and whether zero-variance groups are
 /// filtered out.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Rule {
-    pub(super) centring: Centring,
+pub(super) struct Rule<C> {
+    pub(super) centring: C,
     pub(super) filter_zero_variance: bool,
 }
 
 /// Phase 1 for group `g`: its pivot and mean and its scores' sums; counts it in `tally`.
 #[inline(always)]
-fn score_group(
+fn score_group<C: Centring>(
     kernel: impl Kernel,
     layout: &impl Layout,
     rewards: &[f64],
     g: usize,
-    rule: Rule,
+    rule: Rule<C>,
     tally: &mut Tally,
 ) -> (Score, Sums) {
     let centring = rule.centring;
     if let Some((pivot, mean, m2)) = layout.signal(kernel, rewards, g) {
         let count = layout.len(g);
         tally.finite += count;
-        let sums = Sums::group(centring, count, pivot, mean, m2, true);
+        let sums = centring.sums(count, pivot, mean, m2, true);
         return (Score { pivot, mean }, sums);
     }
     let centre = layout.centre(kernel, rewards, g);
@@ -242,9 +291,9 @@ fn score_group(
         }
         GroupFate::Singleton => {
             tally.summary.singleton_groups += 1;
-            if let Centring::Batch { .. } = centring {
+            if C::LONE_SCORES {
                 // Without the baseline a lone reward is a score like any other.
-                let sums = Sums::group(centring, 1, pivot, 0.0, 0.0, false);
+                let sums = centring.sums(1, pivot, 0.0, 0.0, false);
                 return (Score { pivot, mean: 0.0 }, sums);
             }
             layout.each(g, |i| {
@@ -262,12 +311,12 @@ fn score_group(
             }
             // Every finite reward equals the pivot: with the baseline each score is
             // `(x − pivot) − 0 = 0` exactly.
-            let sums = Sums::group(centring, count, pivot, 0.0, 0.0, false);
+            let sums = centring.sums(count, pivot, 0.0, 0.0, false);
             (Score { pivot, mean: 0.0 }, sums)
         }
         GroupFate::Signal => {
             let mean = centre.shifted_mean;
-            let sums = Sums::group(centring, count, pivot, mean, centre.m2, true);
+            let sums = centring.sums(count, pivot, mean, centre.m2, true);
             (Score { pivot, mean }, sums)
         }
     }
@@ -275,11 +324,11 @@ fn score_group(
 
 /// Phase 1 over `groups`, which start at a block boundary: `scores` (indexed from
 /// `groups.start`) gets each group's rule, and `blocks` each block's sums, in order.
-fn scores_blocks(
+fn scores_blocks<C: Centring>(
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
-    rule: Rule,
+    rule: Rule<C>,
     scores: &mut [Score],
     blocks: &mut Vec<Sums>,
 ) -> Tally {
@@ -306,12 +355,12 @@ fn scores_blocks(
 /// Phase 1 over `groups` (within one block; `scores` indexed from `groups.start`), adding their
 /// sums to `block` in group order.
 #[inline(always)]
-fn score_run(
+fn score_run<C: Centring>(
     kernel: impl Kernel,
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
-    rule: Rule,
+    rule: Rule<C>,
     scores: &mut [Score],
     block: &mut Sums,
 ) -> Tally {
@@ -319,7 +368,7 @@ fn score_run(
     for g in groups.clone() {
         let (score, sums) = score_group(kernel, layout, rewards, g, rule, &mut tally);
         scores[g - groups.start] = score;
-        *block = block.add(sums);
+        *block = rule.centring.add(*block, sums);
     }
     tally
 }
@@ -335,43 +384,33 @@ pub(super) struct Norm {
 }
 
 impl Norm {
-    /// The normalisation of scores with batch statistics `sums` under `centring`.
-    fn of(sums: Sums, centring: Centring, std: StdKind, epsilon: f64) -> Norm {
-        let batch = match centring {
-            Centring::Group => None,
-            Centring::Batch { origin } => Some(Score {
-                pivot: origin,
-                mean: sums.mean,
-            }),
-        };
+    /// The normalisation of scores with batch statistics `all` under `centring`.
+    fn of(all: Sums, centring: impl Centring, std: StdKind, epsilon: f64) -> Norm {
         Norm {
-            divisor: sums.divisor(std, epsilon),
-            batch,
+            divisor: all.divisor(std, epsilon),
+            batch: centring.batch(all),
         }
     }
 }
 
-/// Phase 2 over `groups` (`scores` indexed from `groups.start`): every sample's advantage;
-/// returns the number written.
+/// Phase 2 over `groups` (`scores` indexed from `groups.start`): every sample's advantage, with
+/// `pick` choosing each group's pivot and mean from its own; returns the number written.
 #[inline(always)]
 fn advantages_with<T: Slot>(
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
     scores: &[Score],
-    norm: Norm,
+    divisor: Option<f64>,
     out: &mut [T],
+    pick: impl Fn(Score) -> Score,
 ) -> usize {
     let mut written = 0;
     for g in groups.clone() {
-        let own = scores[g - groups.start];
-        let Score { pivot, mean } = match norm.batch {
-            Some(batch) if !own.pivot.is_nan() => batch,
-            _ => own,
-        };
+        let Score { pivot, mean } = pick(scores[g - groups.start]);
         // `x − x = 0` exactly when `x` is finite; a NaN pivot makes every value NaN.
         #[allow(clippy::eq_op)]
-        let count = match norm.divisor {
+        let count = match divisor {
             Some(d) => layout.map(rewards, out, g, |x| {
                 let y = ((x - pivot) - mean) / d;
                 if x - x == 0.0 {
@@ -395,23 +434,23 @@ fn advantages_with<T: Slot>(
 }
 
 /// [`score_run`] with the fastest kernel of this CPU (the same bits with either).
-fn score_run_pass(
+fn score_run_pass<C: Centring>(
     layout: &impl Layout,
     rewards: &[f64],
     groups: Range<usize>,
-    rule: Rule,
+    rule: Rule<C>,
     scores: &mut [Score],
     block: &mut Sums,
 ) -> Tally {
     #[cfg(target_arch = "x86_64")]
     if let Some(avx) = Avx::detect() {
         #[target_feature(enable = "avx")]
-        fn score_run_avx(
+        fn score_run_avx<C: Centring>(
             kernel: Avx,
             layout: &impl Layout,
             rewards: &[f64],
             groups: Range<usize>,
-            rule: Rule,
+            rule: Rule<C>,
             scores: &mut [Score],
             block: &mut Sums,
         ) -> Tally {
@@ -426,11 +465,11 @@ fn score_run_pass(
 /// Phase 1 over consecutive groups of `N` members each but perhaps the last (`N = 0`: any
 /// sizes): on AVX with `N` a multiple of 4, four groups at a time ([`super::quads::scores`]),
 /// the groups it leaves one at a time; the same bits either way.
-fn fixed_scores<const N: usize>(
+fn fixed_scores<const N: usize, C: Centring>(
     rewards: &[f64],
     offsets: &[usize],
     groups: Range<usize>,
-    rule: Rule,
+    rule: Rule<C>,
     scores: &mut [Score],
     blocks: &mut Vec<Sums>,
 ) -> Tally {
@@ -443,7 +482,7 @@ fn fixed_scores<const N: usize>(
             };
             // SAFETY: `avx` exists only if the CPU has AVX.
             return unsafe {
-                super::quads::scores::<N>(
+                super::quads::scores::<N, C>(
                     avx,
                     rewards,
                     offsets,
@@ -474,7 +513,8 @@ fn fixed_advantages<const N: usize, T: Slot>(
     advantages_pass(layout, rewards, groups, scores, norm, out)
 }
 
-/// [`advantages_with`], its loops compiled for AVX where the CPU has it.
+/// Phase 2 over `groups` under `norm`: the choice between the groups' own pivots and means and
+/// the batch's is made once, and each choice gets its own loop.
 fn advantages_pass<T: Slot>(
     layout: &impl Layout,
     rewards: &[f64],
@@ -482,6 +522,29 @@ fn advantages_pass<T: Slot>(
     scores: &[Score],
     norm: Norm,
     out: &mut [T],
+) -> usize {
+    let divisor = norm.divisor;
+    match norm.batch {
+        None => picked_pass(layout, rewards, groups, scores, divisor, out, |own| own),
+        Some(batch) => picked_pass(layout, rewards, groups, scores, divisor, out, move |own| {
+            if own.pivot.is_nan() {
+                own
+            } else {
+                batch
+            }
+        }),
+    }
+}
+
+/// [`advantages_with`], its loops compiled for AVX where the CPU has it.
+fn picked_pass<T: Slot>(
+    layout: &impl Layout,
+    rewards: &[f64],
+    groups: Range<usize>,
+    scores: &[Score],
+    divisor: Option<f64>,
+    out: &mut [T],
+    pick: impl Fn(Score) -> Score,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     if Avx::detect().is_some() {
@@ -491,15 +554,16 @@ fn advantages_pass<T: Slot>(
             rewards: &[f64],
             groups: Range<usize>,
             scores: &[Score],
-            norm: Norm,
+            divisor: Option<f64>,
             out: &mut [T],
+            pick: impl Fn(Score) -> Score,
         ) -> usize {
-            advantages_with(layout, rewards, groups, scores, norm, out)
+            advantages_with(layout, rewards, groups, scores, divisor, out, pick)
         }
         // SAFETY: the CPU has AVX (checked just above).
-        return unsafe { advantages_avx(layout, rewards, groups, scores, norm, out) };
+        return unsafe { advantages_avx(layout, rewards, groups, scores, divisor, out, pick) };
     }
-    advantages_with(layout, rewards, groups, scores, norm, out)
+    advantages_with(layout, rewards, groups, scores, divisor, out, pick)
 }
 
 /// REINFORCE++ (with the group-mean `baseline` or without) over consecutive groups
@@ -516,17 +580,33 @@ pub(super) fn over_ranges<T: Slot>(
     filter_zero_variance: bool,
     out: &mut [T],
 ) -> Tally {
-    let centring = Centring::of(
-        baseline,
-        &Ranges::<0> { offsets, base: 0 },
-        offsets.len() - 1,
-        rewards,
-        filter_zero_variance,
-    );
+    if baseline {
+        let rule = Rule {
+            centring: Baseline,
+            filter_zero_variance,
+        };
+        return ranges_with(rewards, offsets, size, rule, std, epsilon, out);
+    }
+    let layout = &Ranges::<0> { offsets, base: 0 };
+    let centring = origin(layout, offsets.len() - 1, rewards, filter_zero_variance);
     let rule = Rule {
         centring,
         filter_zero_variance,
     };
+    ranges_with(rewards, offsets, size, rule, std, epsilon, out)
+}
+
+/// [`over_ranges`] under one centring.
+fn ranges_with<C: Centring, T: Slot>(
+    rewards: &[f64],
+    offsets: &[usize],
+    size: Option<usize>,
+    rule: Rule<C>,
+    std: StdKind,
+    epsilon: f64,
+    out: &mut [T],
+) -> Tally {
+    let centring = rule.centring;
     let n = rewards.len();
     let count = offsets.len() - 1;
     let threads = rayon::current_num_threads();
@@ -536,11 +616,11 @@ pub(super) fn over_ranges<T: Slot>(
     let run_scores = |groups: Range<usize>, scores: &mut [Score]| {
         let mut blocks = Vec::with_capacity(groups.len().div_ceil(BLOCK));
         let tally = match size {
-            Some(8) => fixed_scores::<8>,
-            Some(16) => fixed_scores::<16>,
-            Some(32) => fixed_scores::<32>,
-            Some(64) => fixed_scores::<64>,
-            _ => fixed_scores::<0>,
+            Some(8) => fixed_scores::<8, C>,
+            Some(16) => fixed_scores::<16, C>,
+            Some(32) => fixed_scores::<32, C>,
+            Some(64) => fixed_scores::<64, C>,
+            _ => fixed_scores::<0, C>,
         }(rewards, offsets, groups, rule, scores, &mut blocks);
         (tally, blocks)
     };
@@ -570,8 +650,10 @@ pub(super) fn over_ranges<T: Slot>(
                 },
             )
     };
-    let sums = blocks.into_iter().fold(Sums::default(), Sums::add);
-    let norm = Norm::of(sums, centring, std, epsilon);
+    let all = blocks
+        .into_iter()
+        .fold(Sums::default(), |a, b| centring.add(a, b));
+    let norm = Norm::of(all, centring, std, epsilon);
     // Phase 2, on runs of whole groups of about equal numbers of samples.
     let run_advantages = |groups: Range<usize>, out: &mut [T]| {
         let base = offsets[groups.start];
@@ -609,16 +691,38 @@ pub(super) fn over_lists(
     out: &mut [f64],
 ) -> Tally {
     let count = layout.0.count();
-    let centring = Centring::of(baseline, layout, count, rewards, filter_zero_variance);
+    if baseline {
+        let rule = Rule {
+            centring: Baseline,
+            filter_zero_variance,
+        };
+        return lists_with(rewards, layout, rule, std, epsilon, out);
+    }
+    let centring = origin(layout, count, rewards, filter_zero_variance);
     let rule = Rule {
         centring,
         filter_zero_variance,
     };
+    lists_with(rewards, layout, rule, std, epsilon, out)
+}
+
+/// [`over_lists`] under one centring.
+fn lists_with<C: Centring>(
+    rewards: &[f64],
+    layout: &Lists,
+    rule: Rule<C>,
+    std: StdKind,
+    epsilon: f64,
+    out: &mut [f64],
+) -> Tally {
+    let (centring, count) = (rule.centring, layout.0.count());
     let mut scores = vec![NO_SCORE; count];
     let mut blocks = Vec::with_capacity(count.div_ceil(BLOCK));
     let mut tally = scores_blocks(layout, rewards, 0..count, rule, &mut scores, &mut blocks);
-    let sums = blocks.into_iter().fold(Sums::default(), Sums::add);
-    let norm = Norm::of(sums, centring, std, epsilon);
+    let all = blocks
+        .into_iter()
+        .fold(Sums::default(), |a, b| centring.add(a, b));
+    let norm = Norm::of(all, centring, std, epsilon);
     tally.written = advantages_pass(layout, rewards, 0..count, &scores, norm, out);
     tally.summary.groups = count;
     tally
