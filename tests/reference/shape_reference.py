@@ -479,6 +479,15 @@ def ref_gate(c):
     return {"values": (out, np.zeros(len(out)))}
 
 
+def ref_hybrid(c):
+    rule, model = unbits(c["rule"]), unbits(c["model"])
+    w_rule, w_model = unbits([c["w_rule"], c["w_model"]])
+    scored = np.array(c["scored"], dtype=bool)
+    chosen = np.where(scored, rule, model)
+    out = np.where(np.isfinite(chosen), np.where(scored, w_rule, w_model) * chosen, NAN)
+    return {"values": (out, np.zeros(len(out)))}
+
+
 def ref_lexicographic(c):
     rows = np.array([unbits(r) for r in c["rows"]])
     higher = np.array(c["higher_is_better"])
@@ -635,6 +644,7 @@ REFERENCE = {
     "minimum": ref_combination,
     "product": ref_combination,
     "gate": ref_gate,
+    "hybrid": ref_hybrid,
     "lexicographic": ref_lexicographic,
     "lexicographic_scores": ref_lexicographic_scores,
     "oprl": ref_oprl,
@@ -792,6 +802,11 @@ class Gen:
             n = rng.randint(0, 10)
             c.update(gate=bits(self.values(n)), value=bits(self.values(n)),
                      threshold=fbits(rng.choice([0.0, 0.5, 1.0])), otherwise=fbits(rng.choice([0.0, -1.0])))
+        elif op == "hybrid":
+            n = rng.randint(0, 10)
+            c.update(rule=bits(self.values(n)), model=bits(self.values(n)),
+                     scored=[rng.random() < 0.6 for _ in range(n)],
+                     w_rule=fbits(rng.uniform(-2, 2)), w_model=fbits(rng.choice([1.0, 0.5, rng.uniform(-2, 2)])))
         elif op == "lexicographic":
             levels, n = rng.randint(1, 4), rng.randint(1, 10)
             if rng.random() < 0.5:

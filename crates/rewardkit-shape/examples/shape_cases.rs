@@ -353,6 +353,24 @@ fn evaluate(case: &Fields) -> Result<Value, String> {
             let references = float_lists(case, "references")?;
             json!({"values": bits(&combine::conjunction(&refs(&terms), &refs(&references)).map_err(e)?)})
         }
+        "hybrid" => {
+            let scored: Vec<bool> = case
+                .get("scored")
+                .and_then(Value::as_array)
+                .ok_or("`scored` is required")?
+                .iter()
+                .map(|v| v.as_bool().unwrap_or(false))
+                .collect();
+            let out = combine::hybrid(
+                &floats(case, "rule")?,
+                &scored,
+                &floats(case, "model")?,
+                float(case, "w_rule")?,
+                float(case, "w_model")?,
+            )
+            .map_err(e)?;
+            json!({"values": bits(&out)})
+        }
         "gate" => {
             let out = combine::gate(
                 &floats(case, "gate")?,

@@ -119,6 +119,47 @@ pub fn product(terms: &[&[f64]]) -> Result<Vec<f64>, ShapeError> {
     Ok(per_sample(terms, n, |it| it.product()))
 }
 
+/// Hybrid rule-plus-model (HARMO's `R_hyb`, Gulhane & Indurthi 2025; methods.md §19): the rule
+/// where it is confident, the model elsewhere: `w_rule·rule` where `rule_scored`, else
+/// `w_model·model`. Confidence is the rule's own verdict (a verifier that found an answer to
+/// judge), not the size of its value, so a scored rule value of 0 is kept. A non-finite value
+/// masks the sample only when it is the one selected.
+pub fn hybrid(
+    rule: &[f64],
+    rule_scored: &[bool],
+    model: &[f64],
+    w_rule: f64,
+    w_model: f64,
+) -> Result<Vec<f64>, ShapeError> {
+    ShapeError::check_len(
+        "rule_scored",
+        rule_scored.len(),
+        rule.len(),
+        "sample of the rule",
+    )?;
+    ShapeError::check_len("model", model.len(), rule.len(), "sample of the rule")?;
+    if !w_rule.is_finite() || !w_model.is_finite() {
+        return Err(ShapeError::invalid(
+            "weights",
+            format!("rule {w_rule}, model {w_model}"),
+            "finite weights",
+        ));
+    }
+    Ok(rule
+        .iter()
+        .zip(rule_scored)
+        .zip(model)
+        .map(|((&r, &scored), &m)| {
+            let (w, x) = if scored { (w_rule, r) } else { (w_model, m) };
+            if x.is_finite() {
+                w * x
+            } else {
+                f64::NAN
+            }
+        })
+        .collect())
+}
+
 /// A gate: `value` where `gate ≥ threshold`, else `otherwise` (e.g. correctness counts only with a
 /// valid format). A non-finite gate masks the sample; a non-finite value masks it only when the
 /// gate selects it.
@@ -214,6 +255,19 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_takes_the_rule_where_it_scored() {
+        // Scored rule values (0 included) win; elsewhere the model; a non-finite value masks
+        // the sample only where it is the one chosen.
+        let rule = [1.0, 0.0, NAN, 5.0, NAN];
+        let scored = [true, true, false, false, true];
+        let model = [0.3, 0.7, 0.2, NAN, 0.9];
+        same(
+            &hybrid(&rule, &scored, &model, 2.0, 0.5).unwrap(),
+            &[2.0, 0.0, 0.1, NAN, NAN],
+        );
+    }
+
+    #[test]
     fn bad_requests() {
         assert!(weighted_sum(&[], &[]).is_err());
         assert!(weighted_sum(&[&[1.0], &[1.0, 2.0]], &[1.0, 1.0]).is_err());
@@ -222,5 +276,8 @@ mod tests {
         assert!(conjunction(&[&[1.0]], &[]).is_err());
         assert!(gate(&[1.0], NAN, &[1.0], 0.0).is_err());
         assert!(gate(&[1.0], 0.0, &[1.0, 2.0], 0.0).is_err());
+        assert!(hybrid(&[1.0], &[true, false], &[1.0], 1.0, 1.0).is_err());
+        assert!(hybrid(&[1.0], &[true], &[], 1.0, 1.0).is_err());
+        assert!(hybrid(&[1.0], &[true], &[1.0], f64::INFINITY, 1.0).is_err());
     }
 }

@@ -1322,15 +1322,18 @@ impl Shaping {
                     .and_then(|value| combine::gate(views[*gate], *threshold, &value, *otherwise))
             }
             ResolvedCombine::Hybrid { rule, model } => {
-                let mut hybrid = Vec::with_capacity(n);
-                for s in 0..n {
-                    let r = columns[*rule][s];
-                    hybrid.push(if scored[s].terms[*rule].outcome.value().is_some() {
-                        weights[*rule] * r
-                    } else {
-                        weights[*model] * columns[*model][s]
-                    });
-                }
+                let rule_scored: Vec<bool> = scored
+                    .iter()
+                    .map(|sample| sample.terms[*rule].outcome.value().is_some())
+                    .collect();
+                let hybrid = combine::hybrid(
+                    views[*rule],
+                    &rule_scored,
+                    views[*model],
+                    weights[*rule],
+                    weights[*model],
+                )
+                .map_err(|e| format!("combine: {e}"))?;
                 let mut cols: Vec<&[f64]> = vec![&hybrid];
                 let mut w = vec![1.0];
                 for (i, c) in views.iter().enumerate() {
