@@ -77,16 +77,7 @@ impl Centring for Baseline {
 
     #[inline(always)]
     fn sums(self, count: usize, _pivot: f64, mean: f64, m2: f64, spread: bool) -> Sums {
-        if mean.is_finite() && m2.is_finite() {
-            Sums {
-                count,
-                mean: 0.0,
-                m2,
-                signal: spread,
-            }
-        } else {
-            Sums::default()
-        }
+        Sums::fenced(count, 0.0, m2, spread, mean)
     }
 
     /// Means all 0: the counts and the `M2`s add.
@@ -115,17 +106,7 @@ impl Centring for FromOrigin {
 
     #[inline(always)]
     fn sums(self, count: usize, pivot: f64, mean: f64, m2: f64, _spread: bool) -> Sums {
-        let from_origin = (pivot - self.0) + mean;
-        if mean.is_finite() && m2.is_finite() && from_origin.is_finite() {
-            Sums {
-                count,
-                mean: from_origin,
-                m2,
-                signal: true,
-            }
-        } else {
-            Sums::default()
-        }
+        Sums::fenced(count, (pivot - self.0) + mean, m2, true, mean)
     }
 
     #[inline(always)]
@@ -218,6 +199,22 @@ impl Sums {
             mean: self.mean + delta * share,
             m2: (self.m2 + other.m2) + delta * delta * (self.count as f64 * share),
             signal,
+        }
+    }
+
+    /// A group's sums, or none when its own statistics (`group_mean`, `m2`) or `mean` overflowed
+    /// (see [`Centring::sums`]).
+    #[inline(always)]
+    fn fenced(count: usize, mean: f64, m2: f64, signal: bool, group_mean: f64) -> Sums {
+        if group_mean.is_finite() && m2.is_finite() && mean.is_finite() {
+            Sums {
+                count,
+                mean,
+                m2,
+                signal,
+            }
+        } else {
+            Sums::default()
         }
     }
 
