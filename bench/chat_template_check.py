@@ -191,19 +191,21 @@ TEMPLATES = {
     "namespace-loops-methods": (MISC, {}),
 }
 
-# Keys in sorted order: rewardkit hands templates JSON objects with sorted keys (see
-# crates/rewardkit-model/src/template.rs), Python keeps the file's order.
+# Keys in the order tool schemas are usually written (OpenAI's and Hugging Face's examples), not
+# sorted: rewardkit hands templates JSON objects with the file's key order, as Python does, so
+# `tojson` prints them the same way.
 TOOLS = [{
+    "type": "function",
     "function": {
-        "description": "Current weather in a city",
         "name": "get_weather",
+        "description": "Current weather in a city",
         "parameters": {
-            "properties": {"city": {"description": "City name", "type": "string"},
-                           "unit": {"enum": ["c", "f"], "type": "string"}},
-            "required": ["city"], "type": "object",
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"},
+                           "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
         },
     },
-    "type": "function",
 }]
 
 CONVERSATIONS = [
@@ -218,7 +220,7 @@ CONVERSATIONS = [
     {"messages": [{"role": "assistant", "content": "I speak first"}, {"role": "user", "content": "odd"}]},
     {"messages": [{"role": "user", "content": "Weather in Paris?"},
                   {"role": "assistant", "content": None, "tool_calls": [
-                      {"function": {"arguments": {"city": "Paris", "unit": "c"}, "name": "get_weather"}, "type": "function"}]},
+                      {"type": "function", "function": {"name": "get_weather", "arguments": {"unit": "c", "city": "Paris"}}}]},
                   {"role": "tool", "content": "{\"temp\": 21}", "name": "get_weather"},
                   {"role": "assistant", "content": "It is 21 °C in Paris."}],
      "tools": TOOLS},

@@ -1003,7 +1003,7 @@ mod tests {
         let message = error(&fields, json!({"question": "q", "answer": "a"}));
         assert_eq!(
             message,
-            "t.jsonl:3: missing field `prompt` (available: answer, question)"
+            "t.jsonl:3: missing field `prompt` (available: question, answer)"
         );
 
         let fields = FieldMap::default()

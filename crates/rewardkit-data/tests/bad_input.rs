@@ -110,7 +110,7 @@ fn a_missing_field_names_the_path_and_the_keys_present() {
     assert_eq!(
         error.to_string(),
         format!(
-            "{}:1: missing field `prompt` (available: answer, question)",
+            "{}:1: missing field `prompt` (available: question, answer)",
             path.display()
         )
     );
@@ -123,7 +123,7 @@ fn a_missing_field_names_the_path_and_the_keys_present() {
         } => {
             assert_eq!(line, 1);
             assert_eq!(field, "prompt");
-            assert_eq!(available, ["answer", "question"]);
+            assert_eq!(available, ["question", "answer"]);
         }
         other => panic!("{other:?}"),
     }

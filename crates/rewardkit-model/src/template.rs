@@ -37,9 +37,8 @@
 //!
 //! # Known differences from `transformers`
 //!
-//! JSON objects reach the template with their keys sorted (rewardkit reads rows into sorted maps;
-//! Python keeps the file's order): this shows only where a template prints a tool schema or
-//! tool-call arguments with `tojson`. The `{% generation %}` tag (assistant masks) is not
+//! JSON objects reach the template with their keys in the file's order, as in Python, so `tojson`
+//! prints tool schemas and tool-call arguments as `transformers` does. The `{% generation %}` tag (assistant masks) is not
 //! supported. `strftime_now` makes the text depend on the day it is rendered, as it does in
 //! `transformers`; templates that use it (Llama 3.1's system header) therefore give inputs that
 //! change at midnight UTC.
@@ -882,11 +881,13 @@ mod tests {
 
     #[test]
     fn tojson_writes_what_python_writes() {
+        // `transformers`' tojson is `json.dumps(x, ensure_ascii=False, indent=…, separators=…,
+        // sort_keys=False)`: keys in the order the object was written.
         let t = jinja("{{ messages[0] | tojson }}|{{ messages[0] | tojson(indent=2) }}|{{ messages[1] | tojson }}|{{ messages[0] | tojson(separators=(',', ':')) }}");
         let messages = [json!({"b": [1, 2.5, true, null], "a": {}}), json!("é<\"\n")];
         assert_eq!(
             t.render(&messages, false, None).unwrap(),
-            "{\"a\": {}, \"b\": [1, 2.5, true, null]}|{\n  \"a\": {},\n  \"b\": [\n    1,\n    2.5,\n    true,\n    null\n  ]\n}|\"é<\\\"\\n\"|{\"a\":{},\"b\":[1,2.5,true,null]}"
+            "{\"b\": [1, 2.5, true, null], \"a\": {}}|{\n  \"b\": [\n    1,\n    2.5,\n    true,\n    null\n  ],\n  \"a\": {}\n}|\"é<\\\"\\n\"|{\"b\":[1,2.5,true,null],\"a\":{}}"
         );
     }
 
