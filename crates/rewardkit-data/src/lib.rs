@@ -83,6 +83,7 @@
 
 mod error;
 mod fields;
+mod footer;
 mod format;
 mod read;
 mod write;

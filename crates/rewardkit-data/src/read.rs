@@ -14,6 +14,7 @@ use rewardkit_core::Sample;
 use serde_json::{Map, Value};
 
 use crate::fields::describe;
+use crate::footer;
 use crate::format::{binary_hint, sniff, Magic};
 use crate::{DataError, FieldMap, Format};
 
@@ -205,11 +206,20 @@ impl RecordReader {
         })
     }
 
-    fn parquet(path: &Path, file: File) -> Result<RecordReader, DataError> {
+    fn parquet(path: &Path, mut file: File) -> Result<RecordReader, DataError> {
         let not_parquet = |message: String| DataError::NotParquet {
             file: path.to_path_buf(),
             message,
         };
+        // A corrupt footer can make the decoder ask for gigabytes before reading anything
+        // (see `footer`): checked first.
+        footer::check(&mut file)
+            .map_err(|source| DataError::Io {
+                file: path.to_path_buf(),
+                line: None,
+                source,
+            })?
+            .map_err(not_parquet)?;
         // The Parquet decoder reads untrusted bytes; a panic in it must not take the run down.
         let (rows, rows_total) = catch_unwind(AssertUnwindSafe(move || {
             SerializedFileReader::new(file).map(|reader| {

@@ -226,6 +226,29 @@ fn binary_garbage_is_refused_up_front() {
     assert!(error.to_string().contains("garbage.jsonl.gz"), "{error}");
 }
 
+/// cargo-fuzz `read_rows` regression: a 24-byte Parquet file whose footer declares a list of
+/// 2^28 row groups. The `parquet` crate reserved room for all of them (26 GB) before reading
+/// one, and a failed allocation aborts the process; the footer is now checked first.
+#[test]
+fn a_footer_declaring_more_elements_than_bytes_is_not_parquet() {
+    let dir = TempDir::new().unwrap();
+    // FileMetaData field 4 (row_groups): a list of structs, count 2^28 as a varint; end.
+    let meta = [0x49, 0xfc, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00];
+    let mut bytes = b"PAR1".to_vec();
+    bytes.extend(meta);
+    bytes.extend((meta.len() as u32).to_le_bytes());
+    bytes.extend(b"PAR1");
+    let path = write(&dir, "huge-list.parquet", bytes);
+    let error = first_error(&path);
+    assert!(matches!(error, DataError::NotParquet { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("huge-list.parquet")
+            && message.contains("268435456 elements declared, 1 bytes left"),
+        "{message}"
+    );
+}
+
 /// A crash can leave a zero-filled tail after good lines: the good rows are read, and the damage
 /// is an error on its own line (not a refusal of the whole file as binary).
 #[test]

@@ -1,0 +1,219 @@
+//! A check of a Parquet file's footer before the `parquet` crate decodes it.
+//!
+//! The footer is a Thrift compact-protocol `FileMetaData` (Parquet format spec, "File format";
+//! Thrift compact protocol spec). The `parquet` crate (54) decodes each list in it with
+//! `Vec::with_capacity(declared count)` before reading any element, so a corrupt or hostile file
+//! of a few hundred bytes that declares a list of 10⁸ row groups asks for tens of gigabytes, and
+//! an allocation failure aborts the process (it is not a panic that `catch_unwind` could turn into
+//! an error; found by `fuzz/fuzz_targets/read_rows.rs`). Every list element takes at least one
+//! byte, so a count larger than the bytes left in the footer cannot be right: this walk of the
+//! footer's Thrift structure refuses such a count, and anything else malformed, before the
+//! decoder sees it. What it accepts, the decoder allocates at most a few hundred bytes per footer
+//! byte for.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// Nesting depth past which a footer is refused (a real one nests fewer than ten structs).
+const MAX_DEPTH: usize = 64;
+
+/// Checks the footer of the Parquet file `file` and seeks back to its start. `Ok(())` when the
+/// footer is sound, or when the file is too short or lacks the plain `PAR1` trailer (the
+/// decoder then reports that itself); `Err` with what is wrong otherwise.
+pub(crate) fn check(file: &mut File) -> io::Result<Result<(), String>> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let result = if len < 12 {
+        Ok(())
+    } else {
+        let mut trailer = [0u8; 8];
+        file.seek(SeekFrom::Start(len - 8))?;
+        file.read_exact(&mut trailer)?;
+        let meta_len = u64::from(u32::from_le_bytes([
+            trailer[0], trailer[1], trailer[2], trailer[3],
+        ]));
+        if &trailer[4..] != b"PAR1" || meta_len + 8 > len {
+            Ok(())
+        } else {
+            let mut meta = vec![0u8; meta_len as usize];
+            file.seek(SeekFrom::Start(len - 8 - meta_len))?;
+            file.read_exact(&mut meta)?;
+            check_metadata(&meta)
+        }
+    };
+    file.seek(SeekFrom::Start(0))?;
+    Ok(result)
+}
+
+/// Walks one Thrift compact-protocol struct (the footer's `FileMetaData`) and refuses counts
+/// larger than the bytes left, and nesting deeper than [`MAX_DEPTH`].
+pub(crate) fn check_metadata(meta: &[u8]) -> Result<(), String> {
+    let mut walk = Walk { bytes: meta, at: 0 };
+    walk.value(STRUCT, 0).map_err(|e| {
+        format!(
+            "corrupt footer metadata at byte {} of {}: {e}",
+            walk.at,
+            meta.len()
+        )
+    })
+}
+
+const STRUCT: u8 = 12;
+
+struct Walk<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Walk<'_> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        let b = *self.bytes.get(self.at).ok_or("unexpected end")?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), String> {
+        if n > self.left() {
+            return Err(format!("{n} bytes declared, {} left", self.left()));
+        }
+        self.at += n;
+        Ok(())
+    }
+
+    /// An unsigned LEB128 varint, as the decoder reads it (at most ten bytes).
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than ten bytes".to_owned())
+    }
+
+    /// A count of elements that take at least `min_bytes` each. The decoder keeps the low 32
+    /// bits as an `i32`, so that is what is checked.
+    fn count(&mut self, value: u64, min_bytes: usize) -> Result<usize, String> {
+        let count = value as i32;
+        let count = usize::try_from(count).map_err(|_| format!("negative count {count}"))?;
+        if count.saturating_mul(min_bytes) > self.left() {
+            return Err(format!(
+                "{count} elements declared, {} bytes left",
+                self.left()
+            ));
+        }
+        Ok(count)
+    }
+
+    /// Skips one value of compact type `kind`; `depth` is the current nesting.
+    fn value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH}"));
+        }
+        match kind {
+            // Booleans inside collections take a byte; as fields they live in the header.
+            1..=3 => self.skip(1),
+            4..=6 => self.varint().map(drop),
+            7 => self.skip(8),
+            8 => {
+                let len = self.varint()?;
+                let len = usize::try_from(len).map_err(|_| "length overflows".to_owned())?;
+                self.skip(len)
+            }
+            9 | 10 => {
+                let header = self.byte()?;
+                let element = header & 0x0f;
+                let count = match header >> 4 {
+                    15 => self.varint()?,
+                    short => u64::from(short),
+                };
+                let count = self.count(count, 1)?;
+                for _ in 0..count {
+                    self.value(element, depth + 1)?;
+                }
+                Ok(())
+            }
+            11 => {
+                let size = self.varint()?;
+                let size = self.count(size, 2)?;
+                if size > 0 {
+                    let kinds = self.byte()?;
+                    for _ in 0..size {
+                        self.value(kinds >> 4, depth + 1)?;
+                        self.value(kinds & 0x0f, depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            STRUCT => loop {
+                let header = self.byte()?;
+                let field = header & 0x0f;
+                if field == 0 {
+                    return Ok(());
+                }
+                if header >> 4 == 0 {
+                    self.varint()?; // a field id as a zigzag varint
+                }
+                if field != 1 && field != 2 {
+                    self.value(field, depth + 1)?;
+                }
+            },
+            other => Err(format!("unknown Thrift type {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_metadata;
+
+    #[test]
+    fn accepts_sound_structures() {
+        for meta in [
+            &[0x00][..],                           // empty struct
+            &[0x15, 0x04, 0x00],                   // field 1: i32 2
+            &[0x19, 0x25, 0x02, 0x04, 0x00],       // field 1: list of two i32
+            &[0x19, 0x1c, 0x00, 0x00],             // field 1: list of one empty struct
+            &[0x18, 0x02, b'a', b'b', 0x00],       // field 1: binary "ab"
+            &[0x11, 0x12, 0x00],                   // two boolean fields
+            &[0x05, 0x02, 0x04, 0x00],             // long-form field id 1: i32
+            &[0x1b, 0x01, 0x55, 0x02, 0x04, 0x00], // field 1: map {1: 2} of i32
+        ] {
+            assert_eq!(check_metadata(meta), Ok(()), "{meta:x?}");
+        }
+    }
+
+    #[test]
+    fn refuses_impossible_counts_and_garbage() {
+        for (meta, why) in [
+            (
+                &[0x19, 0xfc, 0xff, 0xff, 0xff, 0x3f, 0x00][..],
+                "elements declared",
+            ),
+            (
+                &[0x19, 0xfc, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00],
+                "negative count",
+            ),
+            (&[0x18, 0x10, b'a', 0x00], "bytes declared"),
+            (&[0x1b, 0x80, 0x80, 0x04, 0x55, 0x00], "elements declared"),
+            (&[0x15], "unexpected end"),
+            (&[0x1d, 0x00], "unknown Thrift type 13"),
+            (
+                &[
+                    0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                "ten bytes",
+            ),
+        ] {
+            let error = check_metadata(meta).expect_err(why);
+            assert!(error.contains(why), "{meta:x?}: {error}");
+        }
+        let deep: Vec<u8> = std::iter::repeat_n(0x1c, 100).collect();
+        assert!(check_metadata(&deep).unwrap_err().contains("nested deeper"));
+    }
+}
