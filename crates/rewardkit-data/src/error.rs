@@ -113,7 +113,7 @@ pub enum DataError {
         blank_lines: u64,
     },
 
-    /// A file read as Parquet is not a Parquet file (or its footer is corrupt).
+    /// A file read as Parquet is not a Parquet file (or its footer or a page header is corrupt).
     #[error("{}: not a Parquet file: {message}", .file.display())]
     NotParquet {
         /// The file.

@@ -44,10 +44,91 @@ pub(crate) fn check(file: &mut File) -> io::Result<Result<(), String>> {
     Ok(result)
 }
 
+/// Checks the page headers of column chunks (`(start, length)` in bytes, from the decoded
+/// footer) the same way, each against the bytes left in its chunk, and seeks back to the start.
+///
+/// Page headers are Thrift structs too, which the `parquet` crate decodes through the `thrift`
+/// crate's reader; its `read_bytes` allocates the declared length (up to 4 GiB) before reading,
+/// so a 900-byte file asked for 3.2 GB (found by `fuzz/fuzz_targets/read_rows.rs`). Each header
+/// is read in pieces of 4 KiB and up, as far as the walk needs; the pages' bodies are skipped.
+pub(crate) fn check_pages(
+    file: &mut File,
+    chunks: impl IntoIterator<Item = (u64, u64)>,
+) -> io::Result<Result<(), String>> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut result = Ok(());
+    'chunks: for (start, chunk_len) in chunks {
+        let end = start.saturating_add(chunk_len).min(len);
+        let mut at = start;
+        while at < end {
+            let mut want = 4096u64;
+            let (header, body) = loop {
+                let take = want.min(end - at);
+                let mut buf = vec![0u8; take as usize];
+                file.seek(SeekFrom::Start(at))?;
+                file.read_exact(&mut buf)?;
+                match page_header(&buf, (end - at) as usize) {
+                    Err(e) if e == MORE => want = want.saturating_mul(4),
+                    Err(e) => {
+                        result = Err(format!("corrupt page header at byte {at}: {e}"));
+                        break 'chunks;
+                    }
+                    Ok(sizes) => break sizes,
+                }
+            };
+            // A negative page size is the decoder's to report.
+            let Ok(body) = u64::try_from(body) else {
+                break;
+            };
+            at = at.saturating_add(header as u64).saturating_add(body);
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(result)
+}
+
+/// Walks a `PageHeader` at the start of `bytes` (a prefix of the `limit` bytes left in its
+/// chunk): its length, and its field 3, `compressed_page_size` (−1 when absent).
+fn page_header(bytes: &[u8], limit: usize) -> Result<(usize, i64), String> {
+    let mut walk = Walk {
+        bytes,
+        at: 0,
+        limit,
+    };
+    let mut id = 0i64;
+    let mut compressed = -1;
+    loop {
+        let header = walk.byte()?;
+        let kind = header & 0x0f;
+        if kind == 0 {
+            return Ok((walk.at, compressed));
+        }
+        id = match header >> 4 {
+            0 => unzigzag(walk.varint()?),
+            delta => id + i64::from(delta),
+        };
+        if id == 3 && kind == 5 {
+            compressed = unzigzag(walk.varint()?);
+        } else if kind != 1 && kind != 2 {
+            walk.value(kind, 1)?;
+        }
+    }
+}
+
+/// A zigzag-encoded integer, as 32 bits (the decoder's `i16`/`i32`).
+fn unzigzag(value: u64) -> i64 {
+    let v = value as u32;
+    i64::from(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
 /// Walks one Thrift compact-protocol struct (the footer's `FileMetaData`) and refuses counts
 /// larger than the bytes left, and nesting deeper than [`MAX_DEPTH`].
 pub(crate) fn check_metadata(meta: &[u8]) -> Result<(), String> {
-    let mut walk = Walk { bytes: meta, at: 0 };
+    let mut walk = Walk {
+        bytes: meta,
+        at: 0,
+        limit: meta.len(),
+    };
     walk.value(STRUCT, 0).map_err(|e| {
         format!(
             "corrupt footer metadata at byte {} of {}: {e}",
@@ -59,18 +140,30 @@ pub(crate) fn check_metadata(meta: &[u8]) -> Result<(), String> {
 
 const STRUCT: u8 = 12;
 
+/// The walk of a Thrift value over `bytes`, a prefix of the `limit` bytes it may take.
 struct Walk<'a> {
     bytes: &'a [u8],
     at: usize,
+    limit: usize,
 }
+
+/// Said when the walk needs bytes past `bytes` but within `limit`: read more and walk again.
+const MORE: &str = "(more bytes needed)";
 
 impl Walk<'_> {
     fn left(&self) -> usize {
-        self.bytes.len() - self.at
+        self.limit - self.at
     }
 
     fn byte(&mut self) -> Result<u8, String> {
-        let b = *self.bytes.get(self.at).ok_or("unexpected end")?;
+        let Some(&b) = self.bytes.get(self.at) else {
+            return Err(if self.bytes.len() < self.limit {
+                MORE
+            } else {
+                "unexpected end"
+            }
+            .to_owned());
+        };
         self.at += 1;
         Ok(b)
     }
@@ -78,6 +171,9 @@ impl Walk<'_> {
     fn skip(&mut self, n: usize) -> Result<(), String> {
         if n > self.left() {
             return Err(format!("{n} bytes declared, {} left", self.left()));
+        }
+        if n > self.bytes.len() - self.at {
+            return Err(MORE.to_owned());
         }
         self.at += n;
         Ok(())
@@ -170,7 +266,7 @@ impl Walk<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_metadata;
+    use super::{check_metadata, page_header, MORE};
 
     #[test]
     fn accepts_sound_structures() {
@@ -215,5 +311,22 @@ mod tests {
         }
         let deep: Vec<u8> = std::iter::repeat_n(0x1c, 100).collect();
         assert!(check_metadata(&deep).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn page_headers_give_their_length_and_page_size_or_ask_for_more() {
+        // Field 1 (type, i32 0), field 2 (uncompressed size, i32 100), field 3 (compressed,
+        // i32 60), stop.
+        let header = [0x15, 0x00, 0x15, 0xc8, 0x01, 0x15, 0x78, 0x00];
+        assert_eq!(page_header(&header, 100), Ok((8, 60)));
+        assert_eq!(page_header(&header[..5], 100), Err(MORE.to_owned()));
+        assert_eq!(
+            page_header(&header[..5], 5),
+            Err("unexpected end".to_owned())
+        );
+        // An unknown field 15, a string of 2^32 − 16 bytes, in a chunk of 100.
+        let huge = [0xf8, 0xf0, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        let error = page_header(&huge, 100).unwrap_err();
+        assert!(error.contains("4294967280 bytes declared"), "{error}");
     }
 }

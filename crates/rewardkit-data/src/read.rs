@@ -213,22 +213,45 @@ impl RecordReader {
         };
         // A corrupt footer can make the decoder ask for gigabytes before reading anything
         // (see `footer`): checked first.
+        let io_error = |source| DataError::Io {
+            file: path.to_path_buf(),
+            line: None,
+            source,
+        };
         footer::check(&mut file)
-            .map_err(|source| DataError::Io {
-                file: path.to_path_buf(),
-                line: None,
-                source,
-            })?
+            .map_err(io_error)?
             .map_err(not_parquet)?;
+        let mut pages = file.try_clone().map_err(io_error)?;
         // The Parquet decoder reads untrusted bytes; a panic in it must not take the run down.
-        let (rows, rows_total) = catch_unwind(AssertUnwindSafe(move || {
+        let (reader, chunks) = catch_unwind(AssertUnwindSafe(move || {
             SerializedFileReader::new(file).map(|reader| {
-                let rows_total = u64::try_from(reader.metadata().file_metadata().num_rows()).ok();
-                (reader.into_iter(), rows_total)
+                let chunks: Vec<(u64, u64)> = reader
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .flat_map(|group| group.columns())
+                    .filter_map(|column| {
+                        let start = column
+                            .dictionary_page_offset()
+                            .unwrap_or(column.data_page_offset());
+                        Some((
+                            start.try_into().ok()?,
+                            column.compressed_size().try_into().ok()?,
+                        ))
+                    })
+                    .collect();
+                (reader, chunks)
             })
         }))
         .map_err(|panic| not_parquet(panic_message(panic)))?
         .map_err(|e| not_parquet(e.to_string()))?;
+        // So can a page header (see `footer::check_pages`).
+        footer::check_pages(&mut pages, chunks)
+            .map_err(io_error)?
+            .map_err(not_parquet)?;
+        let rows_total = u64::try_from(reader.metadata().file_metadata().num_rows()).ok();
+        let rows = catch_unwind(AssertUnwindSafe(move || reader.into_iter()))
+            .map_err(|panic| not_parquet(panic_message(panic)))?;
         Ok(RecordReader {
             file: path.to_path_buf(),
             source: Source::Parquet(ParquetSource { rows, row: 0 }),

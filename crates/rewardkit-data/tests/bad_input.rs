@@ -249,6 +249,32 @@ fn a_footer_declaring_more_elements_than_bytes_is_not_parquet() {
     );
 }
 
+/// cargo-fuzz `read_rows` regression: a page header with an unknown field holding a string of
+/// 2^32 − 16 bytes, in a file of a few hundred. The `thrift` crate's reader under `parquet`
+/// allocated the declared length before reading it (3.2 GB for the fuzzer's 900-byte file); the
+/// page headers are now checked against their column chunk first.
+#[test]
+fn a_page_header_declaring_a_huge_string_is_not_parquet() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("huge-string.parquet");
+    let mut writer = TableWriter::create(&path, vec![Column::str("completion")]).unwrap();
+    writer.write_row(&[Cell::Str("a")]).unwrap();
+    writer.finish().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    // The first column chunk starts after the leading `PAR1` with a page header; its first
+    // bytes become field 15 (unknown to the decoder, which skips it), a string of 2^32 − 16.
+    bytes[4..10].copy_from_slice(&[0xf8, 0xf0, 0xff, 0xff, 0xff, 0x0f]);
+    fs::write(&path, bytes).unwrap();
+    let error = first_error(&path);
+    assert!(matches!(error, DataError::NotParquet { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("huge-string.parquet")
+            && message.contains("corrupt page header at byte 4: 4294967280 bytes declared"),
+        "{message}"
+    );
+}
+
 /// A crash can leave a zero-filled tail after good lines: the good rows are read, and the damage
 /// is an error on its own line (not a refusal of the whole file as binary).
 #[test]
