@@ -12,9 +12,9 @@
 //!    population), bits 3-5 ε from [`EPSILONS`] (three of them invalid); for GAE, γ and λ from
 //!    [`DISCOUNTS`] (bits 0-2, 3-5; two invalid) and bit 6 a bootstrap value per episode.
 //! 3. `flags` byte: bit 0 filters zero-variance groups; bits 1-2 the layout (0 `uniform`,
-//!    1 `from_sizes`, 2 `from_sizes` with one sample too many, an error; 3 as 1); bits 3 and 4
-//!    both set tile the input (rewards and sizes repeated) past 65,536 samples, the parallel
-//!    path's threshold (a tiled input takes ~0.2 s under ASAN, so only a quarter of them).
+//!    1 `from_sizes`, 2 `from_sizes` with one sample too many, an error; 3 as 1); bits 3 to 6
+//!    all set tile the input (rewards and sizes repeated) past 65,536 samples, the parallel
+//!    path's threshold (a tiled input takes up to ~0.2 s under ASAN, so only one in 16).
 //! 4. `size` byte: the uniform group size (mod 20; 0 is an error), or the number of size bytes
 //!    that follow (mod 16), each a group or episode size mod 12 (0 allowed). The sizes repeat
 //!    until they cover the samples; the last group is cut to fit.
@@ -160,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
     while !input.0.is_empty() {
         values.push(value(&mut input));
     }
-    if flags & 0x18 == 0x18 && !values.is_empty() {
+    if flags & 0x78 == 0x78 && !values.is_empty() {
         let base = values.len();
         while values.len() < TILED {
             values.extend_from_within(..base);

@@ -8,8 +8,13 @@
 //! an error; found by `fuzz/fuzz_targets/read_rows.rs`). Every list element takes at least one
 //! byte, so a count larger than the bytes left in the footer cannot be right: this walk of the
 //! footer's Thrift structure refuses such a count, and anything else malformed, before the
-//! decoder sees it. What it accepts, the decoder allocates at most a few hundred bytes per footer
-//! byte for.
+//! decoder sees it.
+//!
+//! The walk follows the types the bytes declare. The decoder reads a field it knows by the type
+//! `parquet.thrift` gives it, whatever type the bytes declare, so a footer that mislabels a
+//! field (an `i32` where the schema has a list) is read differently by the two and can still
+//! reach a large reservation (open, `fuzz/README.md`); closing that needs the walk to know the
+//! footer's field types, or a `parquet` release that bounds its reservations.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
