@@ -10,11 +10,13 @@
 //! footer's Thrift structure refuses such a count, and anything else malformed, before the
 //! decoder sees it.
 //!
-//! The walk follows the types the bytes declare. The decoder reads a field it knows by the type
-//! `parquet.thrift` gives it, whatever type the bytes declare, so a footer that mislabels a
-//! field (an `i32` where the schema has a list) is read differently by the two and can still
-//! reach a large reservation (open, `fuzz/README.md`); closing that needs the walk to know the
-//! footer's field types, or a `parquet` release that bounds its reservations.
+//! The walk follows the types the bytes declare, except where the decoder does not: it reads a
+//! field it knows by the type `parquet.thrift` gives it, whatever type the bytes declare, so a
+//! footer that mislabels a list field (an `i32` where the format has a list) would be read
+//! differently by the two. The fields the format gives as lists, and the structs on the way to
+//! them, must therefore carry their format types ([`Expect`]); what else a footer mislabels the
+//! decoder reads as a few bytes, a string (at most 4 GiB, allocated lazily) or a struct without
+//! lists.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -134,7 +136,7 @@ pub(crate) fn check_metadata(meta: &[u8]) -> Result<(), String> {
         at: 0,
         limit: meta.len(),
     };
-    walk.value(STRUCT, 0).map_err(|e| {
+    walk.value_as(STRUCT, 0, FILE_META_DATA).map_err(|e| {
         format!(
             "corrupt footer metadata at byte {} of {}: {e}",
             walk.at,
@@ -144,6 +146,61 @@ pub(crate) fn check_metadata(meta: &[u8]) -> Result<(), String> {
 }
 
 const STRUCT: u8 = 12;
+const I32: u8 = 5;
+const I64: u8 = 6;
+const BINARY: u8 = 8;
+const LIST: u8 = 9;
+
+/// What parquet.thrift says a field of a struct is, for the fields the decoder reads as lists, and
+/// the structs that lead to such lists. The decoder reads a known field by its id, whatever wire
+/// type the bytes declare: a list header read from bytes that declare something else gives a count
+/// this walk never saw (a 570-byte file made it reserve 32.7 GB for `FileMetaData.schema`; found by
+/// `fuzz/fuzz_targets/read_rows.rs`). So a known field must carry the type the format gives it.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// A list of elements of this compact type; struct elements have this schema.
+    List(u8, Schema),
+    /// A struct with this schema.
+    Struct(Schema),
+}
+
+/// Field ids of a struct and what each must be; fields not listed are walked by their wire type.
+type Schema = &'static [(i64, Expect)];
+
+/// Structs whose list fields, if any, hold only scalars the decoder reads at a few bytes each.
+const PLAIN: Schema = &[];
+/// `SizeStatistics`: level histograms.
+const SIZE_STATISTICS: Schema = &[(2, Expect::List(I64, PLAIN)), (3, Expect::List(I64, PLAIN))];
+/// `EncryptionWithColumnKey`.
+const COLUMN_KEY: Schema = &[(1, Expect::List(BINARY, PLAIN))];
+/// `ColumnCryptoMetaData` (a union).
+const COLUMN_CRYPTO: Schema = &[(2, Expect::Struct(COLUMN_KEY))];
+/// `ColumnMetaData`: encodings, path_in_schema, key_value_metadata, encoding_stats,
+/// size_statistics.
+const COLUMN_META_DATA: Schema = &[
+    (2, Expect::List(I32, PLAIN)),
+    (3, Expect::List(BINARY, PLAIN)),
+    (8, Expect::List(STRUCT, PLAIN)),
+    (13, Expect::List(STRUCT, PLAIN)),
+    (16, Expect::Struct(SIZE_STATISTICS)),
+];
+/// `ColumnChunk`: meta_data, crypto_metadata.
+const COLUMN_CHUNK: Schema = &[
+    (3, Expect::Struct(COLUMN_META_DATA)),
+    (8, Expect::Struct(COLUMN_CRYPTO)),
+];
+/// `RowGroup`: columns, sorting_columns.
+const ROW_GROUP: Schema = &[
+    (1, Expect::List(STRUCT, COLUMN_CHUNK)),
+    (4, Expect::List(STRUCT, PLAIN)),
+];
+/// `FileMetaData`: schema, row_groups, key_value_metadata, column_orders.
+const FILE_META_DATA: Schema = &[
+    (2, Expect::List(STRUCT, PLAIN)),
+    (4, Expect::List(STRUCT, ROW_GROUP)),
+    (5, Expect::List(STRUCT, PLAIN)),
+    (7, Expect::List(STRUCT, PLAIN)),
+];
 
 /// The walk of a Thrift value over `bytes`, a prefix of the `limit` bytes it may take.
 struct Walk<'a> {
@@ -213,6 +270,21 @@ impl Walk<'_> {
 
     /// Skips one value of compact type `kind`; `depth` is the current nesting.
     fn value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
+        self.value_as(kind, depth, PLAIN)
+    }
+
+    /// The header of a list: its element type and count.
+    fn list_header(&mut self) -> Result<(u8, usize), String> {
+        let header = self.byte()?;
+        let count = match header >> 4 {
+            15 => self.varint()?,
+            short => u64::from(short),
+        };
+        Ok((header & 0x0f, self.count(count, 1)?))
+    }
+
+    /// [`Walk::value`], a struct's known fields checked against `schema`.
+    fn value_as(&mut self, kind: u8, depth: usize, schema: Schema) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("nested deeper than {MAX_DEPTH}"));
         }
@@ -227,13 +299,7 @@ impl Walk<'_> {
                 self.skip(len)
             }
             9 | 10 => {
-                let header = self.byte()?;
-                let element = header & 0x0f;
-                let count = match header >> 4 {
-                    15 => self.varint()?,
-                    short => u64::from(short),
-                };
-                let count = self.count(count, 1)?;
+                let (element, count) = self.list_header()?;
                 for _ in 0..count {
                     self.value(element, depth + 1)?;
                 }
@@ -251,19 +317,48 @@ impl Walk<'_> {
                 }
                 Ok(())
             }
-            STRUCT => loop {
-                let header = self.byte()?;
-                let field = header & 0x0f;
-                if field == 0 {
-                    return Ok(());
+            STRUCT => {
+                let mut id = 0i64;
+                loop {
+                    let header = self.byte()?;
+                    let field = header & 0x0f;
+                    if field == 0 {
+                        return Ok(());
+                    }
+                    id = match header >> 4 {
+                        0 => unzigzag(self.varint()?), // a field id as a zigzag varint
+                        delta => id + i64::from(delta),
+                    };
+                    match schema
+                        .iter()
+                        .find(|(known, _)| *known == id)
+                        .map(|(_, e)| *e)
+                    {
+                        Some(Expect::List(element, elements)) => {
+                            if field != LIST {
+                                return Err(format!("field {id} has type {field}, not a list"));
+                            }
+                            let (declared, count) = self.list_header()?;
+                            if declared != element {
+                                return Err(format!(
+                                    "field {id} is a list of type {declared}, not {element}"
+                                ));
+                            }
+                            for _ in 0..count {
+                                self.value_as(element, depth + 1, elements)?;
+                            }
+                        }
+                        Some(Expect::Struct(fields)) => {
+                            if field != STRUCT {
+                                return Err(format!("field {id} has type {field}, not a struct"));
+                            }
+                            self.value_as(STRUCT, depth + 1, fields)?;
+                        }
+                        None if field != 1 && field != 2 => self.value(field, depth + 1)?,
+                        None => {}
+                    }
                 }
-                if header >> 4 == 0 {
-                    self.varint()?; // a field id as a zigzag varint
-                }
-                if field != 1 && field != 2 {
-                    self.value(field, depth + 1)?;
-                }
-            },
+            }
             other => Err(format!("unknown Thrift type {other}")),
         }
     }
@@ -281,7 +376,7 @@ mod tests {
             &[0x19, 0x25, 0x02, 0x04, 0x00],       // field 1: list of two i32
             &[0x19, 0x1c, 0x00, 0x00],             // field 1: list of one empty struct
             &[0x18, 0x02, b'a', b'b', 0x00],       // field 1: binary "ab"
-            &[0x11, 0x12, 0x00],                   // two boolean fields
+            &[0x11, 0x22, 0x00],                   // two boolean fields, ids 1 and 3
             &[0x05, 0x02, 0x04, 0x00],             // long-form field id 1: i32
             &[0x1b, 0x01, 0x55, 0x02, 0x04, 0x00], // field 1: map {1: 2} of i32
         ] {
@@ -316,6 +411,34 @@ mod tests {
         }
         let deep: Vec<u8> = std::iter::repeat_n(0x1c, 100).collect();
         assert!(check_metadata(&deep).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn known_fields_must_have_the_format_s_types() {
+        // FileMetaData.schema (field 2) declared as an i32 whose varint, read as a list header
+        // by the decoder, would be a count of 2^28 − 1: refused, whatever the walk of an i32
+        // would have said.
+        let error = check_metadata(&[0x15, 0x02, 0x15, 0xff, 0xff, 0xff, 0x7f, 0x00]).unwrap_err();
+        assert!(error.contains("field 2 has type 5, not a list"), "{error}");
+        // A list of the wrong element type, and a known struct field of another type, deeper
+        // down: row_groups (4) → RowGroup.columns (1) → ColumnChunk.meta_data (3).
+        let error = check_metadata(&[0x49, 0x15, 0x02, 0x00]).unwrap_err();
+        assert!(
+            error.contains("field 4 is a list of type 5, not 12"),
+            "{error}"
+        );
+        let error =
+            check_metadata(&[0x49, 0x1c, 0x19, 0x1c, 0x35, 0x02, 0x00, 0x00, 0x00]).unwrap_err();
+        assert!(
+            error.contains("field 3 has type 5, not a struct"),
+            "{error}"
+        );
+        // The same path with the format's types is accepted: row_groups = [RowGroup { columns:
+        // [ColumnChunk { meta_data: ColumnMetaData { encodings: [0] } }] }].
+        let sound = [
+            0x49, 0x1c, 0x19, 0x1c, 0x3c, 0x29, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(check_metadata(&sound), Ok(()));
     }
 
     #[test]
