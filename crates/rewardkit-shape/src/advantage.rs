@@ -1450,36 +1450,27 @@ mod tests {
     fn reinforce_pp_keeps_an_overflowing_group_to_itself() {
         // Rewards near ±f64::MAX overflow their group's sums (NumPy's formulas overflow there
         // too); the other groups' advantages stay exact.
-        let baseline = Estimator::ReinforcePlusPlus {
-            baseline: true,
-            std: StdKind::Population,
-            epsilon: 0.0,
-        };
-        let got = advantages(
-            &[1e308, -1e308, 1e308, 1.0, 3.0, 5.0, 7.0],
-            &Groups::from_sizes(&[3, 2, 2]),
-            &baseline,
-            false,
-        )
-        .unwrap();
-        // Scores [-1, 1, -1, 1]: batch std 1.
-        assert_eq!(&got.values[3..], &[-1.0, 1.0, -1.0, 1.0]);
-        // Without the baseline too: the batch statistics (and the origin) come from the other
-        // groups, [1, 3, 5, 7]: mean 4, std √5.
-        let plain = Estimator::ReinforcePlusPlus {
-            baseline: false,
-            std: StdKind::Population,
-            epsilon: 0.0,
-        };
-        let got = advantages(
-            &[1e308, -1e308, 1e308, 1.0, 3.0, 5.0, 7.0],
-            &Groups::from_sizes(&[3, 2, 2]),
-            &plain,
-            false,
-        )
-        .unwrap();
+        // With the baseline: scores [-1, 1, -1, 1], batch std 1. Without it the batch
+        // statistics (and the origin) come from the other groups, [1, 3, 5, 7]: mean 4, std √5.
         let s = 5f64.sqrt();
-        assert_eq!(&got.values[3..], &[-3.0 / s, -1.0 / s, 1.0 / s, 3.0 / s]);
+        for (baseline, expected) in [
+            (true, [-1.0, 1.0, -1.0, 1.0]),
+            (false, [-3.0 / s, -1.0 / s, 1.0 / s, 3.0 / s]),
+        ] {
+            let estimator = Estimator::ReinforcePlusPlus {
+                baseline,
+                std: StdKind::Population,
+                epsilon: 0.0,
+            };
+            let got = advantages(
+                &[1e308, -1e308, 1e308, 1.0, 3.0, 5.0, 7.0],
+                &Groups::from_sizes(&[3, 2, 2]),
+                &estimator,
+                false,
+            )
+            .unwrap();
+            assert_eq!(&got.values[3..], &expected, "baseline {baseline}");
+        }
     }
 
     #[test]
